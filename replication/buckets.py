@@ -1,0 +1,63 @@
+"""S3 bucket naming and prefix rules, as pure functions.
+
+The rules are AWS's for general purpose buckets:
+https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html
+"""
+
+import ipaddress
+import re
+
+_ALLOWED = re.compile(r"^[a-z0-9][a-z0-9.-]*[a-z0-9]$")
+_RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+_RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
+
+
+def bucket_name_problem(name: str) -> str | None:
+    """Why ``name`` is not a valid S3 bucket name, or None when it is."""
+    if not 3 <= len(name) <= 63:
+        return "must be 3 to 63 characters long"
+    if not _ALLOWED.match(name):
+        return (
+            "may contain only lowercase letters, digits, dots and hyphens, "
+            "and must begin and end with a letter or digit"
+        )
+    if ".." in name:
+        return "must not contain two adjacent dots"
+    try:
+        ipaddress.IPv4Address(name)
+    except ValueError:
+        pass
+    else:
+        return "must not be formatted as an IP address"
+    for prefix in _RESERVED_PREFIXES:
+        if name.startswith(prefix):
+            return f"must not start with the reserved prefix {prefix!r}"
+    for suffix in _RESERVED_SUFFIXES:
+        if name.endswith(suffix):
+            return f"must not end with the reserved suffix {suffix!r}"
+    return None
+
+
+def normalize_prefix(prefix: str) -> str:
+    """A pair's prefix names a folder: no leading slash, exactly one trailing slash.
+
+    Without the trailing slash, the prefix ``photos`` would also take in ``photos-old/``.
+    """
+    prefix = prefix.strip().lstrip("/")
+    if not prefix:
+        return ""
+    return prefix.rstrip("/") + "/"
+
+
+def prefixes_overlap(prefix_a: str, prefix_b: str) -> bool:
+    """True when one prefix contains the other, so the two key spaces share keys."""
+    return prefix_a.startswith(prefix_b) or prefix_b.startswith(prefix_a)
+
+
+def split_location(location: str) -> tuple[str, str]:
+    """Split ``bucket/some/prefix`` into the bucket and its normalised prefix."""
+    location = location.strip()
+    if location.startswith("s3://"):
+        location = location[len("s3://") :]
+    bucket, _, prefix = location.partition("/")
+    return bucket, normalize_prefix(prefix)

@@ -1,0 +1,137 @@
+from datetime import timedelta
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.db.models import F, Q
+
+from replication.buckets import bucket_name_problem, normalize_prefix, prefixes_overlap
+
+
+def validate_bucket_name(value: str) -> None:
+    problem = bucket_name_problem(value)
+    if problem:
+        raise ValidationError(f"{value!r} is not a valid S3 bucket name: it {problem}.")
+
+
+class BucketPair(models.Model):
+    """A source bucket (or a prefix of it) and the backup that the Lambda keeps of it."""
+
+    name = models.SlugField(
+        max_length=63, unique=True, help_text="Short identifier used in URLs and commands."
+    )
+    source_bucket = models.CharField(max_length=63, validators=[validate_bucket_name])
+    source_prefix = models.CharField(
+        max_length=512, blank=True, help_text="Only keys under this prefix are backed up."
+    )
+    backup_bucket = models.CharField(max_length=63, validators=[validate_bucket_name])
+    backup_prefix = models.CharField(
+        max_length=512, blank=True, help_text="Put before every key in the backup."
+    )
+    region = models.CharField(max_length=32, default="us-east-1")
+    enabled = models.BooleanField(
+        default=True, help_text="Disabled pairs are neither reconciled nor alerted on."
+    )
+    grace_seconds = models.PositiveIntegerField(
+        "grace period (seconds)",
+        default=15 * 60,
+        help_text="Source objects younger than this count as in flight, not missing.",
+    )
+    reconcile_every_minutes = models.PositiveIntegerField(
+        "reconcile every (minutes)",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Leave empty to reconcile only on demand.",
+    )
+    lag_objective_seconds = models.PositiveIntegerField(
+        "lag objective (seconds)",
+        default=15 * 60,
+        validators=[MinValueValidator(1)],
+        help_text="Copies slower than this count against the pair's health. "
+        "15 minutes is what S3 Replication Time Control promises.",
+    )
+    mirror_deletes = models.BooleanField(
+        default=False,
+        help_text="Delete backup copies of objects deleted from the source. "
+        "Off by default: a backup keeps what the source lost.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            # The Lambda would copy its own writes forever, and a reconcile would compare a
+            # key space with itself.
+            models.CheckConstraint(
+                name="pair_backup_not_inside_source",
+                condition=~Q(source_bucket=F("backup_bucket"))
+                | (
+                    ~Q(source_prefix__startswith=F("backup_prefix"))
+                    & ~Q(backup_prefix__startswith=F("source_prefix"))
+                ),
+                violation_error_message="The backup must not overlap the source.",
+            ),
+            models.CheckConstraint(
+                name="pair_bucket_names_length",
+                condition=Q(
+                    source_bucket__regex=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+                    backup_bucket__regex=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+                ),
+                violation_error_message="Bucket names must follow S3's naming rules.",
+            ),
+            models.CheckConstraint(
+                name="pair_reconcile_interval_positive",
+                condition=Q(reconcile_every_minutes__isnull=True) | Q(reconcile_every_minutes__gte=1),
+            ),
+            models.CheckConstraint(
+                name="pair_lag_objective_positive", condition=Q(lag_objective_seconds__gte=1)
+            ),
+            models.CheckConstraint(
+                name="pair_name_not_empty", condition=Q(name__regex=r"^[-a-zA-Z0-9_]+$")
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def source_location(self) -> str:
+        return f"{self.source_bucket}/{self.source_prefix}"
+
+    @property
+    def backup_location(self) -> str:
+        return f"{self.backup_bucket}/{self.backup_prefix}"
+
+    @property
+    def grace_period(self) -> timedelta:
+        return timedelta(seconds=self.grace_seconds)
+
+    @property
+    def lag_objective(self) -> timedelta:
+        return timedelta(seconds=self.lag_objective_seconds)
+
+    def clean(self) -> None:
+        self.source_prefix = normalize_prefix(self.source_prefix)
+        self.backup_prefix = normalize_prefix(self.backup_prefix)
+        if self.source_bucket and self.source_bucket == self.backup_bucket:
+            if not (self.source_prefix or self.backup_prefix):
+                raise ValidationError(
+                    {"backup_bucket": "The backup bucket must not be the source bucket itself."}
+                )
+            if prefixes_overlap(self.source_prefix, self.backup_prefix):
+                raise ValidationError(
+                    {
+                        "backup_prefix": (
+                            f"In the same bucket, the prefixes {self.source_prefix!r} and "
+                            f"{self.backup_prefix!r} overlap: the backup would copy itself."
+                        )
+                    }
+                )
+
+    def save(self, *args, **kwargs) -> None:
+        self.source_prefix = normalize_prefix(self.source_prefix)
+        self.backup_prefix = normalize_prefix(self.backup_prefix)
+        super().save(*args, **kwargs)
+
