@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.http import HttpResponse
 from django.urls import path
+from django.views.generic import RedirectView
 
 
 def healthz(request):
@@ -11,4 +12,6 @@ def healthz(request):
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    # Until the dashboard pages exist, the admin is where pairs are seen and managed.
+    path("", RedirectView.as_view(pattern_name="admin:index"), name="home"),
 ]

@@ -1,4 +1,8 @@
 import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
 
 import pytest
 
@@ -29,6 +33,71 @@ def pair(db):
 @pytest.fixture
 def ingest_key(db):
     return make_ingest_key(name="lambda")
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _celery_runs_tasks_in_process():
+    """Tasks run eagerly in tests, even where REDIS_URL is set (CI).
+
+    Tests that need a real broker and worker use the ``celery_worker`` fixture, and send
+    their tasks to its queue with ``send_task`` or ``apply_async(queue=...)``.
+    """
+    from backupsite.celery import app
+
+    app.conf.task_always_eager = True
+    app.conf.task_eager_propagates = True
+
+
+@pytest.fixture
+def celery_worker(request):
+    """A real ``celery worker`` process on Redis, consuming a queue of its own.
+
+    Yields the queue name. Extra environment for the worker (DATABASE_URL, AWS_ENDPOINT_URL)
+    can be given with ``@pytest.mark.parametrize("celery_worker", [{...}], indirect=True)``.
+    """
+    from backupsite.celery import app
+
+    redis_url = redis_url_or_skip()
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    extra_env = getattr(request, "param", None) or {}
+    env = {**os.environ, "REDIS_URL": redis_url, **extra_env}
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "backupsite",
+            "worker",
+            "--pool",
+            "solo",
+            "--queues",
+            queue,
+            "--hostname",
+            f"{queue}@%h",
+            "--loglevel",
+            "WARNING",
+            "--without-heartbeat",
+            "--without-mingle",
+            "--without-gossip",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+    app.conf.task_always_eager = False
+    try:
+        yield queue
+    finally:
+        app.conf.task_always_eager = True
+        worker.terminate()
+        try:
+            worker.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
 
 
 def redis_url_or_skip() -> str:

@@ -83,7 +83,8 @@ class BucketPair(models.Model):
             ),
             models.CheckConstraint(
                 name="pair_reconcile_interval_positive",
-                condition=Q(reconcile_every_minutes__isnull=True) | Q(reconcile_every_minutes__gte=1),
+                condition=Q(reconcile_every_minutes__isnull=True)
+                | Q(reconcile_every_minutes__gte=1),
             ),
             models.CheckConstraint(
                 name="pair_lag_objective_positive", condition=Q(lag_objective_seconds__gte=1)
@@ -96,21 +97,10 @@ class BucketPair(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    @property
-    def source_location(self) -> str:
-        return f"{self.source_bucket}/{self.source_prefix}"
-
-    @property
-    def backup_location(self) -> str:
-        return f"{self.backup_bucket}/{self.backup_prefix}"
-
-    @property
-    def grace_period(self) -> timedelta:
-        return timedelta(seconds=self.grace_seconds)
-
-    @property
-    def lag_objective(self) -> timedelta:
-        return timedelta(seconds=self.lag_objective_seconds)
+    def save(self, *args, **kwargs) -> None:
+        self.source_prefix = normalize_prefix(self.source_prefix)
+        self.backup_prefix = normalize_prefix(self.backup_prefix)
+        super().save(*args, **kwargs)
 
     def clean(self) -> None:
         self.source_prefix = normalize_prefix(self.source_prefix)
@@ -130,8 +120,18 @@ class BucketPair(models.Model):
                     }
                 )
 
-    def save(self, *args, **kwargs) -> None:
-        self.source_prefix = normalize_prefix(self.source_prefix)
-        self.backup_prefix = normalize_prefix(self.backup_prefix)
-        super().save(*args, **kwargs)
+    @property
+    def source_location(self) -> str:
+        return f"{self.source_bucket}/{self.source_prefix}"
 
+    @property
+    def backup_location(self) -> str:
+        return f"{self.backup_bucket}/{self.backup_prefix}"
+
+    @property
+    def grace_period(self) -> timedelta:
+        return timedelta(seconds=self.grace_seconds)
+
+    @property
+    def lag_objective(self) -> timedelta:
+        return timedelta(seconds=self.lag_objective_seconds)

@@ -1,0 +1,126 @@
+from django.conf import settings
+from django.contrib import admin, messages
+from django.template.response import TemplateResponse
+from django.utils.html import format_html
+
+from replication import access, deployment, s3
+from replication.models import BucketPair, IngestKey
+
+_LEVEL = {
+    access.Level.OK: messages.SUCCESS,
+    access.Level.WARNING: messages.WARNING,
+    access.Level.ERROR: messages.ERROR,
+}
+
+
+def report_url() -> str:
+    return f"{settings.SITE_URL}/api/v1/events"
+
+
+@admin.register(BucketPair)
+class BucketPairAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "source_location",
+        "backup_location",
+        "region",
+        "enabled",
+        "mirror_deletes",
+        "reconcile_every_minutes",
+    ]
+    list_filter = ["enabled", "mirror_deletes", "region"]
+    search_fields = ["name", "source_bucket", "source_prefix", "backup_bucket", "backup_prefix"]
+    readonly_fields = ["created_at", "updated_at", "lambda_environment", "iam_policy"]
+    actions = ["check_access"]
+    fieldsets = [
+        (None, {"fields": ["name", "enabled"]}),
+        (
+            "Buckets",
+            {
+                "fields": [
+                    ("source_bucket", "source_prefix"),
+                    ("backup_bucket", "backup_prefix"),
+                    "region",
+                ]
+            },
+        ),
+        (
+            "Policy",
+            {
+                "fields": [
+                    "grace_seconds",
+                    "reconcile_every_minutes",
+                    "lag_objective_seconds",
+                    "mirror_deletes",
+                ]
+            },
+        ),
+        ("Deploying the Lambda", {"fields": ["lambda_environment", "iam_policy"]}),
+        ("History", {"fields": ["created_at", "updated_at"]}),
+    ]
+
+    @admin.action(description="Check access to the selected pairs' buckets")
+    def check_access(self, request, queryset):
+        for pair in queryset:
+            for finding in access.check_pair(pair, s3.client(pair.region)):
+                self.message_user(request, f"{pair.name}: {finding.message}", _LEVEL[finding.level])
+
+    @admin.display(description="Lambda environment")
+    def lambda_environment(self, pair):
+        if pair.pk is None:
+            return "Shown once the pair is saved."
+        key = IngestKey.objects.active().order_by("-created_at").first()
+        key_id = key.key_id if key else "<create an ingest key first>"
+        env = deployment.lambda_environment(pair, report_url(), key_id)
+        return format_html("<pre>{}</pre>", deployment.as_json(env))
+
+    @admin.display(description="IAM policy for the function's role")
+    def iam_policy(self, pair):
+        if pair.pk is None:
+            return "Shown once the pair is saved."
+        return format_html(
+            "<pre>{}</pre><p>If either bucket uses SSE-KMS, the role also needs kms:Decrypt on "
+            "the source key and kms:GenerateDataKey and kms:Encrypt on the backup key.</p>",
+            deployment.as_json(deployment.iam_policy(pair)),
+        )
+
+
+@admin.register(IngestKey)
+class IngestKeyAdmin(admin.ModelAdmin):
+    list_display = ["name", "key_id", "created_at", "last_used_at", "is_active"]
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["name", "key_id"]
+    fields = ["name", "key_id", "created_at", "last_used_at", "revoked_at"]
+    readonly_fields = ["key_id", "created_at", "last_used_at", "revoked_at"]
+    actions = ["revoke"]
+
+    @admin.display(boolean=True, description="active")
+    def is_active(self, key):
+        return key.is_active
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is not None:
+            return [*self.readonly_fields, "name"]
+        return self.readonly_fields
+
+    def response_add(self, request, obj, post_url_continue=None):
+        # The secret goes into this one response and nowhere else: not into a message
+        # (messages may be kept in a cookie), not into a log.
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "key": obj,
+            "report_url": report_url(),
+            "title": f"Ingest key {obj.name} created",
+        }
+        response = TemplateResponse(request, "admin/replication/ingestkey/created.html", context)
+        response["Cache-Control"] = "no-store"
+        return response
+
+    @admin.action(description="Revoke the selected keys")
+    def revoke(self, request, queryset):
+        revoked = 0
+        for key in queryset.filter(revoked_at__isnull=True):
+            key.revoke()
+            revoked += 1
+        self.message_user(request, f"Revoked {revoked} key(s).", messages.SUCCESS)

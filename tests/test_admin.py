@@ -1,0 +1,168 @@
+import json
+
+import boto3
+import pytest
+from django.contrib.messages import get_messages
+from django.urls import reverse
+from moto import mock_aws
+from moto.core import set_initial_no_auth_action_count
+
+from replication import s3
+from replication.models import IngestKey
+from tests.factories import make_ingest_key
+
+pytestmark = pytest.mark.django_db
+
+
+def messages_of(response) -> list[str]:
+    return [str(m) for m in get_messages(response.wsgi_request)]
+
+
+def run_check_access(client, pair):
+    return client.post(
+        reverse("admin:replication_bucketpair_changelist"),
+        {"action": "check_access", "_selected_action": [pair.pk]},
+        follow=True,
+    )
+
+
+class TestPages:
+    def test_pair_list_add_and_change_pages_render(self, admin_client, pair):
+        for url in (
+            reverse("admin:replication_bucketpair_changelist"),
+            reverse("admin:replication_bucketpair_changelist") + "?q=photos&enabled__exact=1",
+            reverse("admin:replication_bucketpair_add"),
+            reverse("admin:replication_bucketpair_change", args=[pair.pk]),
+        ):
+            assert admin_client.get(url).status_code == 200, url
+
+    def test_pair_page_shows_the_lambda_environment_and_iam_policy(self, admin_client, pair):
+        key = make_ingest_key(name="prod-lambda")
+        page = admin_client.get(reverse("admin:replication_bucketpair_change", args=[pair.pk]))
+        html = page.content.decode()
+        assert "DESTINATION_BUCKET" in html and "photos-bak" in html
+        assert key.key_id in html
+        assert "/api/v1/events" in html
+        assert "arn:aws:s3:::photos-src/*" in html
+        assert key.secret not in html
+
+    def test_adding_a_pair_with_overlapping_prefixes_shows_the_reason(self, admin_client):
+        response = admin_client.post(
+            reverse("admin:replication_bucketpair_add"),
+            {
+                "name": "loop",
+                "enabled": "on",
+                "source_bucket": "data-bucket",
+                "source_prefix": "",
+                "backup_bucket": "data-bucket",
+                "backup_prefix": "backup",
+                "region": "us-east-1",
+                "grace_seconds": 900,
+                "lag_objective_seconds": 900,
+            },
+        )
+        assert response.status_code == 200
+        assert "the backup would copy itself" in response.content.decode()
+
+
+class TestIngestKeys:
+    def test_creating_a_key_shows_its_secret_once(self, admin_client):
+        response = admin_client.post(reverse("admin:replication_ingestkey_add"), {"name": "fn"})
+        key = IngestKey.objects.get(name="fn")
+        assert key.secret in response.content.decode()
+        assert "no-store" in response["Cache-Control"]
+        for url in (
+            reverse("admin:replication_ingestkey_changelist"),
+            reverse("admin:replication_ingestkey_change", args=[key.pk]),
+        ):
+            assert key.secret not in admin_client.get(url).content.decode()
+
+    def test_revoking_keys_marks_them_revoked(self, admin_client):
+        key = make_ingest_key()
+        admin_client.post(
+            reverse("admin:replication_ingestkey_changelist"),
+            {"action": "revoke", "_selected_action": [key.pk]},
+        )
+        key.refresh_from_db()
+        assert not key.is_active
+        assert not IngestKey.objects.active().exists()
+
+
+@mock_aws
+class TestCheckAccess:
+    def setup_buckets(self, *names, versioned=()):
+        client = boto3.client("s3", region_name="us-east-1")
+        for name in names:
+            client.create_bucket(Bucket=name)
+        for name in versioned:
+            client.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+        return client
+
+    def test_missing_buckets_are_reported_as_messages(self, admin_client, pair):
+        messages = messages_of(run_check_access(admin_client, pair))
+        assert "photos: Source: bucket 'photos-src' does not exist." in messages
+        assert "photos: Backup: bucket 'photos-bak' does not exist." in messages
+
+    def test_healthy_buckets_are_reported_ok_with_advice(self, admin_client, pair):
+        self.setup_buckets("photos-src", "photos-bak", versioned=["photos-bak"])
+        messages = messages_of(run_check_access(admin_client, pair))
+        assert "photos: Source 'photos-src' exists and can be listed." in messages
+        assert "photos: Backup 'photos-bak' is writable." in messages
+        assert "photos: Backup 'photos-bak' has versioning enabled." in messages
+        assert any("sends no event notifications" in m for m in messages)
+        assert any("copies cannot pin" in m for m in messages)
+
+    def test_the_write_probe_leaves_nothing_behind(self, admin_client, pair):
+        client = self.setup_buckets("photos-src", "photos-bak")
+        run_check_access(admin_client, pair)
+        assert client.list_objects_v2(Bucket="photos-bak")["KeyCount"] == 0
+
+    def test_event_notifications_are_detected(self, admin_client, pair):
+        client = self.setup_buckets("photos-src", "photos-bak")
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        queue_url = sqs.create_queue(QueueName="photos-events")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
+        client.put_bucket_notification_configuration(
+            Bucket="photos-src",
+            NotificationConfiguration={
+                "QueueConfigurations": [
+                    {
+                        "QueueArn": queue_arn["Attributes"]["QueueArn"],
+                        "Events": ["s3:ObjectCreated:*"],
+                    }
+                ]
+            },
+        )
+        messages = messages_of(run_check_access(admin_client, pair))
+        assert "photos: Source sends event notifications (QueueConfigurations)." in messages
+
+
+@set_initial_no_auth_action_count(5)
+@mock_aws
+def test_denied_access_is_reported_as_messages_not_a_traceback(admin_client, pair, monkeypatch):
+    s3_admin = boto3.client("s3", region_name="us-east-1")
+    s3_admin.create_bucket(Bucket="photos-src")
+    s3_admin.create_bucket(Bucket="photos-bak")
+    iam = boto3.client("iam", region_name="us-east-1")
+    iam.create_user(UserName="dashboard")
+    iam.put_user_policy(
+        UserName="dashboard",
+        PolicyName="nothing-useful",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": "sqs:ListQueues", "Resource": "*"}],
+            }
+        ),
+    )
+    credentials = iam.create_access_key(UserName="dashboard")["AccessKey"]
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", credentials["AccessKeyId"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", credentials["SecretAccessKey"])
+    s3.reset_clients()
+
+    response = run_check_access(admin_client, pair)
+
+    assert response.status_code == 200
+    messages = messages_of(response)
+    assert "photos: Source: access to bucket 'photos-src' is denied (AccessDenied)." in messages
+    assert "photos: Backup: access to bucket 'photos-bak' is denied (AccessDenied)." in messages

@@ -1,0 +1,109 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from backupsite.env import envbool, envint, envlist, envstr
+
+ROOT = Path(__file__).resolve().parent.parent
+
+PRINT_SETTINGS = """
+import json, django
+django.setup()
+from django.conf import settings
+print(json.dumps({
+    "engine": settings.DATABASES["default"]["ENGINE"],
+    "name": str(settings.DATABASES["default"]["NAME"]),
+    "eager": settings.CELERY_TASK_ALWAYS_EAGER,
+    "broker": settings.CELERY_BROKER_URL,
+    "debug": settings.DEBUG,
+    "embedded_s3": settings.EMBEDDED_S3,
+}))
+"""
+
+
+def run_python(code: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    base = {"PATH": "/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": "backupsite.settings"}
+    return subprocess.run(
+        [sys.executable, *(["-c", code] if code else []), *args],
+        cwd=ROOT,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_settings_work_with_no_environment_at_all():
+    result = run_python(PRINT_SETTINGS, {})
+    assert result.returncode == 0, result.stderr
+    values = json.loads(result.stdout)
+    assert values["engine"] == "django.db.backends.sqlite3"
+    assert values["name"].endswith("db.sqlite3")
+    assert values["eager"] is True
+    assert values["broker"] == "memory://"
+    assert values["debug"] is True
+    assert values["embedded_s3"] is True
+
+
+def test_database_url_and_redis_url_switch_to_postgres_and_a_broker():
+    env = {
+        "DATABASE_URL": "postgres://someone@db.example:5432/backups",
+        "REDIS_URL": "redis://cache.example:6379/2",
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:5000",
+    }
+    values = json.loads(run_python(PRINT_SETTINGS, env).stdout)
+    assert values["engine"] == "django.db.backends.postgresql"
+    assert values["name"] == "backups"
+    assert values["eager"] is False
+    assert values["broker"] == "redis://cache.example:6379/2"
+    assert values["embedded_s3"] is False
+
+
+def test_production_settings_pass_the_deploy_check():
+    env = {
+        "BACKUPSITE_ENV": "production",
+        "SECRET_KEY": "k" * 20 + "-not-a-real-key-but-long-and-varied-1234567890",
+        "ALLOWED_HOSTS": "backups.example.com",
+        "REDIS_URL": "redis://127.0.0.1:6379/0",
+        "METRICS_TOKEN": "scrape-me",
+    }
+    result = run_python("", env, "manage.py", "check", "--deploy", "--fail-level", "WARNING")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_production_refuses_to_start_without_a_secret_key():
+    result = run_python(PRINT_SETTINGS, {"BACKUPSITE_ENV": "production"})
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set" in result.stderr
+
+
+def test_envbool_reads_the_usual_spellings_and_refuses_others(monkeypatch):
+    monkeypatch.setenv("FLAG", "Yes")
+    assert envbool("FLAG", default=False) is True
+    monkeypatch.setenv("FLAG", "off")
+    assert envbool("FLAG", default=True) is False
+    monkeypatch.setenv("FLAG", "maybe")
+    with pytest.raises(ImproperlyConfigured, match="FLAG must be true or false"):
+        envbool("FLAG", default=False)
+
+
+def test_envint_refuses_words(monkeypatch):
+    monkeypatch.setenv("COUNT", "ten")
+    with pytest.raises(ImproperlyConfigured, match="COUNT must be a whole number"):
+        envint("COUNT", 1)
+
+
+def test_secrets_can_come_from_files(monkeypatch, tmp_path):
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("from-a-file\n")
+    monkeypatch.setenv("SECRET_KEY_FILE", str(secret_file))
+    assert envstr("SECRET_KEY") == "from-a-file"
+
+
+def test_envlist_splits_on_commas(monkeypatch):
+    monkeypatch.setenv("HOSTS", "a.example, b.example,,")
+    assert envlist("HOSTS", []) == ["a.example", "b.example"]
