@@ -1,0 +1,179 @@
+"""Reconcile runs: one comparison of a pair's source and backup, and what it found."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from replication.models.pairs import BucketPair
+
+
+class ReconcileRun(models.Model):
+    """One reconcile of one pair.
+
+    Flow: ``QUEUED -> RUNNING -> SUCCEEDED | FAILED``; a queued run may also go straight to
+    ``FAILED`` (it could not be enqueued, or no worker took it in time). "Succeeded" means the
+    comparison finished, whatever it found. At most one queued or running run per pair, which
+    the database enforces, so two workers can never reconcile one pair at once.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    class Trigger(models.TextChoices):
+        MANUAL = "manual"
+        SCHEDULED = "scheduled"
+        API = "api"
+
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
+
+    pair = models.ForeignKey(BucketPair, on_delete=models.CASCADE, related_name="reconcile_runs")
+    trigger = models.CharField(max_length=16, choices=Trigger.choices, default=Trigger.MANUAL)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    repair = models.BooleanField(default=False, help_text="Copy what is missing or changed.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    celery_task_id = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Written with every progress save; a running run whose heartbeat stops lost its worker.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    # Progress and results. The counts are complete even when discrepancy rows are capped.
+    objects_scanned = models.BigIntegerField(default=0, help_text="Both sides, live.")
+    source_objects = models.BigIntegerField(default=0)
+    destination_objects = models.BigIntegerField(default=0)
+    source_bytes = models.BigIntegerField(default=0)
+    destination_bytes = models.BigIntegerField(default=0)
+    in_sync = models.BigIntegerField(default=0)
+    missing = models.BigIntegerField(default=0)
+    extra = models.BigIntegerField(default=0)
+    mismatched = models.BigIntegerField(default=0)
+    unverified = models.BigIntegerField(default=0)
+    in_flight = models.BigIntegerField(default=0)
+    repaired = models.BigIntegerField(default=0)
+    repair_failed = models.BigIntegerField(default=0)
+    discrepancies_stored = models.PositiveIntegerField(default=0)
+    ranges_total = models.PositiveIntegerField(default=0)
+    ranges_done = models.PositiveIntegerField(default=0)
+    # Keys sampled every RECONCILE_RANGE_SIZE source objects: the next run's range boundaries.
+    range_boundaries = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["pair"],
+                condition=Q(status__in=["queued", "running"]),
+                name="reconcile_one_active_run_per_pair",
+                violation_error_message="This pair already has a reconcile queued or running.",
+            ),
+        ]
+        indexes = [
+            # Overview and pair pages: the latest runs of each pair.
+            models.Index(fields=["pair", "-created_at"], name="reconcile_run_pair_latest"),
+            # The reaper: active runs ordered by how long ago they last reported.
+            models.Index(
+                fields=["heartbeat_at"],
+                condition=Q(status__in=["queued", "running"]),
+                name="reconcile_run_active_heartbeat",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"reconcile #{self.pk} of {self.pair_id} ({self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE
+
+    @property
+    def differences(self) -> int:
+        return self.missing + self.extra + self.mismatched + self.unverified
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return round((self.finished_at - self.started_at).total_seconds(), 3)
+        return None
+
+
+class ReconcileRange(models.Model):
+    """One key range of a run, reconciled by one task; a run has one or more.
+
+    Flow: ``QUEUED -> RUNNING -> SUCCEEDED | FAILED``. The range covers keys ``k`` (prefix
+    removed) with ``start_after < k <= end``; an empty bound is open. Claiming a range is a
+    conditional update, so a redelivered task never counts a range twice.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    run = models.ForeignKey(ReconcileRun, on_delete=models.CASCADE, related_name="ranges")
+    index = models.PositiveIntegerField()
+    # NULL is an open bound; "" would be a real key (an object named exactly like the prefix).
+    start_after = models.TextField(null=True, blank=True)  # noqa: DJ001
+    end = models.TextField(null=True, blank=True)  # noqa: DJ001
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    counts = models.JSONField(default=dict, blank=True)
+    boundaries = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["run", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "index"], name="reconcile_range_unique_index")
+        ]
+
+    def __str__(self) -> str:
+        return f"range {self.index} of run {self.run_id}"
+
+
+class Discrepancy(models.Model):
+    """A key that differs between source and backup in one run (rows capped per run)."""
+
+    class Kind(models.TextChoices):
+        # The values are replication.reconcile.diff's categories (a test keeps them equal).
+        MISSING = "missing"
+        EXTRA = "extra"
+        MISMATCHED = "mismatched"
+        UNVERIFIED = "unverified"
+        IN_FLIGHT = "in_flight", "in flight"
+
+    class Repair(models.TextChoices):
+        NONE = "", "not repaired"
+        COPIED = "copied"
+        DELETED = "deleted"
+        SKIPPED = "skipped"
+        FAILED = "failed"
+
+    run = models.ForeignKey(ReconcileRun, on_delete=models.CASCADE, related_name="discrepancies")
+    key = models.TextField(help_text="Without either side's prefix.")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    source_size = models.BigIntegerField(null=True, blank=True)
+    source_etag = models.CharField(max_length=80, blank=True)
+    source_last_modified = models.DateTimeField(null=True, blank=True)
+    backup_size = models.BigIntegerField(null=True, blank=True)
+    backup_etag = models.CharField(max_length=80, blank=True)
+    backup_last_modified = models.DateTimeField(null=True, blank=True)
+    repaired = models.BooleanField(default=False)
+    repair_outcome = models.CharField(max_length=16, choices=Repair.choices, blank=True)
+    repair_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["run", "id"]
+        verbose_name_plural = "discrepancies"
+        indexes = [
+            # The run page: a run's discrepancies, filtered and counted by kind.
+            models.Index(fields=["run", "kind"], name="discrepancy_run_kind"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.key}"

@@ -1,0 +1,262 @@
+"""The pure diff engine: every category, byte order, and the streaming merge's invariants."""
+
+import ast
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from replication.models import Discrepancy
+from replication.reconcile import diff as diff_module
+from replication.reconcile.diff import (
+    EXTRA,
+    IN_FLIGHT,
+    KINDS,
+    MISMATCHED,
+    MISSING,
+    UNVERIFIED,
+    Entry,
+    ListingOrderError,
+    Tally,
+    compare,
+    diff,
+)
+from replication.reconcile.ranges import BoundarySampler, KeyRange, split
+
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+OLD = NOW - timedelta(hours=1)
+YOUNG = NOW - timedelta(seconds=10)
+GRACE_CUTOFF = NOW - timedelta(minutes=15)
+
+MD5_A = "0cc175b9c0f1b6a831c399e269772661"
+MD5_B = "92eb5ffee6ae2fec3ad71c777531578f"
+MULTIPART_A = "f3c0e6e5a8d0e3d2c1b0a9f8e7d6c5b4-2"
+MULTIPART_B = "0a1b2c3d4e5f60718293a4b5c6d7e8f9-3"
+
+
+def entry(key, size=1, etag=MD5_A, modified=OLD, checksum=None) -> Entry:
+    return Entry(key, size, etag, modified, checksum)
+
+
+def run_diff(source, backup):
+    tally = Tally()
+    found = [
+        (d.kind, d.key) for d in diff(source, backup, in_flight_after=GRACE_CUTOFF, tally=tally)
+    ]
+    return found, tally
+
+
+def test_identical_listings_have_no_differences_and_count_everything_in_sync():
+    listing = [entry("a"), entry("b", size=5), entry("c", etag=MULTIPART_A)]
+    found, tally = run_diff(listing, list(listing))
+    assert found == []
+    assert tally.in_sync == 3
+    assert tally.source_objects == tally.destination_objects == 3
+    assert tally.source_bytes == tally.destination_bytes == 7
+
+
+def test_old_source_only_key_is_missing_and_backup_only_key_is_extra():
+    found, tally = run_diff([entry("a"), entry("b")], [entry("b"), entry("c")])
+    assert found == [(MISSING, "a"), (EXTRA, "c")]
+    assert (tally.missing, tally.extra, tally.in_sync) == (1, 1, 1)
+
+
+def test_reconcile_counts_young_objects_as_in_flight():
+    found, tally = run_diff([entry("new", modified=YOUNG)], [])
+    assert found == [(IN_FLIGHT, "new")]
+    assert (tally.in_flight, tally.missing) == (1, 0)
+
+
+def test_young_overwrite_not_yet_copied_is_in_flight_not_mismatched():
+    found, _ = run_diff([entry("k", etag=MD5_B, modified=YOUNG)], [entry("k", etag=MD5_A)])
+    assert found == [(IN_FLIGHT, "k")]
+
+
+def test_different_sizes_are_mismatched_whatever_the_etags():
+    found, _ = run_diff([entry("k", size=2, etag=MULTIPART_A)], [entry("k", size=3, etag=MD5_A)])
+    assert found == [(MISMATCHED, "k")]
+
+
+def test_same_size_different_single_part_etags_are_mismatched():
+    found, _ = run_diff([entry("k", etag=MD5_A)], [entry("k", etag=MD5_B)])
+    assert found == [(MISMATCHED, "k")]
+
+
+def test_multipart_source_copied_single_part_is_unverified_not_mismatched():
+    found, tally = run_diff([entry("big", size=9, etag=MULTIPART_A)], [entry("big", size=9)])
+    assert found == [(UNVERIFIED, "big")]
+    assert (tally.unverified, tally.mismatched, tally.in_sync) == (1, 0, 0)
+
+
+def test_equal_multipart_etags_prove_equal_content():
+    assert compare(entry("k", etag=MULTIPART_A), entry("k", etag=MULTIPART_A)) is None
+
+
+def test_multipart_etags_of_different_part_boundaries_are_unverified():
+    assert compare(entry("k", etag=MULTIPART_A), entry("k", etag=MULTIPART_B)) == UNVERIFIED
+
+
+def test_full_object_checksums_decide_when_etags_cannot():
+    source = entry("k", etag=MULTIPART_A, checksum="SHA256:abc")
+    assert compare(source, entry("k", etag=MD5_A, checksum="SHA256:abc")) is None
+    assert compare(source, entry("k", etag=MD5_A, checksum="SHA256:xyz")) == MISMATCHED
+    # Different algorithms say nothing about each other.
+    assert compare(source, entry("k", etag=MD5_A, checksum="CRC32:abc")) == UNVERIFIED
+
+
+def test_composite_checksums_are_not_compared_across_part_layouts():
+    source = entry("k", etag=MULTIPART_A, checksum="CRC32C:abc-2")
+    assert compare(source, entry("k", etag=MD5_A, checksum="CRC32C:def")) == UNVERIFIED
+
+
+def test_empty_buckets_have_nothing_to_report():
+    found, tally = run_diff([], [])
+    assert found == []
+    assert tally == Tally()
+
+
+def test_empty_backup_makes_every_old_source_key_missing():
+    found, tally = run_diff([entry("a"), entry("b", modified=YOUNG)], [])
+    assert found == [(MISSING, "a"), (IN_FLIGHT, "b")]
+    assert tally.destination_objects == 0
+
+
+def test_empty_source_makes_every_backup_key_extra():
+    found, tally = run_diff([], [entry("a"), entry("b")])
+    assert found == [(EXTRA, "a"), (EXTRA, "b")]
+    assert tally.source_objects == 0
+
+
+# --- Order ------------------------------------------------------------------------------------
+
+# U+FF5E (3 UTF-8 bytes, EF BD 9E) sorts before U+1F600 (4 bytes, F0 9F 98 80) in UTF-8, as S3
+# lists them; in UTF-16 (Java, JavaScript) the emoji's surrogate D83D sorts first. U+E000, a
+# private-use character, is the other classic: after surrogates in code points, before in UTF-16.
+S3_ORDER = ["a", "a b", "a+b", "a/b", "z", "\u00e9", "\ue000", "\uff5e", "\U0001f600"]
+
+
+def test_merge_order_is_s3s_utf8_byte_order():
+    assert sorted(S3_ORDER, key=lambda k: k.encode("utf-8")) == S3_ORDER
+    utf16_order = sorted(S3_ORDER, key=lambda k: k.encode("utf-16-be"))
+    assert utf16_order != S3_ORDER, "the fixture must contain keys UTF-16 order disagrees on"
+
+    source = [entry(k) for k in S3_ORDER]
+    backup = [entry(k) for k in S3_ORDER if k != "\uff5e"]
+    found, tally = run_diff(source, backup)
+    # A merge in the wrong order would report pairs of missing/extra instead of one missing.
+    assert found == [(MISSING, "\uff5e")]
+    assert tally.in_sync == len(S3_ORDER) - 1
+
+
+@given(
+    st.dictionaries(
+        st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=6),
+        st.sampled_from(["same", "source", "backup", "changed"]),
+        max_size=40,
+    )
+)
+@settings(max_examples=200, deadline=None)
+def test_merge_of_utf8_sorted_listings_finds_exactly_the_set_differences(keys):
+    def utf8_sorted(entries):
+        return sorted(entries, key=lambda e: e.key.encode("utf-8"))
+
+    source = utf8_sorted(entry(k) for k, where in keys.items() if where != "backup")
+    backup = utf8_sorted(
+        entry(k, etag=MD5_B if where == "changed" else MD5_A)
+        for k, where in keys.items()
+        if where != "source"
+    )
+    found, tally = run_diff(source, backup)
+    expected = {
+        (MISSING, k) if where == "source" else (EXTRA, k) if where == "backup" else (MISMATCHED, k)
+        for k, where in keys.items()
+        if where != "same"
+    }
+    assert set(found) == expected
+    assert tally.in_sync == sum(1 for where in keys.values() if where == "same")
+
+
+def test_out_of_order_listing_is_refused_rather_than_misreported():
+    with pytest.raises(ListingOrderError, match="backup listing is out of order"):
+        run_diff([entry("a"), entry("b")], [entry("b"), entry("a")])
+
+
+def test_duplicate_key_in_a_listing_is_refused():
+    with pytest.raises(ListingOrderError, match="source listing"):
+        run_diff([entry("a"), entry("a")], [])
+
+
+def test_diff_consumes_its_inputs_lazily():
+    def endless():
+        n = 0
+        while True:
+            yield entry(f"{n:012d}")
+            n += 1
+
+    differences = diff(endless(), iter([]), in_flight_after=GRACE_CUTOFF)
+    first = [next(differences) for _ in range(3)]
+    assert [d.key for d in first] == ["000000000000", "000000000001", "000000000002"]
+
+
+# --- Ranges -----------------------------------------------------------------------------------
+
+
+def test_split_ranges_cover_every_key_exactly_once():
+    ranges = split(["d", "m", "t"], max_ranges=16)
+    assert ranges == [KeyRange(None, "d"), KeyRange("d", "m"), KeyRange("m", "t"), KeyRange("t")]
+    for key in ["", "a", "d", "e", "m", "s", "t", "u", "\U0001f600"]:
+        assert sum(r.contains(key) for r in ranges) == 1
+
+
+def test_split_keeps_at_most_max_ranges_evenly_spaced():
+    ranges = split([f"{n:03d}" for n in range(100)], max_ranges=4)
+    assert len(ranges) == 4
+    assert [r.end for r in ranges] == ["000", "033", "066", None]
+
+
+def test_split_without_boundaries_is_one_open_range():
+    assert split([], max_ranges=8) == [KeyRange()]
+
+
+def test_sampler_records_every_nth_key():
+    sampler = BoundarySampler(every=3)
+    for key in "abcdefgh":
+        sampler.see(key)
+    assert sampler.boundaries == ["c", "f"]
+
+
+def test_range_results_add_up_like_one_pass():
+    source = [entry(f"k{n:02d}", etag=MD5_B if n % 7 == 0 else MD5_A) for n in range(40)]
+    backup = [entry(f"k{n:02d}") for n in range(5, 45)]
+    _, whole = run_diff(source, backup)
+    combined = Tally()
+    for r in split(["k10", "k20", "k33"], max_ranges=4):
+        _, part = run_diff(
+            [e for e in source if r.contains(e.key)], [e for e in backup if r.contains(e.key)]
+        )
+        combined.add(part)
+    assert combined == whole
+
+
+# --- Purity and vocabulary --------------------------------------------------------------------
+
+
+def test_diff_kinds_are_the_stored_discrepancy_kinds():
+    assert set(KINDS) == set(Discrepancy.Kind.values)
+
+
+@pytest.mark.parametrize("module", ["diff", "ranges"])
+def test_pure_modules_import_only_the_standard_library_and_each_other(module):
+    path = Path(diff_module.__file__).with_name(f"{module}.py")
+    tree = ast.parse(path.read_text())
+    imported = {
+        node.module if isinstance(node, ast.ImportFrom) else alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    }
+    pure = {"replication.reconcile.diff", "replication.reconcile.ranges"}
+    assert all(name.split(".")[0] in sys.stdlib_module_names or name in pure for name in imported)
