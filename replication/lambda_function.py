@@ -592,13 +592,14 @@ def _copy_by_parts(
     """
     etag = head["ETag"]
     count = parts_in_etag(etag)
+
+    def part_length(number: int) -> int:
+        # No IfMatch here: moto compares it with the part's own ETag and answers 412. The
+        # whole-object check before completing covers a source changed in the meantime.
+        return s3.head_object(**source, PartNumber=number)["ContentLength"]
+
     with ThreadPoolExecutor(max_workers=min(_PART_COPY_THREADS, count)) as pool:
-        lengths = list(
-            pool.map(
-                lambda n: s3.head_object(**source, PartNumber=n, IfMatch=etag)["ContentLength"],
-                range(1, count + 1),
-            )
-        )
+        lengths = list(pool.map(part_length, range(1, count + 1)))
     tags = s3.get_object_tagging(**source).get("TagSet", [])
     create = {name: head[name] for name in _CONTENT_HEADERS if head.get(name)}
     if tags:
