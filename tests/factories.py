@@ -25,3 +25,31 @@ def make_ingest_key(**fields) -> IngestKey:
     values = {"name": f"key-{next(_seq)}"}
     values.update(fields)
     return IngestKey.objects.create(**values)
+
+
+_event_seq = itertools.count(1)
+
+
+def event_payload(**fields) -> dict:
+    """One copy result as the Lambda reports it, for the ``pair`` fixture's buckets."""
+    n = next(_event_seq)
+    values = {
+        "source_bucket": "photos-src",
+        "destination_bucket": "photos-bak",
+        "key": f"img/{n}.jpg",
+        "version_id": None,
+        "event_name": "ObjectCreated:Put",
+        "event_time": "2026-11-27T12:00:00.000Z",
+        "sequencer": f"{n:018X}",
+        "size": 1024,
+        "etag": '"d41d8cd98f00b204e9800998ecf8427e"',
+        "status": "copied",
+        "error_code": None,
+        "error_message": None,
+        "started_at": "2026-11-27T12:00:01Z",
+        "finished_at": "2026-11-27T12:00:02.500Z",
+        "request_id": f"req-{n}",
+        "attempt": 1,
+    }
+    values.update(fields)
+    return values
