@@ -169,6 +169,12 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 CELERY_RESULT_EXPIRES = 86_400
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE: dict = {}
+# Ingest: per-event rows older than EVENT_RETENTION_DAYS go, in batches; current state stays.
+CELERY_BEAT_SCHEDULE["purge-expired-events"] = {
+    "task": "replication.tasks.purge_expired_events",
+    "schedule": 3600.0,
+    "options": {"expires": 3300},
+}
 
 # --- Product settings -----------------------------------------------------------------------
 METRICS_TOKEN = envstr("METRICS_TOKEN", "")
