@@ -168,7 +168,19 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 }
 CELERY_RESULT_EXPIRES = 86_400
 CELERY_TIMEZONE = "UTC"
-CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_BEAT_SCHEDULE: dict = {
+    # Every minute; "expires" just under it so ticks missed while no worker ran don't pile up.
+    "reconcile-due-pairs": {
+        "task": "replication.tasks.dispatch_due_reconciles",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
+    "reap-stalled-reconciles": {
+        "task": "replication.tasks.reap_stalled_reconciles",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
+}
 # Ingest: per-event rows older than EVENT_RETENTION_DAYS go, in batches; current state stays.
 CELERY_BEAT_SCHEDULE["purge-expired-events"] = {
     "task": "replication.tasks.purge_expired_events",
@@ -183,3 +195,13 @@ INGEST_MAX_BODY_BYTES = 1024 * 1024
 INGEST_CLOCK_SKEW_SECONDS = 300
 EVENT_RETENTION_DAYS = envint("EVENT_RETENTION_DAYS", 90)
 RECONCILE_MAX_DISCREPANCY_ROWS = envint("RECONCILE_MAX_DISCREPANCY_ROWS", 10_000)
+# A pair is cut into key ranges of about this many source objects (sampled by its previous
+# run), reconciled by as many Celery tasks at once, at most RECONCILE_MAX_RANGES.
+RECONCILE_RANGE_SIZE = envint("RECONCILE_RANGE_SIZE", 100_000)
+RECONCILE_MAX_RANGES = envint("RECONCILE_MAX_RANGES", 16)
+RECONCILE_REPAIR_THREADS = envint("RECONCILE_REPAIR_THREADS", 8)
+# Progress and heartbeat are saved this often; a running run silent for the timeout lost its
+# worker and is failed by the reaper. A queued run no worker took in time is failed too.
+RECONCILE_PROGRESS_SECONDS = envint("RECONCILE_PROGRESS_SECONDS", 5)
+RECONCILE_HEARTBEAT_TIMEOUT = envint("RECONCILE_HEARTBEAT_TIMEOUT", 300)
+RECONCILE_QUEUED_TIMEOUT = envint("RECONCILE_QUEUED_TIMEOUT", 3600)

@@ -3,12 +3,107 @@
 Every task is JSON-serialisable and safe to run twice.
 """
 
-from celery import shared_task
+from celery import chord, shared_task
 
 from replication.ingest import retention
+from replication.models import BucketPair, ReconcileRun
+from replication.reconcile import run as reconcile
 
 
 @shared_task(ignore_result=True)
 def purge_expired_events() -> int:
     """Delete per-event rows older than EVENT_RETENTION_DAYS (scheduled by beat, hourly)."""
     return retention.purge_expired_events()
+
+
+# --- Reconcile --------------------------------------------------------------------------------
+# The work is in replication/reconcile/run.py; these decide only where it runs.
+
+
+@shared_task(bind=True, acks_late=True)
+def reconcile_pair(
+    self, pair_id: int, repair: bool = False, trigger: str = "manual", run_id: int | None = None
+) -> int | None:
+    """Reconcile a pair; returns the run's id (the active one if the pair already had one).
+
+    Called with ``run_id`` for a run made by ``start_reconcile`` (whose row already says
+    repair and trigger), or without, in which case a run is requested here.
+    """
+    if run_id is None:
+        pair = BucketPair.objects.filter(id=pair_id).first()
+        if pair is None:
+            return None
+        run, created = reconcile.request_run(pair, trigger=trigger, repair=repair)
+        if not created:
+            return run.id
+        run_id = run.id
+    run = reconcile.claim_run(run_id)
+    if run is None:
+        return run_id  # delivered twice, or failed before a worker took it
+    if run.ranges_total == 1:
+        reconcile.run_range(run_id, 0)
+        reconcile.finish_run(run_id)
+        return run_id
+    # The ranges go to the queue this task came from: a dedicated reconcile queue keeps them.
+    queue = (self.request.delivery_info or {}).get("routing_key")
+    options = {"queue": queue} if queue else {}
+    header = [reconcile_range.si(run_id, index).set(**options) for index in range(run.ranges_total)]
+    try:
+        chord(header)(finish_reconcile.si(run_id).set(**options))
+    except Exception as exc:  # broker gone: the run must not stay "running"
+        reconcile.fail_run(run_id, f"could not queue its {len(header)} range tasks: {exc}")
+        raise
+    return run_id
+
+
+@shared_task(acks_late=True)
+def reconcile_range(run_id: int, index: int) -> None:
+    """One key range of a run; a group of these runs on as many workers as are free."""
+    reconcile.run_range(run_id, index)
+
+
+@shared_task(acks_late=True)
+def finish_reconcile(run_id: int) -> None:
+    """The chord's body: combine the ranges' counts once all of them are done."""
+    reconcile.finish_run(run_id)
+
+
+@shared_task(ignore_result=True)
+def dispatch_due_reconciles() -> list[int]:
+    """Beat, every minute: start a scheduled run for each pair whose interval has elapsed."""
+    started = []
+    for pair in reconcile.due_pairs():
+        run, created = start_reconcile(pair, trigger=ReconcileRun.Trigger.SCHEDULED)
+        if created and run.status != ReconcileRun.Status.FAILED:
+            started.append(run.id)
+    return started
+
+
+@shared_task(ignore_result=True)
+def reap_stalled_reconciles() -> list[int]:
+    """Beat, every minute: fail runs whose worker died, so none is left "running"."""
+    return reconcile.reap_stalled_runs()
+
+
+def start_reconcile(
+    pair: BucketPair, *, trigger: str, requested_by=None, repair: bool = False
+) -> tuple[ReconcileRun, bool]:
+    """Request a run and queue it: ``(run, created)``; the pair's active run if it has one.
+
+    For views and the dispatcher. Never raises for a broker outage: the run is saved as
+    failed with the reason instead, so the page that asked can say so.
+    """
+    run, created = reconcile.request_run(
+        pair, trigger=trigger, requested_by=requested_by, repair=repair
+    )
+    if not created:
+        return run, False
+    try:
+        result = reconcile_pair.apply_async(args=(pair.id,), kwargs={"run_id": run.id})
+    except Exception as exc:
+        reconcile.fail_run(run.id, f"could not queue the run: {exc}")
+        run.refresh_from_db()
+        return run, True
+    ReconcileRun.objects.filter(id=run.id, celery_task_id="").update(celery_task_id=result.id)
+    run.refresh_from_db()
+    return run, True

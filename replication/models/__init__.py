@@ -3,5 +3,15 @@
 from replication.models.events import CopyEvent, CopyStatus, ObjectState
 from replication.models.keys import IngestKey
 from replication.models.pairs import BucketPair
+from replication.models.runs import Discrepancy, ReconcileRange, ReconcileRun
 
-__all__ = ["BucketPair", "CopyEvent", "CopyStatus", "IngestKey", "ObjectState"]
+__all__ = [
+    "BucketPair",
+    "CopyEvent",
+    "CopyStatus",
+    "Discrepancy",
+    "IngestKey",
+    "ObjectState",
+    "ReconcileRange",
+    "ReconcileRun",
+]

@@ -1,0 +1,161 @@
+"""Listing both sides of a pair with boto3 paginators, at the same time. I/O edge.
+
+Each side is paginated by its own thread into a small bounded queue of pages, so the two
+listings overlap (against S3 each page is a network round trip) while the merge consumes
+them; memory is a few pages per side whatever the bucket size.
+"""
+
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ReadTimeoutError,
+)
+
+from replication.reconcile.diff import Entry
+from replication.reconcile.ranges import KeyRange
+
+PAGE_SIZE = 1000  # S3's maximum
+_QUEUED_PAGES = 4
+_DONE = object()
+
+
+class ListingError(Exception):
+    """S3 refused or failed a listing; the message is one line an operator can act on."""
+
+
+@dataclass(frozen=True)
+class Side:
+    name: str  # "source" or "backup", for messages
+    bucket: str
+    prefix: str
+
+
+EVERYTHING = KeyRange()
+
+
+def list_pages(s3, side: Side, key_range: KeyRange = EVERYTHING) -> Iterator[list[Entry]]:
+    """Pages of one side's entries in ``key_range``, keys relative to the side's prefix."""
+    params = {
+        "Bucket": side.bucket,
+        "Prefix": side.prefix,
+        "PaginationConfig": {"PageSize": PAGE_SIZE},
+    }
+    if key_range.start_after is not None:
+        params["StartAfter"] = side.prefix + key_range.start_after
+    strip = len(side.prefix)
+    end = key_range.end
+    try:
+        for page in s3.get_paginator("list_objects_v2").paginate(**params):
+            entries = [
+                Entry(
+                    obj["Key"][strip:],
+                    obj["Size"],
+                    obj["ETag"].strip('"'),
+                    obj["LastModified"],
+                )
+                for obj in page.get("Contents", ())
+            ]
+            if end is not None and entries and entries[-1].key > end:
+                # The range ends inside this page: stop listing, S3 has nothing more for us.
+                yield [e for e in entries if e.key <= end]
+                return
+            yield entries
+    except (ClientError, BotoCoreError) as exc:
+        raise ListingError(describe_error(exc, side)) from exc
+
+
+def describe_error(exc: Exception, side: Side) -> str:
+    """One line saying what went wrong with ``side``'s bucket, without a traceback."""
+    where = f"{side.name} bucket {side.bucket!r}"
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code = error.get("Code", "")
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if code in ("NoSuchBucket", "404") or status == 404:
+            return f"{where} does not exist"
+        if code in ("AccessDenied", "AllAccessDisabled", "403") or status == 403:
+            return f"access denied to {where}: the credentials need s3:ListBucket on it"
+        if code in ("PermanentRedirect", "AuthorizationHeaderMalformed", "301") or status == 301:
+            actual = exc.response.get("Error", {}).get("Region") or exc.response.get(
+                "ResponseMetadata", {}
+            ).get("HTTPHeaders", {}).get("x-amz-bucket-region")
+            hint = f" (it is in {actual})" if actual else ""
+            return f"{where} is in another region than the pair's{hint}"
+        message = error.get("Message") or str(exc)
+        return f"S3 error listing {where}: {code} {message}".strip()
+    if isinstance(exc, EndpointConnectionError | ConnectTimeoutError):
+        return f"cannot reach the S3 endpoint for {where}: {exc}"
+    if isinstance(exc, ReadTimeoutError):
+        return f"S3 timed out listing {where}: {exc}"
+    if isinstance(exc, NoCredentialsError):
+        return "no AWS credentials found (set AWS_ACCESS_KEY_ID or a role)"
+    return f"error listing {where}: {exc}"
+
+
+class ParallelListing:
+    """Both sides listed concurrently; ``source`` and ``backup`` iterate their entries.
+
+    Use as a context manager: leaving it (normally or by an exception in the consumer)
+    stops both listing threads. A listing error is raised from the iterator that hit it.
+    """
+
+    def __init__(
+        self, s3_source, source: Side, s3_backup, backup: Side, key_range: KeyRange = EVERYTHING
+    ):
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.source = self._start(s3_source, source, key_range)
+        self.backup = self._start(s3_backup, backup, key_range)
+
+    def _start(self, s3, side: Side, key_range: KeyRange) -> Iterator[Entry]:
+        pages: queue.Queue = queue.Queue(maxsize=_QUEUED_PAGES)
+
+        def produce() -> None:
+            try:
+                for page in list_pages(s3, side, key_range):
+                    if not self._put(pages, page):
+                        return
+                self._put(pages, _DONE)
+            except Exception as exc:  # handed to the consumer, which raises it
+                self._put(pages, exc)
+
+        thread = threading.Thread(target=produce, name=f"list-{side.name}", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        return self._consume(pages)
+
+    def _put(self, pages: queue.Queue, item) -> bool:
+        # A timeout loop instead of a blocking put, so a consumer that left never strands us.
+        while not self._stop.is_set():
+            try:
+                pages.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    @staticmethod
+    def _consume(pages: queue.Queue) -> Iterator[Entry]:
+        while True:
+            item = pages.get()
+            if item is _DONE:
+                return
+            if isinstance(item, Exception):
+                raise item
+            yield from item
+
+    def __enter__(self) -> "ParallelListing":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=5)

@@ -1,0 +1,414 @@
+"""Running a reconcile: claim the run, reconcile each key range, combine, and record it.
+
+Every state change is a conditional update on the row (``filter(status=...).update(...)``),
+so a task delivered twice, a worker that died, and the reaper can never make a run count
+twice or come back to life. Celery is not imported here: replication/tasks.py decides
+whether the ranges run inline or as a chord of tasks on several workers.
+"""
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Max
+from django.utils import timezone
+
+from replication import s3 as s3_clients
+from replication.models import BucketPair, Discrepancy, ReconcileRange, ReconcileRun
+from replication.reconcile.diff import Difference, Entry, ListingOrderError, Tally, diff
+from replication.reconcile.listing import ListingError, ParallelListing, Side
+from replication.reconcile.ranges import BoundarySampler, KeyRange, split
+from replication.reconcile.repair import repair, repairable_kinds
+
+log = logging.getLogger(__name__)
+
+Status = ReconcileRun.Status
+RangeStatus = ReconcileRange.Status
+ProgressCallback = Callable[[int], None]
+
+_FLUSH_ROWS = 500
+_TICK_ENTRIES = 500
+
+
+class RunAbandoned(Exception):
+    """The run stopped being ours (failed by another range or by the reaper): stop working."""
+
+
+# --- Asking for a run -------------------------------------------------------------------------
+
+
+def request_run(
+    pair: BucketPair,
+    *,
+    trigger: str = ReconcileRun.Trigger.MANUAL,
+    requested_by=None,
+    repair: bool = False,
+) -> tuple[ReconcileRun, bool]:
+    """A new queued run for ``pair``, or the one already queued or running: ``(run, created)``."""
+    now = timezone.now()
+    try:
+        # The savepoint keeps a caller's transaction usable after the unique violation.
+        with transaction.atomic():
+            run = ReconcileRun.objects.create(
+                pair=pair,
+                trigger=trigger,
+                requested_by=requested_by,
+                repair=repair,
+                heartbeat_at=now,  # the queued clock of the reaper starts now
+            )
+        return run, True
+    except IntegrityError:
+        active = ReconcileRun.objects.filter(pair=pair, status__in=ReconcileRun.ACTIVE).first()
+        if active is None:  # it finished between our insert and this read: ask again
+            return request_run(pair, trigger=trigger, requested_by=requested_by, repair=repair)
+        return active, False
+
+
+def due_pairs(now: datetime | None = None) -> list[BucketPair]:
+    """Enabled pairs with a schedule whose interval has elapsed since their last run."""
+    now = now or timezone.now()
+    pairs = BucketPair.objects.filter(enabled=True, reconcile_every_minutes__isnull=False).annotate(
+        last_run_at=Max("reconcile_runs__created_at")
+    )
+    # Half a beat tick of slack: a run created a few ms after the minute would otherwise be
+    # "not yet due" at the next tick and wait a whole extra interval.
+    slack = timedelta(seconds=30)
+    return [
+        p
+        for p in pairs
+        if p.last_run_at is None
+        or p.last_run_at <= now - timedelta(minutes=p.reconcile_every_minutes) + slack
+    ]
+
+
+# --- Running it -------------------------------------------------------------------------------
+
+
+def claim_run(run_id: int) -> ReconcileRun | None:
+    """Move a queued run to running and cut it into key ranges; None if it was not queued."""
+    now = timezone.now()
+    with transaction.atomic():
+        claimed = ReconcileRun.objects.filter(id=run_id, status=Status.QUEUED).update(
+            status=Status.RUNNING, started_at=now, heartbeat_at=now
+        )
+        if not claimed:
+            return None
+        run = ReconcileRun.objects.select_related("pair").get(id=run_id)
+        previous = (
+            ReconcileRun.objects.filter(pair_id=run.pair_id, status=Status.SUCCEEDED)
+            .order_by("-created_at", "-id")
+            .values_list("range_boundaries", flat=True)
+            .first()
+        )
+        ranges = split(previous or [], settings.RECONCILE_MAX_RANGES)
+        ReconcileRange.objects.bulk_create(
+            ReconcileRange(run=run, index=i, start_after=r.start_after, end=r.end)
+            for i, r in enumerate(ranges)
+        )
+        run.ranges_total = len(ranges)
+        run.save(update_fields=["ranges_total"])
+    return run
+
+
+def reconcile_inline(
+    run_id: int,
+    *,
+    on_progress: ProgressCallback | None = None,
+    boundaries: Iterable[str] | None = None,
+) -> ReconcileRun | None:
+    """Claim and run every range of ``run_id`` in this process, then finish the run.
+
+    ``boundaries`` overrides the ranges taken from the previous run (tests and benchmarks).
+    """
+    run = claim_run(run_id)
+    if run is None:
+        return None
+    if boundaries is not None:
+        boundaries = list(boundaries)
+        _replace_ranges(run, split(boundaries, max_ranges=len(boundaries) + 1))
+    for index in range(run.ranges_total):
+        run_range(run_id, index, on_progress=on_progress)
+    return finish_run(run_id)
+
+
+def _replace_ranges(run: ReconcileRun, ranges: list[KeyRange]) -> None:
+    run.ranges.all().delete()
+    ReconcileRange.objects.bulk_create(
+        ReconcileRange(run=run, index=i, start_after=r.start_after, end=r.end)
+        for i, r in enumerate(ranges)
+    )
+    run.ranges_total = len(ranges)
+    run.save(update_fields=["ranges_total"])
+
+
+def run_range(run_id: int, index: int, *, on_progress: ProgressCallback | None = None) -> None:
+    """Reconcile one key range of a running run; a failure fails the whole run, with why."""
+    claimed = ReconcileRange.objects.filter(
+        run_id=run_id, index=index, status=RangeStatus.QUEUED, run__status=Status.RUNNING
+    ).update(status=RangeStatus.RUNNING)
+    if not claimed:
+        return  # delivered twice, or the run already ended
+    key_range = ReconcileRange.objects.select_related("run__pair").get(run_id=run_id, index=index)
+    run = key_range.run
+    try:
+        tally, boundaries, repaired, repair_failed = _reconcile(run, key_range, on_progress)
+    except RunAbandoned:
+        _set_range(key_range, RangeStatus.FAILED)
+        return
+    except (ListingError, ListingOrderError) as exc:
+        _set_range(key_range, RangeStatus.FAILED)
+        fail_run(run_id, str(exc))
+        return
+    except Exception as exc:
+        log.exception("reconcile run %s range %s failed", run_id, index)
+        _set_range(key_range, RangeStatus.FAILED)
+        fail_run(run_id, f"unexpected error: {type(exc).__name__}: {exc}")
+        return
+    counts = tally.as_dict() | {"repaired": repaired, "repair_failed": repair_failed}
+    with transaction.atomic():
+        ReconcileRange.objects.filter(id=key_range.id).update(
+            status=RangeStatus.SUCCEEDED, counts=counts, boundaries=boundaries
+        )
+        ReconcileRun.objects.filter(id=run_id).update(ranges_done=F("ranges_done") + 1)
+
+
+def _set_range(key_range: ReconcileRange, status: str) -> None:
+    ReconcileRange.objects.filter(id=key_range.id).update(status=status)
+
+
+def _reconcile(
+    run: ReconcileRun, key_range: ReconcileRange, on_progress: ProgressCallback | None
+) -> tuple[Tally, list[str], int, int]:
+    pair = run.pair
+    s3 = s3_clients.client(pair.region)
+    source = Side("source", pair.source_bucket, pair.source_prefix)
+    backup = Side("backup", pair.backup_bucket, pair.backup_prefix)
+    bounds = KeyRange(key_range.start_after, key_range.end)
+    heartbeat = Heartbeat(run.id, on_progress)
+    sampler = BoundarySampler(settings.RECONCILE_RANGE_SIZE)
+    writer = DiscrepancyWriter(run, keep_for_repair=run.repair)
+    tally = Tally()
+    in_flight_after = timezone.now() - pair.grace_period
+
+    with ParallelListing(s3, source, s3, backup, bounds) as listing:
+        source_entries = _ticking(_sampled(listing.source, sampler), heartbeat, tally)
+        backup_entries = _ticking(listing.backup, heartbeat, tally)
+        for difference in diff(
+            source_entries, backup_entries, in_flight_after=in_flight_after, tally=tally
+        ):
+            writer.add(difference)
+    writer.flush()
+    heartbeat.beat(tally.scanned, force=True)
+
+    repaired = repair_failed = 0
+    if run.repair:
+        repaired, repair_failed = _repair(s3, pair, writer.kept, heartbeat, tally)
+    return tally, sampler.boundaries, repaired, repair_failed
+
+
+def _sampled(entries: Iterator[Entry], sampler: BoundarySampler) -> Iterator[Entry]:
+    for entry in entries:
+        sampler.see(entry.key)
+        yield entry
+
+
+def _ticking(entries: Iterator[Entry], heartbeat: "Heartbeat", tally: Tally) -> Iterator[Entry]:
+    for n, entry in enumerate(entries, 1):
+        if n % _TICK_ENTRIES == 0:
+            heartbeat.beat(tally.scanned)
+        yield entry
+
+
+def _repair(s3, pair, rows: list[Discrepancy], heartbeat: "Heartbeat", tally: Tally):
+    wanted_kinds = repairable_kinds(pair)
+    wanted = [row for row in rows if row.kind in wanted_kinds]
+    repair(
+        s3,
+        pair,
+        wanted,
+        threads=settings.RECONCILE_REPAIR_THREADS,
+        on_done=lambda: heartbeat.beat(tally.scanned),
+    )
+    Discrepancy.objects.bulk_update(
+        wanted, ["repaired", "repair_outcome", "repair_error"], batch_size=_FLUSH_ROWS
+    )
+    repaired = sum(1 for row in wanted if row.repaired)
+    return repaired, sum(1 for row in wanted if row.repair_outcome == Discrepancy.Repair.FAILED)
+
+
+class Heartbeat:
+    """Saves progress and the heartbeat every few seconds; reports progress more often.
+
+    The save is conditional on the run still running: a run failed meanwhile (by another
+    range or by the reaper) raises RunAbandoned here, and this range stops.
+    """
+
+    def __init__(self, run_id: int, on_progress: ProgressCallback | None = None):
+        self.run_id = run_id
+        self.on_progress = on_progress
+        self.every = settings.RECONCILE_PROGRESS_SECONDS
+        self.saved_at = time.monotonic()
+        self.saved = 0
+        self.reported = 0
+
+    def beat(self, scanned: int, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self.saved_at >= self.every:
+            updated = ReconcileRun.objects.filter(id=self.run_id, status=Status.RUNNING).update(
+                objects_scanned=F("objects_scanned") + (scanned - self.saved),
+                heartbeat_at=timezone.now(),
+            )
+            if not updated:
+                raise RunAbandoned
+            self.saved, self.saved_at = scanned, now
+        if self.on_progress and scanned != self.reported:
+            self.on_progress(scanned - self.reported)
+            self.reported = scanned
+
+
+class DiscrepancyWriter:
+    """Stores discrepancy rows in batches, at most RECONCILE_MAX_DISCREPANCY_ROWS per run.
+
+    Ranges of one run write concurrently, so each batch first reserves its share of the cap
+    on the run row; once the cap is reached rows are dropped (the counts stay complete).
+    """
+
+    def __init__(self, run: ReconcileRun, *, keep_for_repair: bool):
+        self.run = run
+        self.cap = settings.RECONCILE_MAX_DISCREPANCY_ROWS
+        self.keep_for_repair = keep_for_repair
+        self.pending: list[Discrepancy] = []
+        self.kept: list[Discrepancy] = []
+        self.full = False
+
+    def add(self, difference: Difference) -> None:
+        if self.full:
+            return
+        source, backup = difference.source, difference.backup
+        self.pending.append(
+            Discrepancy(
+                run=self.run,
+                key=difference.key,
+                kind=difference.kind,
+                source_size=source.size if source else None,
+                source_etag=source.etag if source else "",
+                source_last_modified=source.last_modified if source else None,
+                backup_size=backup.size if backup else None,
+                backup_etag=backup.etag if backup else "",
+                backup_last_modified=backup.last_modified if backup else None,
+            )
+        )
+        if len(self.pending) >= _FLUSH_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        granted = self._reserve(len(self.pending))
+        rows = self.pending[:granted]
+        if granted < len(self.pending):
+            self.full = True
+        self.pending = []
+        if rows:
+            Discrepancy.objects.bulk_create(rows)
+            if self.keep_for_repair:
+                self.kept.extend(rows)
+
+    def _reserve(self, wanted: int) -> int:
+        with transaction.atomic():
+            stored = (
+                ReconcileRun.objects.select_for_update()
+                .values_list("discrepancies_stored", flat=True)
+                .get(id=self.run.id)
+            )
+            granted = max(0, min(wanted, self.cap - stored))
+            if granted:
+                ReconcileRun.objects.filter(id=self.run.id).update(
+                    discrepancies_stored=F("discrepancies_stored") + granted
+                )
+        return granted
+
+
+# --- Ending it --------------------------------------------------------------------------------
+
+
+def finish_run(run_id: int) -> ReconcileRun | None:
+    """Combine the ranges' counts into the run once all succeeded; the chord's last step."""
+    with transaction.atomic():
+        run = ReconcileRun.objects.select_for_update().filter(id=run_id).first()
+        if run is None or run.status != Status.RUNNING:
+            return run
+        ranges = list(run.ranges.order_by("index"))
+        if any(r.status != RangeStatus.SUCCEEDED for r in ranges):
+            # A range that failed has already failed the run; one still running is not done.
+            return run
+        tally = Tally()
+        boundaries: list[str] = []
+        for r in ranges:
+            tally.add(Tally.from_dict(r.counts))
+            run.repaired += r.counts.get("repaired", 0)
+            run.repair_failed += r.counts.get("repair_failed", 0)
+            boundaries.extend(r.boundaries)
+        for name, value in tally.as_dict().items():
+            setattr(run, name, value)
+        run.objects_scanned = tally.scanned
+        run.range_boundaries = boundaries
+        run.status = Status.SUCCEEDED
+        run.finished_at = run.heartbeat_at = timezone.now()
+        run.save()
+    return run
+
+
+def fail_run(
+    run_id: int,
+    reason: str,
+    *,
+    statuses: Iterable[str] = ReconcileRun.ACTIVE,
+    heartbeat_before: datetime | None = None,
+) -> bool:
+    """Mark a run failed with a one-line reason, unless it already ended. True if it was.
+
+    ``heartbeat_before`` makes it conditional on the run still being silent, in the same
+    statement: a slow worker that reported a moment ago is not failed.
+    """
+    now = timezone.now()
+    runs = ReconcileRun.objects.filter(id=run_id, status__in=list(statuses))
+    if heartbeat_before is not None:
+        runs = runs.filter(heartbeat_at__lt=heartbeat_before)
+    with transaction.atomic():
+        failed = runs.update(
+            status=Status.FAILED, finished_at=now, heartbeat_at=now, error=reason[:2000]
+        )
+        if failed:
+            ReconcileRange.objects.filter(
+                run_id=run_id, status__in=[RangeStatus.QUEUED, RangeStatus.RUNNING]
+            ).update(status=RangeStatus.FAILED)
+    return bool(failed)
+
+
+def reap_stalled_runs(now: datetime | None = None) -> list[int]:
+    """Fail runs whose worker is gone: running without a heartbeat, or queued for too long."""
+    now = now or timezone.now()
+    silent_since = now - timedelta(seconds=settings.RECONCILE_HEARTBEAT_TIMEOUT)
+    queued_since = now - timedelta(seconds=settings.RECONCILE_QUEUED_TIMEOUT)
+    reaped = []
+    stalled = ReconcileRun.objects.filter(status=Status.RUNNING, heartbeat_at__lt=silent_since)
+    for run_id, heartbeat_at in stalled.values_list("id", "heartbeat_at"):
+        reason = (
+            f"the worker stopped reporting (no heartbeat since {heartbeat_at:%Y-%m-%d %H:%M:%S} "
+            "UTC): it was killed, lost its connection or ran out of memory. Run it again."
+        )
+        if fail_run(run_id, reason, statuses=[Status.RUNNING], heartbeat_before=silent_since):
+            reaped.append(run_id)
+    never_started = ReconcileRun.objects.filter(status=Status.QUEUED, heartbeat_at__lt=queued_since)
+    for run_id in never_started.values_list("id", flat=True):
+        reason = (
+            f"no worker started it within {settings.RECONCILE_QUEUED_TIMEOUT // 60} minutes: "
+            "check that a Celery worker is running and reaches the broker"
+        )
+        if fail_run(run_id, reason, statuses=[Status.QUEUED], heartbeat_before=queued_since):
+            reaped.append(run_id)
+    return reaped
