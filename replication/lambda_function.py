@@ -487,6 +487,7 @@ def make_s3_client():
         connect_timeout=5,
         # CopyObject of a large object holds the connection while S3 copies.
         read_timeout=120,
+        # botocore's max_attempts counts retries: six attempts in all, with jittered backoff.
         retries={"mode": "standard", "max_attempts": 5},
         max_pool_connections=_PART_COPY_THREADS * 2,
     )

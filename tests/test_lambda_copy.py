@@ -10,6 +10,7 @@ from tests.test_lambda_events import TRICKY_KEYS
 from tests.test_lambda_support import (
     BACKUP,
     SOURCE,
+    answer_on_the_wire,
     answer_with_error,
     backup_body,
     backup_keys,
@@ -182,7 +183,7 @@ def test_multipart_copy_that_fails_leaves_no_incomplete_upload(s3):
         "UploadPartCopy",
         status=403,
         code="AccessDenied",
-        when=lambda request: "partNumber=2" in request.url,
+        when=lambda url: "partNumber=2" in url,
     )
 
     outcome = copy_object(s3, SOURCE, "big.bin", BACKUP, "big.bin", expected_etag=etag)
@@ -311,7 +312,7 @@ def test_copy_retries_through_slowdown(s3, monkeypatch):
     monkeypatch.setattr("botocore.retries.standard.time.sleep", lambda seconds: None, raising=False)
     monkeypatch.setattr("botocore.endpoint.time.sleep", lambda seconds: None, raising=False)
     s3.put_object(Bucket=SOURCE, Key="k", Body=b"x")
-    throttled = answer_with_error(s3, "CopyObject", status=503, code="SlowDown", times=2)
+    throttled = answer_on_the_wire(s3, "CopyObject", status=503, code="SlowDown", times=2)
 
     outcome = copy_object(s3, SOURCE, "k", BACKUP, "k")
 
@@ -323,11 +324,12 @@ def test_copy_retries_through_slowdown(s3, monkeypatch):
 def test_persistent_slowdown_is_failed_as_throttled(s3, monkeypatch):
     monkeypatch.setattr("botocore.endpoint.time.sleep", lambda seconds: None, raising=False)
     s3.put_object(Bucket=SOURCE, Key="k", Body=b"x")
-    answer_with_error(s3, "CopyObject", status=503, code="SlowDown")
+    throttled = answer_on_the_wire(s3, "CopyObject", status=503, code="SlowDown", times=100)
 
     outcome = copy_object(s3, SOURCE, "k", BACKUP, "k")
 
     assert (outcome.status, outcome.error_code) == ("failed", "SlowDown")
+    assert len(throttled) == 6  # the first attempt and max_attempts=5 retries
     assert outcome.error_message.startswith("throttled: ")
 
 

@@ -212,27 +212,49 @@ class _Body(io.BytesIO):
         yield self.getvalue()
 
 
-def answer_with_error(s3, operation: str, *, status: int, code: str, times=None, when=None):
-    """Make ``operation`` answer with an AWS error, before moto sees the request.
+def _error_body(operation: str, code: str) -> bytes:
+    if operation.startswith("Head"):
+        return b""  # HEAD answers carry no body: the client only sees the status
+    return f"<Error><Code>{code}</Code><Message>injected {code}</Message></Error>".encode()
 
-    The error comes back ``times`` times (always when None), for requests where
-    ``when(request)`` is true. Returns the list of requests it answered, to count retries.
+
+def answer_with_error(s3, operation: str, *, status: int, code: str, when=None):
+    """Make ``operation`` fail with an AWS error instead of reaching moto at all.
+
+    Only requests whose URL satisfies ``when(url)`` fail (all when None). The answer is given
+    before the request is sent, so moto never performs it (and botocore does not retry it).
+    Returns the list of URLs it answered.
+    """
+    answered = []
+
+    def answer(params, **_):
+        if when is not None and not when(params["url"]):
+            return None
+        answered.append(params["url"])
+        response = AWSResponse(params["url"], status, {}, _Body(_error_body(operation, code)))
+        parsed = {
+            "Error": {"Code": code, "Message": f"injected {code}"},
+            "ResponseMetadata": {"HTTPStatusCode": status},
+        }
+        return response, parsed
+
+    s3.meta.events.register_first(f"before-call.s3.{operation}", answer)
+    return answered
+
+
+def answer_on_the_wire(s3, operation: str, *, status: int, code: str, times: int):
+    """Answer the first ``times`` sends of ``operation`` with an error, as a server would.
+
+    Unlike answer_with_error this acts where botocore's retries see it; moto still performs
+    each request behind it, so use it only for operations that are safe to repeat.
     """
     answered = []
 
     def answer(request, **_):
-        if when is not None and not when(request):
+        if len(answered) >= times:
             return None
-        if times is not None and len(answered) >= times:
-            return None
-        answered.append(request)
-        # HEAD answers carry no body: the client only sees the status.
-        body = (
-            b""
-            if operation.startswith("Head")
-            else (f"<Error><Code>{code}</Code><Message>injected {code}</Message></Error>".encode())
-        )
-        return AWSResponse(request.url, status, {}, _Body(body))
+        answered.append(request.url)
+        return AWSResponse(request.url, status, {}, _Body(_error_body(operation, code)))
 
     s3.meta.events.register_first(f"before-send.s3.{operation}", answer)
     return answered

@@ -1,0 +1,128 @@
+"""Deletes: the backup keeps what the source lost, unless MIRROR_DELETES says otherwise."""
+
+import pytest
+from moto import mock_aws
+
+from replication import lambda_function
+from replication.lambda_function import mirror_delete
+from tests.test_lambda_support import (
+    BACKUP,
+    SOURCE,
+    answer_with_error,
+    backup_keys,
+    eventbridge_event,
+    invoke,
+    make_buckets,
+    s3_event,
+    s3_record,
+)
+
+
+@pytest.fixture
+def s3():
+    with mock_aws():
+        client = lambda_function.make_s3_client()
+        make_buckets(client)
+        client.put_object(Bucket=BACKUP, Key="doc.txt", Body=b"backup copy")
+        yield client
+
+
+def delete_event(key: str = "doc.txt", event_name: str = "ObjectRemoved:Delete") -> dict:
+    return s3_event(s3_record(key, event_name=event_name))
+
+
+def test_delete_keeps_backup_by_default_and_is_reported_skipped(s3, monkeypatch):
+    result = invoke(monkeypatch, s3, delete_event())
+
+    assert result == {"copied": 0, "skipped": 1, "deleted": 0, "failed": 0}
+    assert backup_keys(s3) == ["doc.txt"]
+
+
+def test_mirrored_delete_removes_backup_when_source_is_gone(s3, monkeypatch):
+    result = invoke(monkeypatch, s3, delete_event(), MIRROR_DELETES="true")
+
+    assert result["deleted"] == 1
+    assert backup_keys(s3) == []
+
+
+def test_mirrored_delete_keeps_backup_when_source_key_was_written_again(s3, monkeypatch):
+    s3.put_object(Bucket=SOURCE, Key="doc.txt", Body=b"written again after the delete")
+
+    result = invoke(monkeypatch, s3, delete_event(), MIRROR_DELETES="true")
+
+    assert result["skipped"] == 1
+    assert backup_keys(s3) == ["doc.txt"]
+
+
+def test_mirrored_delete_marker_removes_backup_when_no_current_version(monkeypatch):
+    with mock_aws():
+        s3 = lambda_function.make_s3_client()
+        make_buckets(s3, versioned=True)
+        s3.put_object(Bucket=SOURCE, Key="doc.txt", Body=b"v1")
+        s3.put_object(Bucket=BACKUP, Key="doc.txt", Body=b"v1")
+        s3.delete_object(Bucket=SOURCE, Key="doc.txt")  # leaves a delete marker
+
+        result = invoke(
+            monkeypatch,
+            s3,
+            delete_event(event_name="ObjectRemoved:DeleteMarkerCreated"),
+            MIRROR_DELETES="true",
+        )
+
+        assert result["deleted"] == 1
+        assert backup_keys(s3) == []
+
+
+def test_mirrored_delete_of_one_old_version_keeps_backup_of_current_one(monkeypatch):
+    with mock_aws():
+        s3 = lambda_function.make_s3_client()
+        make_buckets(s3, versioned=True)
+        old = s3.put_object(Bucket=SOURCE, Key="doc.txt", Body=b"v1")["VersionId"]
+        s3.put_object(Bucket=SOURCE, Key="doc.txt", Body=b"v2")
+        s3.put_object(Bucket=BACKUP, Key="doc.txt", Body=b"v2")
+        s3.delete_object(Bucket=SOURCE, Key="doc.txt", VersionId=old)
+
+        result = invoke(monkeypatch, s3, delete_event(), MIRROR_DELETES="true")
+
+        assert result["skipped"] == 1
+        assert backup_keys(s3) == ["doc.txt"]
+
+
+def test_eventbridge_lifecycle_expiration_is_mirrored_like_a_delete(s3, monkeypatch):
+    event = eventbridge_event(
+        "doc.txt",
+        detail_type="Object Deleted",
+        reason="Lifecycle Expiration",
+        deletion_type="Permanently Deleted",
+    )
+
+    result = invoke(monkeypatch, s3, event, MIRROR_DELETES="true")
+
+    assert result["deleted"] == 1
+    assert backup_keys(s3) == []
+
+
+def test_mirror_delete_without_proof_of_absence_deletes_nothing(s3):
+    # Without s3:ListBucket, S3 answers 403 for a missing key: that proves nothing.
+    answer_with_error(s3, "HeadObject", status=403, code="AccessDenied")
+
+    outcome = mirror_delete(s3, SOURCE, "doc.txt", BACKUP, "doc.txt")
+
+    assert (outcome.status, outcome.error_code) == ("failed", "AccessDenied")
+    assert backup_keys(s3) == ["doc.txt"]
+
+
+def test_mirrored_delete_honours_prefixes(s3, monkeypatch):
+    s3.put_object(Bucket=BACKUP, Key="backup/logs/x.txt", Body=b"copy")
+
+    result = invoke(
+        monkeypatch,
+        s3,
+        delete_event("app/logs/x.txt"),
+        MIRROR_DELETES="true",
+        SOURCE_PREFIX="app/",
+        DESTINATION_PREFIX="backup/",
+    )
+
+    assert result["deleted"] == 1
+    assert backup_keys(s3) == ["doc.txt"]
