@@ -1,0 +1,211 @@
+"""The reconcile tasks (run eagerly here), the chord of key ranges, the reaper and the schedule."""
+
+from datetime import timedelta
+
+import boto3
+import pytest
+import time_machine
+from django.conf import settings as django_settings
+from django.utils import timezone
+from kombu.exceptions import OperationalError
+from moto import mock_aws
+
+from backupsite.celery import app
+from replication import tasks
+from replication.models import ReconcileRange, ReconcileRun
+from replication.reconcile import run as reconcile
+from tests.factories import make_pair
+
+SOURCE, BACKUP = "task-src", "task-bak"
+
+
+@pytest.fixture
+def s3():
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=SOURCE)
+        client.create_bucket(Bucket=BACKUP)
+        yield client
+
+
+@pytest.fixture
+def logs(db, s3):
+    """A pair with 12 objects on each side, 2 missing, 1 extra, 1 changed, all old enough."""
+    with time_machine.travel(timezone.now() - timedelta(hours=1), tick=True):
+        for n in range(12):
+            s3.put_object(Bucket=SOURCE, Key=f"k{n:02d}", Body=b"same")
+            if n not in (3, 7):
+                s3.put_object(Bucket=BACKUP, Key=f"k{n:02d}", Body=b"diff" if n == 5 else b"same")
+        s3.put_object(Bucket=BACKUP, Key="zz-extra", Body=b"x")
+    return make_pair(name="logs", source_bucket=SOURCE, backup_bucket=BACKUP, grace_seconds=60)
+
+
+def results(run: ReconcileRun) -> tuple:
+    return (run.status, run.missing, run.extra, run.mismatched, run.in_sync, run.objects_scanned)
+
+
+def test_reconcile_pair_runs_a_reconcile_and_returns_its_run(logs):
+    run_id = tasks.reconcile_pair.delay(logs.pk, trigger="api").get()
+    run = ReconcileRun.objects.get(pk=run_id)
+    assert (run.trigger, run.repair) == ("api", False)
+    assert results(run) == ("succeeded", 2, 1, 1, 9, 23)
+
+
+def test_reconcile_pair_of_a_deleted_pair_returns_quietly(db):
+    assert tasks.reconcile_pair.delay(987654).get() is None
+
+
+def test_reconcile_pair_while_a_run_is_active_returns_that_run(logs):
+    active, _ = reconcile.request_run(logs)
+    ReconcileRun.objects.filter(pk=active.pk).update(status="running")
+    assert tasks.reconcile_pair.delay(logs.pk).get() == active.pk
+    assert ReconcileRun.objects.filter(pair=logs).count() == 1
+
+
+def test_a_run_delivered_twice_is_reconciled_once(logs):
+    run, _ = tasks.start_reconcile(logs, trigger="manual")
+    first = results(ReconcileRun.objects.get(pk=run.pk))
+    tasks.reconcile_pair.delay(logs.pk, run_id=run.pk).get()
+    assert results(ReconcileRun.objects.get(pk=run.pk)) == first
+    assert run.discrepancies.count() == 4
+
+
+def test_a_range_delivered_twice_is_counted_once(logs):
+    run, _ = reconcile.request_run(logs)
+    reconcile.claim_run(run.pk)
+    reconcile.run_range(run.pk, 0)
+    reconcile.run_range(run.pk, 0)
+    finished = reconcile.finish_run(run.pk)
+    assert results(finished) == ("succeeded", 2, 1, 1, 9, 23)
+    assert finished.discrepancies.count() == 4
+
+
+def test_ranges_run_as_a_chord_and_combine_to_the_counts_of_one_range(logs, settings):
+    settings.RECONCILE_RANGE_SIZE = 3
+    single = ReconcileRun.objects.get(pk=tasks.reconcile_pair.delay(logs.pk).get())
+    split = ReconcileRun.objects.get(pk=tasks.reconcile_pair.delay(logs.pk).get())
+
+    assert single.ranges_total == 1
+    assert split.ranges_total == 5  # boundaries at every 3rd of 12 source keys
+    assert split.ranges.filter(status="succeeded").count() == split.ranges_done == 5
+    assert results(split) == results(single)
+    assert set(split.discrepancies.values_list("key", "kind")) == set(
+        single.discrepancies.values_list("key", "kind")
+    )
+
+
+def test_a_failing_range_fails_the_run_with_the_reason(logs, settings, s3):
+    settings.RECONCILE_RANGE_SIZE = 3
+    tasks.reconcile_pair.delay(logs.pk).get()
+    s3.delete_object(Bucket=BACKUP, Key="zz-extra")
+    for n in range(12):
+        s3.delete_object(Bucket=BACKUP, Key=f"k{n:02d}")
+    s3.delete_bucket(Bucket=BACKUP)
+
+    run = ReconcileRun.objects.get(pk=tasks.reconcile_pair.delay(logs.pk).get())
+
+    assert (run.status, run.error) == ("failed", f"backup bucket '{BACKUP}' does not exist")
+    assert not run.ranges.filter(status__in=["queued", "running"]).exists()
+
+
+# --- The reaper -------------------------------------------------------------------------------
+
+
+def started_run(pair, *, heartbeat_age: timedelta) -> ReconcileRun:
+    run, _ = reconcile.request_run(pair)
+    reconcile.claim_run(run.pk)
+    ReconcileRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - heartbeat_age)
+    return run
+
+
+def test_reaper_fails_a_run_whose_worker_stopped_reporting(logs):
+    run = started_run(logs, heartbeat_age=timedelta(minutes=6))
+
+    assert tasks.reap_stalled_reconciles.delay().get() == [run.pk]
+
+    run.refresh_from_db()
+    assert run.status == "failed"
+    assert run.error.startswith("the worker stopped reporting (no heartbeat since ")
+    assert run.finished_at is not None
+    assert not ReconcileRange.objects.filter(run=run, status__in=["queued", "running"]).exists()
+
+
+def test_reaper_leaves_runs_that_report(logs):
+    run = started_run(logs, heartbeat_age=timedelta(seconds=30))
+    assert tasks.reap_stalled_reconciles.delay().get() == []
+    run.refresh_from_db()
+    assert run.status == "running"
+
+
+def test_reaper_fails_a_run_no_worker_took(logs):
+    run, _ = reconcile.request_run(logs)
+    ReconcileRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(hours=2))
+    assert reconcile.reap_stalled_runs() == [run.pk]
+    run.refresh_from_db()
+    assert run.error.startswith("no worker started it within 60 minutes")
+
+
+def test_after_the_reaper_a_rerun_succeeds_and_the_old_delivery_does_nothing(logs):
+    dead = started_run(logs, heartbeat_age=timedelta(minutes=10))
+    reconcile.reap_stalled_runs()
+
+    rerun = ReconcileRun.objects.get(pk=tasks.reconcile_pair.delay(logs.pk).get())
+    # Redis redelivers the dead worker's message once its visibility timeout passes.
+    tasks.reconcile_range.delay(dead.pk, 0).get()
+
+    assert rerun.pk != dead.pk
+    assert results(rerun) == ("succeeded", 2, 1, 1, 9, 23)
+    dead.refresh_from_db()
+    assert (dead.status, dead.missing) == ("failed", 0)
+
+
+# --- Scheduling and queueing ------------------------------------------------------------------
+
+
+def test_dispatcher_starts_scheduled_runs_of_due_pairs_only(logs, s3):
+    logs.reconcile_every_minutes = 30
+    logs.save()
+    s3.create_bucket(Bucket="busy-src")
+    s3.create_bucket(Bucket="busy-bak")
+    busy = make_pair(source_bucket="busy-src", backup_bucket="busy-bak", reconcile_every_minutes=5)
+    active, _ = reconcile.request_run(busy)
+    make_pair(reconcile_every_minutes=None)
+
+    started = tasks.dispatch_due_reconciles.delay().get()
+
+    run = ReconcileRun.objects.get(pair=logs)
+    assert started == [run.pk]
+    assert (run.trigger, run.status) == ("scheduled", "succeeded")
+    assert ReconcileRun.objects.filter(pair=busy).get() == active
+    # Just ran: not due again at the next tick.
+    assert tasks.dispatch_due_reconciles.delay().get() == []
+
+
+def test_a_broker_outage_saves_the_run_as_failed_instead_of_raising(logs, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(tasks.reconcile_pair, "apply_async", refuse)
+    run, created = tasks.start_reconcile(logs, trigger="manual")
+
+    assert created
+    assert run.status == "failed"
+    assert run.error == (
+        "could not queue the run: Error 111 connecting to 127.0.0.1:6379. Connection refused."
+    )
+    assert reconcile.request_run(logs)[1], "a failed enqueue must not block the next run"
+
+
+def test_start_reconcile_records_the_celery_task_id(logs):
+    run, _ = tasks.start_reconcile(logs, trigger="api")
+    assert run.celery_task_id
+    assert run.status == "succeeded"
+
+
+def test_beat_runs_dispatcher_and_reaper_every_minute_without_piling_up():
+    schedule = django_settings.CELERY_BEAT_SCHEDULE
+    for name in ("reconcile-due-pairs", "reap-stalled-reconciles"):
+        entry = schedule[name]
+        assert entry["task"] in app.tasks
+        assert entry["schedule"] == 60.0
+        assert 0 < entry["options"]["expires"] < entry["schedule"]
