@@ -1,0 +1,222 @@
+"""End to end: a real `celery worker` process on Redis reconciles a pair on a moto server.
+
+The worker and the test share the PostgreSQL test database (the test's writes are committed,
+``transactional_db``), so these tests need DATABASE_URL pointing at PostgreSQL and
+REDIS_URL; without them they are skipped with the reason.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from backupsite.celery import app
+from replication import tasks
+from replication.models import ReconcileRun
+from replication.reconcile import run as reconcile
+from tests.conftest import redis_url_or_skip
+from tests.factories import make_pair
+
+pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.postgres]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def moto_server():
+    from moto.server import ThreadedMotoServer
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def fill():
+    """Put objects straight into the moto backend the server serves (HTTP PUTs are slow)."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.s3.models import s3_backends
+
+    backend = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
+
+    def fill(bucket: str, objects: dict[str, bytes]) -> None:
+        backend.create_bucket(bucket, "us-east-1")
+        for key, body in objects.items():
+            backend.put_object(bucket, key, body)
+
+    return fill
+
+
+class Worker:
+    """`celery -A backupsite worker` in its own process group, consuming a queue of its own."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path):
+        self.env = env
+        self.queue = f"reconcile-e2e-{uuid.uuid4().hex[:8]}"
+        self.log = log_dir / f"{self.queue}.log"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "Worker":
+        command = [sys.executable, "-m", "celery", "-A", "backupsite", "worker", "--pool", "solo"]
+        command += ["--queues", self.queue, "--hostname", f"{self.queue}@%h", "-l", "WARNING"]
+        command += ["--without-heartbeat", "--without-mingle", "--without-gossip"]
+        with self.log.open("wb") as log:  # the child keeps its own copy of the descriptor
+            self.process = subprocess.Popen(
+                command,
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group, so a kill takes all of it
+            )
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL, as the OOM killer or a lost machine would: nothing gets to clean up."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:]
+
+
+@pytest.fixture
+def worker_env(transactional_db, moto_server, tmp_path):
+    redis_url = redis_url_or_skip()
+    if connection.vendor != "postgresql" or not os.environ.get("DATABASE_URL"):
+        pytest.skip(
+            "DATABASE_URL does not point at PostgreSQL: the worker process must share "
+            "the test database (CI sets it)"
+        )
+    # pytest-django created test_<name>; the worker must use that database, not <name>.
+    database_url = urlsplit(os.environ["DATABASE_URL"])
+    database_url = database_url._replace(path="/" + connection.settings_dict["NAME"]).geturl()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "AWS_ENDPOINT_URL": moto_server,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "EMBEDDED_S3": "false",
+        "RECONCILE_PROGRESS_SECONDS": "1",
+        "RECONCILE_RANGE_SIZE": "1000",
+    }
+    env.pop("AWS_CA_BUNDLE", None)
+    app.conf.task_always_eager = False
+    workers: list[Worker] = []
+
+    def start_worker() -> Worker:
+        workers.append(Worker(env, tmp_path).start())
+        return workers[-1]
+
+    yield start_worker
+    app.conf.task_always_eager = True
+    for worker in workers:
+        worker.stop()
+
+
+def wait_for(predicate, *, timeout: float, worker: Worker, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    pytest.fail(f"timed out waiting for {what}; worker log:\n{worker.output()}")
+
+
+def run_state(run_id: int) -> ReconcileRun:
+    return ReconcileRun.objects.get(pk=run_id)
+
+
+def test_real_worker_reconciles_over_redis_then_splits_the_next_run_into_a_chord(worker_env, fill):
+    source = {f"k{n:05d}": b"same" for n in range(2500)}
+    backup = {key: body for key, body in source.items() if not key.endswith("7")}  # 250 missing
+    backup |= {f"k{n:05d}": b"diff" for n in range(0, 2500, 100)}  # 25 changed
+    backup |= {f"zz{n}": b"extra" for n in range(5)}
+    fill("e2e-src", source)
+    fill("e2e-bak", backup)
+    pair = make_pair(source_bucket="e2e-src", backup_bucket="e2e-bak", grace_seconds=0)
+    worker = worker_env()
+
+    first_id = tasks.reconcile_pair.apply_async((pair.pk,), queue=worker.queue).get(timeout=60)
+    first = run_state(first_id)
+    second_id = tasks.reconcile_pair.apply_async((pair.pk,), queue=worker.queue).get(timeout=60)
+    # The chord's last task finishes the run after reconcile_pair has returned.
+    second = wait_for(
+        lambda: (r := run_state(second_id)).status != "running" and r,
+        timeout=60,
+        worker=worker,
+        what="the chord to finish",
+    )
+
+    expected = {"status": "succeeded", "missing": 250, "extra": 5, "mismatched": 25}
+    expected |= {"source_objects": 2500, "destination_objects": 2255}
+    for run in (first, second):
+        assert {name: getattr(run, name) for name in expected} == expected, run.error
+    assert first.ranges_total == 1
+    assert second.ranges_total == 3  # cut at every 1,000th source key of the first run
+    assert second.discrepancies.count() == first.discrepancies.count() == 280
+
+
+def test_worker_killed_mid_run_is_failed_by_the_reaper_and_a_rerun_succeeds(worker_env, fill):
+    source = {f"k{n:05d}": b"same" for n in range(4000)}
+    fill("kill-src", source)
+    fill("kill-bak", {key: body for key, body in source.items() if not key.endswith("1")})
+    pair = make_pair(source_bucket="kill-src", backup_bucket="kill-bak", grace_seconds=0)
+    doomed = worker_env()
+
+    tasks.reconcile_pair.apply_async((pair.pk,), queue=doomed.queue)
+    running = wait_for(
+        lambda: ReconcileRun.objects.filter(pair=pair, status="running").first(),
+        timeout=60,
+        worker=doomed,
+        what="the worker to start the run",
+    )
+    doomed.kill()
+
+    running.refresh_from_db()
+    assert running.status == "running", "the run finished before the worker could be killed"
+    # Nobody will ever report for it again; once the heartbeat timeout has passed...
+    later = timezone.now() + timedelta(seconds=settings.RECONCILE_HEARTBEAT_TIMEOUT + 1)
+    assert reconcile.reap_stalled_runs(now=later) == [running.pk]
+    running.refresh_from_db()
+    assert running.status == "failed"
+    assert "the worker stopped reporting" in running.error
+
+    survivor = worker_env()
+    rerun_id = tasks.reconcile_pair.apply_async((pair.pk,), queue=survivor.queue).get(timeout=60)
+
+    rerun = run_state(rerun_id)
+    assert rerun.pk != running.pk
+    assert (rerun.status, rerun.missing, rerun.source_objects) == ("succeeded", 400, 4000)
