@@ -507,22 +507,95 @@ def copy_object(
 ) -> CopyOutcome:
     """Copy one object server-side so that the backup keeps the source's ETag.
 
-    ``expected_etag`` is the content the caller means to copy (the event's ETag); when the
-    source no longer has it, nothing is copied and the outcome is "skipped" (superseded).
-    ``version_id`` is the version the caller means to copy; it is copied only while it is
-    still the key's current version, so an old event never overwrites newer backup content.
-    AWS errors never raise: they come back as "failed" with the AWS error code.
+    ``expected_etag`` is the content the caller means to copy (the event's ETag, quoted or
+    not); when the source no longer has it, the outcome is "skipped" (superseded).
+    ``version_id`` is the version the caller means to copy; when a newer version has become
+    current, the outcome is "skipped" too, so an old event never leaves older content in the
+    backup than a newer one did. AWS errors never raise: they come back as "failed" with the
+    AWS error code. ``size`` is None when the copy never needed to read the source's headers.
     """
-    source = {"Bucket": source_bucket, "Key": source_key}
-    guard = {"IfMatch": quote_etag(expected_etag)} if expected_etag else {}
+    if expected_etag and not parts_in_etag(expected_etag):
+        return _copy_announced_object(
+            s3,
+            {"Bucket": source_bucket, "Key": source_key},
+            dest_bucket,
+            dest_key,
+            etag=quote_etag(expected_etag),
+            version_id=version_id,
+            storage_class=storage_class,
+        )
+    return _copy_after_head(
+        s3,
+        {"Bucket": source_bucket, "Key": source_key},
+        dest_bucket,
+        dest_key,
+        etag=quote_etag(expected_etag) if expected_etag else None,
+        version_id=version_id,
+        storage_class=storage_class,
+    )
+
+
+def _single_copy(s3, source: dict, dest_bucket: str, dest_key: str, etag: str, storage_class):
+    """One CopyObject keeping metadata, headers and tags; S3 refuses it if the ETag moved on."""
+    extra = {"StorageClass": storage_class} if storage_class else {}
+    return s3.copy_object(
+        Bucket=dest_bucket,
+        Key=dest_key,
+        CopySource=source,
+        CopySourceIfMatch=etag,
+        MetadataDirective="COPY",
+        TaggingDirective="COPY",
+        **extra,
+    )
+
+
+def _copy_announced_object(
+    s3, source: dict, dest_bucket: str, dest_key: str, *, etag: str, version_id, storage_class
+) -> CopyOutcome:
+    """The common case, an event announcing a single-part object: one request when all is well.
+
+    The key's current version is copied, guarded by CopySourceIfMatch, and the response says
+    which content and version were copied. moto ignores CopySourceIfMatch, so a changed ETag
+    is caught after the copy; what was written then is the source's current content, never
+    older content than a newer event already copied.
+    """
     try:
-        # CopySourceIfMatch closes the race on S3, but moto ignores it: the HEAD's IfMatch,
-        # which both honour, makes "superseded" hold everywhere.
+        result = _single_copy(s3, source, dest_bucket, dest_key, etag, storage_class)
+    except ClientError as error:
+        return _source_unavailable(s3, source["Bucket"], error, expecting=True)
+    except BotoCoreError as error:
+        return _failed(error)
+    if version_id and result.get("CopySourceVersionId", "null") != version_id:
+        return _skipped("superseded: a newer version of the key was written after the event")
+    backup_etag = result["CopyObjectResult"]["ETag"]
+    if backup_etag != etag:
+        # Either the source changed (and S3 ignored CopySourceIfMatch, as moto does), or the
+        # backup bucket encrypts with KMS, whose ETags are not MD5s. The source can tell.
+        try:
+            s3.head_object(**source, IfMatch=etag)
+        except ClientError as error:
+            return _source_unavailable(s3, source["Bucket"], error, expecting=True)
+        except BotoCoreError as error:
+            return _failed(error)
+    return CopyOutcome(COPIED, etag=backup_etag)
+
+
+def _copy_after_head(
+    s3,
+    source: dict,
+    dest_bucket: str,
+    dest_key: str,
+    *,
+    etag: str | None,
+    version_id,
+    storage_class,
+) -> CopyOutcome:
+    """Read the source's headers first: multipart sources, and copies without an ETag."""
+    guard = {"IfMatch": etag} if etag else {}
+    try:
         head = s3.head_object(**source, **guard)
     except ClientError as error:
-        return _source_unavailable(
-            s3, source_bucket, error, expecting=bool(expected_etag or version_id)
-        )
+        return _source_unavailable(s3, source["Bucket"], error, expecting=bool(etag or version_id))
     except BotoCoreError as error:
         return _failed(error)
 
@@ -530,22 +603,12 @@ def copy_object(
     if version_id and head.get("VersionId", "null") != version_id:
         return _skipped("superseded: a newer version of the key was written after the event", size)
     if version_id:
-        source["VersionId"] = version_id
-    etag = head["ETag"]
+        source = {**source, "VersionId": version_id}
     try:
-        if parts_in_etag(etag):
+        if parts_in_etag(head["ETag"]):
             backup_etag = _copy_by_parts(s3, source, head, dest_bucket, dest_key, storage_class)
         else:
-            extra = {"StorageClass": storage_class} if storage_class else {}
-            result = s3.copy_object(
-                Bucket=dest_bucket,
-                Key=dest_key,
-                CopySource=source,
-                CopySourceIfMatch=etag,
-                MetadataDirective="COPY",
-                TaggingDirective="COPY",
-                **extra,
-            )
+            result = _single_copy(s3, source, dest_bucket, dest_key, head["ETag"], storage_class)
             backup_etag = result["CopyObjectResult"]["ETag"]
     except ClientError as error:
         if describe_error(error)[0] == "PreconditionFailed":

@@ -281,12 +281,37 @@ def test_copy_without_expectations_copies_current_content(s3):
 
 def test_access_denied_on_source_is_reported_failed_and_handler_raises(s3, monkeypatch):
     event = put_event(s3, "secret.txt", b"x")
-    answer_with_error(s3, "HeadObject", status=403, code="AccessDenied")
+    answer_with_error(s3, "CopyObject", status=403, code="AccessDenied")
 
     with pytest.raises(ReplicationFailed, match="1 of 1 records failed"):
         invoke(monkeypatch, s3, event)
 
     assert backup_keys(s3) == []
+
+
+def test_access_denied_reading_headers_of_a_multipart_source_is_failed(s3):
+    etag = upload_in_parts(s3, "big.bin", [5 * MiB, 10])
+    answer_with_error(s3, "HeadObject", status=403, code="AccessDenied")
+
+    outcome = copy_object(s3, SOURCE, "big.bin", BACKUP, "big.bin", expected_etag=etag)
+
+    assert (outcome.status, outcome.error_code) == ("failed", "AccessDenied")
+    assert incomplete_uploads(s3) == []
+
+
+def test_backup_etag_that_differs_only_by_encryption_still_counts_as_copied(s3):
+    # A bucket encrypting with SSE-KMS gives copies ETags that are not MD5s.
+    etag = s3.put_object(Bucket=SOURCE, Key="k", Body=b"x")["ETag"]
+
+    def kms_etag(parsed, **_):
+        parsed["CopyObjectResult"]["ETag"] = '"a1b2c3d4e5f6a1b2c3d4e5f6a1b2c3d4"'
+
+    s3.meta.events.register("after-call.s3.CopyObject", kms_etag)
+
+    outcome = copy_object(s3, SOURCE, "k", BACKUP, "k", expected_etag=etag)
+
+    assert outcome.status == "copied"
+    assert outcome.etag == '"a1b2c3d4e5f6a1b2c3d4e5f6a1b2c3d4"'
 
 
 def test_copy_of_missing_source_bucket_fails_with_no_such_bucket(s3):

@@ -56,7 +56,7 @@ def test_failed_copy_is_stored_as_failed_before_the_handler_raises(
     transactional_db, live_server, pair, ingest_key, s3, monkeypatch
 ):
     event = put_event(s3, "private.txt")
-    answer_with_error(s3, "HeadObject", status=403, code="AccessDenied")
+    answer_with_error(s3, "CopyObject", status=403, code="AccessDenied")
 
     with pytest.raises(ReplicationFailed):
         invoke(

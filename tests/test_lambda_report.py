@@ -136,7 +136,7 @@ def test_report_carries_sqs_receive_count_as_attempt(s3, monkeypatch):
 
 def test_access_denied_is_reported_failed_before_the_handler_raises(s3, monkeypatch):
     event = put_event(s3, "secret.txt")
-    answer_with_error(s3, "HeadObject", status=403, code="AccessDenied")
+    answer_with_error(s3, "CopyObject", status=403, code="AccessDenied")
 
     with ReportServer() as server, pytest.raises(ReplicationFailed):
         invoke(monkeypatch, s3, event, **report_env(server.url))
