@@ -13,12 +13,19 @@ from django.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from replication.ingest import schema, store
+from replication.ingest import schema, store, views
 from replication.ingest.signing import sign
-from replication.models import CopyEvent, CopyStatus, IngestKey, ObjectState
+from replication.models import BucketPair, CopyEvent, CopyStatus, IngestKey, ObjectState
 from tests.factories import event_payload, make_ingest_key, make_pair
 
 URL = "/api/v1/events"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_caches():
+    """Keys and pairs cached by an earlier test were rolled back with its transaction."""
+    views._keys.clear()
+    store._pairs.clear()
 
 
 def post(client, key, payload, *, timestamp=None, headers=None):
@@ -175,6 +182,14 @@ def test_more_than_1000_events_is_refused_and_nothing_stored(client, pair, inges
     assert not CopyEvent.objects.exists()
 
 
+def test_batch_of_1000_events_is_stored_whole(client, pair, ingest_key):
+    payloads = [event_payload(key=f"bulk/{i}", sequencer=f"{i:04X}") for i in range(1000)]
+    response = post(client, ingest_key, events(*payloads))
+    assert response.json() == {"accepted": 1000, "duplicates": 0, "rejected": []}
+    assert ObjectState.objects.filter(pair=pair).count() == 1000
+    assert CopyEvent.objects.get(key="bulk/999").sequencer == "03E7"
+
+
 @pytest.mark.parametrize(
     ("raw", "field"),
     [
@@ -249,6 +264,45 @@ def test_results_for_a_disabled_pair_are_still_stored(client, ingest_key):
     make_pair(source_bucket="paused", backup_bucket="paused-bak", enabled=False)
     batch = events(event_payload(source_bucket="paused", destination_bucket="paused-bak"))
     assert post(client, ingest_key, batch).json()["accepted"] == 1
+
+
+def test_pair_registered_after_the_pairs_were_cached_gets_its_first_event(client, pair, ingest_key):
+    assert post(client, ingest_key, events(event_payload())).json()["accepted"] == 1
+    # Registered by another process: no signal reaches this one's cache.
+    BucketPair.objects.bulk_create(
+        [BucketPair(name="new", source_bucket="new-src", backup_bucket="new-bak")]
+    )
+    batch = events(event_payload(source_bucket="new-src", destination_bucket="new-bak"))
+    assert post(client, ingest_key, batch).json()["accepted"] == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_pair_deleted_by_another_process_answers_503_then_rejects_on_retry(pair, ingest_key):
+    client = Client()
+    assert post(client, ingest_key, events(event_payload())).json()["accepted"] == 1
+    # Deleted elsewhere (no signal here), while this process still holds it.
+    CopyEvent.objects.all().delete()
+    ObjectState.objects.all().delete()
+    BucketPair.objects.filter(pk=pair.pk)._raw_delete(using="default")
+
+    first = post(client, ingest_key, events(event_payload()))
+    assert first.status_code == 503
+    retry = post(client, ingest_key, events(event_payload()))
+    assert retry.status_code == 202
+    assert retry.json()["accepted"] == 0
+    assert len(retry.json()["rejected"]) == 1
+
+
+def test_key_revoked_by_another_process_is_refused_once_the_cache_expires(
+    client, pair, ingest_key, monkeypatch
+):
+    clock = [0.0]
+    monkeypatch.setattr(views._keys, "clock", lambda: clock[0])
+    assert post(client, ingest_key, events()).status_code == 202
+    IngestKey.objects.filter(pk=ingest_key.pk).update(revoked_at=datetime.now(UTC))  # no signal
+
+    clock[0] += views.KEY_CACHE_SECONDS
+    assert post(client, ingest_key, events()).status_code == 401
 
 
 # --- Idempotence -----------------------------------------------------------------------------

@@ -12,12 +12,15 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import DatabaseError
 from django.db.models import Q
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from replication.ingest import schema, store
+from replication.ingest.cache import ExpiringCache
 from replication.ingest.signing import SignatureError, check_freshness, parse_timestamp, verify
 from replication.models import IngestKey
 
@@ -27,6 +30,10 @@ logger = logging.getLogger(__name__)
 # one per request.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 RETRY_AFTER_SECONDS = 5
+# Active keys are held this long by each process, saving a query per post: a revoked key
+# is refused everywhere within this many seconds (at once by the process that revoked it).
+KEY_CACHE_SECONDS = 5
+_keys: ExpiringCache[IngestKey] = ExpiringCache(seconds=KEY_CACHE_SECONDS)
 
 
 def error(status: int, message: str, **extra) -> JsonResponse:
@@ -90,18 +97,27 @@ def authenticate(request: HttpRequest) -> IngestKey:
         raise SignatureError("missing X-Backup-Key header")
     timestamp = parse_timestamp(request.headers.get("X-Backup-Timestamp"))
     check_freshness(timestamp, time.time(), settings.INGEST_CLOCK_SKEW_SECONDS)
-    key = (
-        IngestKey.objects.active()
-        .filter(key_id=key_id)
-        .only("pk", "secret", "last_used_at")
-        .first()
-    )
+    key = _keys.get(key_id, lambda: _load_key(key_id))
     if key is None:
         raise SignatureError("unknown or revoked key")
     # The canonical digits, not the raw header: parse_timestamp also accepts forms such as
     # " 17" that are not worth signing, and non-ASCII digits could not be signed at all.
     verify(key.secret, str(timestamp), request.headers.get("X-Backup-Signature"), request.body)
     return key
+
+
+def _load_key(key_id: str) -> IngestKey | None:
+    return (
+        IngestKey.objects.active()
+        .filter(key_id=key_id)
+        .only("pk", "secret", "last_used_at")
+        .first()
+    )
+
+
+@receiver([post_save, post_delete], sender=IngestKey)
+def _forget_keys(**kwargs) -> None:
+    _keys.clear()
 
 
 def note_use(key: IngestKey) -> None:
@@ -117,6 +133,7 @@ def note_use(key: IngestKey) -> None:
     IngestKey.objects.filter(pk=key.pk).filter(
         Q(last_used_at__isnull=True) | Q(last_used_at__lt=stale_before)
     ).update(last_used_at=now)
+    key.last_used_at = now  # the cached copy too, or it would claim again on every request
 
 
 @csrf_exempt  # authenticated by signature, never by cookie
