@@ -3,11 +3,13 @@
 import io
 import json
 from datetime import timedelta
+from unittest import mock
 
 import boto3
 import pytest
 import time_machine
 from django.core.management import ManagementUtility
+from django.db import connections
 from django.utils import timezone
 from moto import mock_aws
 
@@ -59,10 +61,12 @@ class Terminal(io.StringIO):
 
 def manage(*argv: str) -> int:
     """Run a command as `manage.py` would, returning its exit status."""
-    try:
-        ManagementUtility(["manage.py", *argv]).execute()
-    except SystemExit as exit_:
-        return exit_.code
+    # run_from_argv closes every connection when it ends; the test's transaction must live on.
+    with mock.patch.object(connections, "close_all"):
+        try:
+            ManagementUtility(["manage.py", *argv]).execute()
+        except SystemExit as exit_:
+            return exit_.code
     return 0
 
 
