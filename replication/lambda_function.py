@@ -225,7 +225,13 @@ def parse_event(event: Any) -> ParsedEvent:
         for message in records:
             _read_sqs_message(message, parsed)
         return parsed
-    parsed.records = _read_payload(event, message_id=None, attempt=1)
+    try:
+        parsed.records = _read_payload(event, message_id=None, attempt=1)
+    except UnrecognizedEvent:
+        raise
+    except (KeyError, TypeError, AttributeError, ValueError) as error:
+        # A field AWS always sends is missing or of the wrong type: say which.
+        raise UnrecognizedEvent(f"malformed event ({type(error).__name__}: {error})") from error
     return parsed
 
 
@@ -258,8 +264,7 @@ def _read_payload(payload: Any, *, message_id: str | None, attempt: int) -> list
         # SNS envelope inside an SQS body: the S3 notification is a JSON string within.
         return _read_payload(json.loads(payload["Message"]), message_id=message_id, attempt=attempt)
     if payload.get("source") == "aws.s3" and "detail-type" in payload:
-        event = _from_eventbridge(payload, message_id=message_id, attempt=attempt)
-        return [event] if event else []
+        return [_from_eventbridge(payload, message_id=message_id, attempt=attempt)]
     records = payload.get("Records")
     if isinstance(records, list):
         events = []

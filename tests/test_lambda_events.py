@@ -264,7 +264,17 @@ def test_event_names_map_to_copy_delete_or_ignore(event_name, action):
     assert action_for(event_name) == action
 
 
-@pytest.mark.parametrize("event", [[], "text", {"hello": "world"}, {"Records": [{"x": 1}]}])
+@pytest.mark.parametrize(
+    "event",
+    [
+        [],
+        "text",
+        {"hello": "world"},
+        {"Records": [{"x": 1}]},
+        {"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put"}]},
+        {"source": "aws.s3", "detail-type": "Object Created", "detail": {}},
+    ],
+)
 def test_unknown_invocation_shapes_are_refused_by_name(event):
     with pytest.raises(UnrecognizedEvent):
         parse_event(event)
