@@ -12,6 +12,7 @@ Both writes let the database settle races, with no read-then-write:
 
 import json
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -71,17 +72,26 @@ def _insert_batch(
     matched: list[tuple[int, Event]], newest: dict[tuple[int, str], Event], received_at: datetime
 ) -> int:
     """Insert the events and advance the objects' state, all or nothing; return rows new."""
+    event_rows = [_event_row(pair_id, event, received_at) for pair_id, event in matched]
+    state_rows = [_state_row(pair_id, event, received_at) for (pair_id, _), event in newest.items()]
+    if connection.vendor == "postgresql":
+        # Both writes in one statement, atomic on its own: one round trip instead of four
+        # (BEGIN, two INSERTs, COMMIT), which is most of the cost of a one-event post.
+        events_sql = _insert_from_json(CopyEvent, "ON CONFLICT DO NOTHING RETURNING 1")
+        state_sql = _insert_from_json(ObjectState, _STATE_UPSERT)
+        sql = (
+            f"WITH new_events AS ({events_sql}), new_state AS ({state_sql}) "  # noqa: S608
+            "SELECT count(*) FROM new_events"
+        )
+        params = [_as_json(CopyEvent, event_rows), _as_json(ObjectState, state_rows)]
+        # Inside a caller's transaction, a savepoint, so that a failure here leaves the
+        # caller's transaction usable.
+        with _savepoint_if_in_transaction(), connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchone()[0]
     with transaction.atomic():
-        inserted = _insert(
-            CopyEvent,
-            [_event_row(pair_id, event, received_at) for pair_id, event in matched],
-            on_conflict="ON CONFLICT DO NOTHING",
-        )
-        _insert(
-            ObjectState,
-            [_state_row(pair_id, event, received_at) for (pair_id, _key), event in newest.items()],
-            on_conflict=_STATE_UPSERT,
-        )
+        inserted = _insert_values(CopyEvent, event_rows, "ON CONFLICT DO NOTHING")
+        _insert_values(ObjectState, state_rows, _STATE_UPSERT)
     return inserted
 
 
@@ -188,46 +198,60 @@ def _state_upsert() -> str:
 _STATE_UPSERT = _state_upsert()
 
 
-def _insert(model: type[models.Model], rows: list[dict], on_conflict: str) -> int:
-    """INSERT ``rows`` (dicts by attname) with an ON CONFLICT clause; return rows written.
+def _savepoint_if_in_transaction() -> AbstractContextManager:
+    return transaction.atomic() if connection.in_atomic_block else nullcontext()
 
-    Django's bulk_create can ignore conflicts but neither counts what it inserted nor updates
-    conditionally, which are the two things ingest needs. PostgreSQL and SQLite share the
-    ON CONFLICT syntax and both count only rows really inserted or updated.
+
+# Django's bulk_create can ignore conflicts but neither counts what it inserted nor updates
+# conditionally, which are the two things ingest needs; hence these few lines of SQL. Table
+# and column names come from model metadata; every value is a parameter.
+
+
+def _columns(model: type[models.Model]) -> list[models.Field]:
+    return [f for f in model._meta.concrete_fields if not f.primary_key]
+
+
+def _insert_from_json(model: type[models.Model], on_conflict: str) -> str:
+    """PostgreSQL: INSERT the rows of one JSON parameter, expanded as rows of the table's type.
+
+    One short statement whatever the batch size, and no per-value quoting in Python (a
+    1,600-placeholder VALUES list cost more than the insert itself).
     """
-    if not rows:
-        return 0
-    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    quote = connection.ops.quote_name
+    table = quote(model._meta.db_table)
+    columns = ", ".join(quote(f.column) for f in _columns(model))
+    return (
+        f"INSERT INTO {table} ({columns}) SELECT {columns} "  # noqa: S608
+        f"FROM json_populate_recordset(NULL::{table}, %s) {on_conflict}"
+    )
+
+
+def _as_json(model: type[models.Model], rows: list[dict]) -> str:
+    fields = _columns(model)
+    return json.dumps(
+        [{f.column: row[f.attname] for f in fields} for row in rows], default=_json_value
+    )
+
+
+def _insert_values(model: type[models.Model], rows: list[dict], on_conflict: str) -> int:
+    """Elsewhere (SQLite): INSERT ... VALUES in chunks; return the rows written."""
+    fields = _columns(model)
     quote = connection.ops.quote_name
     into = f"{quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)})"
+    one_row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    batch_size = connection.ops.bulk_batch_size(fields, rows) or len(rows)
+    written = 0
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            # The batch travels as one JSON parameter that PostgreSQL expands into rows of the
-            # table's type: one short statement whatever the batch size, and no per-value
-            # quoting in Python (a 16,000-placeholder VALUES list cost more than the insert).
-            table = quote(model._meta.db_table)
-            columns = ", ".join(quote(f.column) for f in fields)
-            sql = (
-                f"INSERT INTO {into} SELECT {columns} "  # noqa: S608
-                f"FROM json_populate_recordset(NULL::{table}, %s) {on_conflict}"
-            )
-            records = [{f.column: row[f.attname] for f in fields} for row in rows]
-            cursor.execute(sql, [json.dumps(records, default=_json_value)])
-            return cursor.rowcount
-        one_row = "(" + ", ".join(["%s"] * len(fields)) + ")"
-        batch_size = connection.ops.bulk_batch_size(fields, rows) or len(rows)
-        written = 0
         for start in range(0, len(rows), batch_size):
             chunk = rows[start : start + batch_size]
             values = ", ".join([one_row] * len(chunk))
             params = [
                 f.get_db_prep_save(row[f.attname], connection) for row in chunk for f in fields
             ]
-            # Identifiers come from model metadata; every value is a parameter.
-            sql = f"INSERT INTO {into} VALUES {values} {on_conflict}"  # noqa: S608
-            cursor.execute(sql, params)
+            cursor.execute(f"INSERT INTO {into} VALUES {values} {on_conflict}", params)  # noqa: S608
+            # SQLite counts only rows really inserted or updated, as PostgreSQL does.
             written += cursor.rowcount
-        return written
+    return written
 
 
 def _json_value(value: datetime | timedelta) -> str:
