@@ -96,7 +96,8 @@ _LAUNCHER = """
 import os, subprocess, sys
 child = subprocess.Popen(sys.argv[1:])
 _, status, usage = os.wait4(child.pid, 0)
-sys.stderr.write(f"\\n__MAXRSS_KB__ {usage.ru_maxrss}\\n")
+cpu = usage.ru_utime + usage.ru_stime
+sys.stderr.write(f"\\n__MAXRSS_KB__ {usage.ru_maxrss} {cpu}\\n")
 sys.exit(os.waitstatus_to_exitcode(status))
 """
 
@@ -107,10 +108,12 @@ def measure(command: list[str], env: dict[str, str], cwd: Path = ROOT) -> dict:
         [PYTHON, "-c", _LAUNCHER, *command], env=env, cwd=cwd, capture_output=True, check=False
     )
     wall = time.monotonic() - started
-    stderr, _, maxrss = done.stderr.decode(errors="replace").rpartition("\n__MAXRSS_KB__ ")
+    stderr, _, usage = done.stderr.decode(errors="replace").rpartition("\n__MAXRSS_KB__ ")
+    maxrss_kb, cpu_s = usage.split() if usage.strip() else (0, 0)
     return {
         "wall_s": wall,
-        "rss_mb": int(maxrss.strip() or 0) / 1024,
+        "cpu_s": float(cpu_s),
+        "rss_mb": int(maxrss_kb) / 1024,
         "returncode": done.returncode,
         "stdout": done.stdout.decode(errors="replace"),
         "stderr": stderr,
@@ -306,13 +309,15 @@ def row(name: str, measured: dict, correct: bool) -> dict:
 
 def print_table(results: list[dict | None]) -> None:
     floor = results[0]["wall_s"]
-    print(f"{'method':<48} {'wall s':>8} {'x floor':>8} {'peak RSS MB':>12}  exact diff")
+    print(
+        f"{'method':<48} {'wall s':>8} {'x floor':>8} {'CPU s':>6} {'peak RSS MB':>12}  exact diff"
+    )
     for r in results:
         if r is None:
             print(f"{'(c) rclone check --fast-list':<48} {'not installed':>8}")
             continue
         print(
-            f"{r['name']:<48} {r['wall_s']:8.2f} {r['wall_s'] / floor:8.2f} "
+            f"{r['name']:<48} {r['wall_s']:8.2f} {r['wall_s'] / floor:8.2f} {r['cpu_s']:6.2f} "
             f"{r['rss_mb']:12.1f}  {'yes' if r['correct'] else 'NO'}"
         )
     ours, rclone = results[1], results[2]
