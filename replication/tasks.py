@@ -17,7 +17,8 @@ def purge_expired_events() -> int:
 
 
 # --- Reconcile --------------------------------------------------------------------------------
-# The work is in replication/reconcile/run.py; these decide only where it runs.
+# The work is in replication/reconcile/run.py; these decide only where it runs. No automatic
+# retries: a failed run is saved with its reason, and the schedule or an operator reruns it.
 
 
 @shared_task(bind=True, acks_late=True)

@@ -351,3 +351,9 @@ def test_pairs_are_due_when_their_interval_has_elapsed(db):
             status="succeeded", created_at=now - timedelta(minutes=age)
         )
     assert {p.pk for p in reconcile.due_pairs(now)} == {never_run.pk, stale.pk}
+
+
+def test_an_unknown_trigger_is_refused_before_anything_is_stored(docs):
+    with pytest.raises(ValueError, match="unknown trigger 'cron'"):
+        reconcile.request_run(docs, trigger="cron")
+    assert not ReconcileRun.objects.exists()

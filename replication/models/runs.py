@@ -86,7 +86,7 @@ class ReconcileRun(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"reconcile #{self.pk} of {self.pair_id} ({self.status})"
+        return f"reconcile #{self.pk} ({self.status})"
 
     @property
     def is_active(self) -> bool:

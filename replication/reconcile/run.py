@@ -48,6 +48,8 @@ def request_run(
     repair: bool = False,
 ) -> tuple[ReconcileRun, bool]:
     """A new queued run for ``pair``, or the one already queued or running: ``(run, created)``."""
+    if trigger not in ReconcileRun.Trigger.values:
+        raise ValueError(f"unknown trigger {trigger!r}: one of {ReconcileRun.Trigger.values}")
     now = timezone.now()
     try:
         # The savepoint keeps a caller's transaction usable after the unique violation.
