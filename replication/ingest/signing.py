@@ -33,9 +33,7 @@ def parse_timestamp(raw: str | None) -> int:
 
 def check_freshness(timestamp: int, now: float, max_skew_seconds: int) -> None:
     if abs(now - timestamp) > max_skew_seconds:
-        raise SignatureError(
-            f"timestamp is more than {max_skew_seconds} s from the server's clock"
-        )
+        raise SignatureError(f"timestamp is more than {max_skew_seconds} s from the server's clock")
 
 
 def verify(secret: str, timestamp: str, signature: str | None, body: bytes) -> None:
@@ -44,5 +42,7 @@ def verify(secret: str, timestamp: str, signature: str | None, body: bytes) -> N
         raise SignatureError("missing X-Backup-Signature header")
     expected = sign(secret, timestamp, body)
     # Constant time: a byte-by-byte comparison would leak how much of a guess was right.
-    if not hmac.compare_digest(expected.encode("ascii"), signature.strip().encode("ascii", "replace")):
+    if not hmac.compare_digest(
+        expected.encode("ascii"), signature.strip().encode("ascii", "replace")
+    ):
         raise SignatureError("signature does not match")
