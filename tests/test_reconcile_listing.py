@@ -1,11 +1,15 @@
 """Listing both sides with boto3 against moto: prefixes, pages, key ranges, clear errors."""
 
+from datetime import UTC, datetime, timedelta
+
 import boto3
+import botocore.utils
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
+from replication import s3 as s3_clients
 from replication.reconcile import listing
 from replication.reconcile.listing import ListingError, ParallelListing, Side, describe_error
 from replication.reconcile.ranges import split
@@ -137,3 +141,26 @@ def test_a_consumer_leaving_early_stops_the_listing_threads(s3, monkeypatch):
     for thread in both._threads:
         thread.join(timeout=5)
         assert not thread.is_alive()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2026-11-27T12:00:00.000Z",
+        "2026-11-27T12:00:00Z",
+        "2026-11-27T12:00:00.123456+00:00",
+        "Fri, 27 Nov 2026 12:00:00 GMT",  # HEAD's Last-Modified
+        "1764244800",
+    ],
+)
+def test_fast_timestamp_parser_agrees_with_botocores(value):
+    parsed = s3_clients.parse_timestamp(value)
+    assert parsed == botocore.utils.parse_timestamp(value)
+    assert parsed.utcoffset() == timedelta(0)
+
+
+def test_project_clients_list_aware_timestamps(s3):
+    put(s3, SOURCE, "a")
+    (entry,) = next(listing.list_pages(s3_clients.client("us-east-1"), SOURCE))
+    assert entry.last_modified.utcoffset() == timedelta(0)
+    assert abs(entry.last_modified - datetime.now(UTC)) < timedelta(minutes=5)
