@@ -4,9 +4,7 @@
 
 What it does:
 1. recreates a PostgreSQL database of its own (default ``bench_ingest`` on 127.0.0.1, user
-   postgres) and builds its tables with ``migrate --run-syncdb``, then creates any table of
-   the replication app still missing straight from the models (the project has no migration
-   files yet, and --run-syncdb skips an app that has a migrations package);
+   postgres) and migrates it;
 2. registers a pair and an ingest key;
 3. starts gunicorn (gthread workers, so clients keep their connections alive);
 4. from this process, which is not gunicorn's, runs ``--clients`` load processes, each with
@@ -51,21 +49,12 @@ def prepare_database(url: str, name: str, host: str, user: str) -> tuple[str, st
     psql(f'CREATE DATABASE "{name}"', host, user)
     env = {**os.environ, "DATABASE_URL": url}
     subprocess.run(
-        [PYTHON, "manage.py", "migrate", "--run-syncdb", "--noinput", "-v", "0"],
+        [PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"],
         cwd=ROOT,
         env=env,
         check=True,
     )
-    # Until the project has migration files, --run-syncdb skips the replication app (it has a
-    # migrations package): build its tables straight from the models, as the tests do.
     seed = (
-        "from django.apps import apps\n"
-        "from django.db import connection\n"
-        "existing = connection.introspection.table_names()\n"
-        "with connection.schema_editor() as editor:\n"
-        "    for model in apps.get_app_config('replication').get_models():\n"
-        "        if model._meta.db_table not in existing:\n"
-        "            editor.create_model(model)\n"
         "from replication.models import BucketPair, IngestKey\n"
         f"BucketPair.objects.create(name='bench', source_bucket='{SOURCE}', "
         f"backup_bucket='{BACKUP}')\n"

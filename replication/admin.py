@@ -4,7 +4,8 @@ from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
 from replication import access, deployment, s3
-from replication.models import BucketPair, IngestKey
+from replication.models import BucketPair, Discrepancy, IngestKey, ObjectState, ReconcileRun
+from replication.tasks import start_reconcile
 
 _LEVEL = {
     access.Level.OK: messages.SUCCESS,
@@ -31,7 +32,7 @@ class BucketPairAdmin(admin.ModelAdmin):
     list_filter = ["enabled", "mirror_deletes", "region"]
     search_fields = ["name", "source_bucket", "source_prefix", "backup_bucket", "backup_prefix"]
     readonly_fields = ["created_at", "updated_at", "lambda_environment", "iam_policy"]
-    actions = ["check_access"]
+    actions = ["check_access", "reconcile_now", "reconcile_and_repair"]
     fieldsets = [
         (None, {"fields": ["name", "enabled"]}),
         (
@@ -64,6 +65,35 @@ class BucketPairAdmin(admin.ModelAdmin):
         for pair in queryset:
             for finding in access.check_pair(pair, s3.client(pair.region)):
                 self.message_user(request, f"{pair.name}: {finding.message}", _LEVEL[finding.level])
+
+    def has_reconcile_permission(self, request) -> bool:
+        return request.user.has_perm("replication.reconcile_bucketpair")
+
+    @admin.action(description="Reconcile the selected pairs now", permissions=["reconcile"])
+    def reconcile_now(self, request, queryset):
+        self._start_runs(request, queryset, repair=False)
+
+    @admin.action(description="Reconcile and repair the selected pairs", permissions=["reconcile"])
+    def reconcile_and_repair(self, request, queryset):
+        self._start_runs(request, queryset, repair=True)
+
+    def _start_runs(self, request, queryset, *, repair: bool) -> None:
+        for pair in queryset:
+            run, created = start_reconcile(
+                pair, trigger=ReconcileRun.Trigger.MANUAL, requested_by=request.user, repair=repair
+            )
+            if run.status == ReconcileRun.Status.FAILED:
+                self.message_user(
+                    request, f"{pair.name}: run #{run.pk} failed: {run.error}", messages.ERROR
+                )
+            elif created:
+                self.message_user(
+                    request, f"{pair.name}: run #{run.pk} is {run.status}.", messages.SUCCESS
+                )
+            else:
+                self.message_user(
+                    request, f"{pair.name}: run #{run.pk} is already {run.status}.", messages.INFO
+                )
 
     @admin.display(description="Lambda environment")
     def lambda_environment(self, pair):
@@ -124,3 +154,78 @@ class IngestKeyAdmin(admin.ModelAdmin):
             key.revoke()
             revoked += 1
         self.message_user(request, f"Revoked {revoked} key(s).", messages.SUCCESS)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Written by the product, not by hand: viewable, never edited in the admin."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class DiscrepancyInline(admin.TabularInline):
+    model = Discrepancy
+    fields = [
+        "kind",
+        "key",
+        "source_size",
+        "backup_size",
+        "source_etag",
+        "backup_etag",
+        "repair_outcome",
+        "repair_error",
+    ]
+    readonly_fields = fields
+    can_delete = False
+    extra = 0
+    max_num = 0
+    show_change_link = False
+
+    def get_queryset(self, request):
+        # A run may hold thousands of rows; the inline shows the first hundred.
+        qs = super().get_queryset(request)
+        first = qs.values_list("pk", flat=True)[:100]
+        return qs.filter(pk__in=list(first))
+
+
+@admin.register(ReconcileRun)
+class ReconcileRunAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "pair",
+        "status",
+        "trigger",
+        "repair",
+        "created_at",
+        "duration_s",
+        "missing",
+        "extra",
+        "mismatched",
+        "unverified",
+        "in_flight",
+        "repaired",
+    ]
+    list_filter = ["status", "trigger", "repair", "pair"]
+    list_select_related = ["pair"]
+    search_fields = ["pair__name", "error"]
+    date_hierarchy = "created_at"
+    inlines = [DiscrepancyInline]
+
+
+@admin.register(ObjectState)
+class ObjectStateAdmin(ReadOnlyAdmin):
+    list_display = [
+        "key",
+        "pair",
+        "status",
+        "event_name",
+        "event_time",
+        "finished_at",
+        "error_code",
+    ]
+    list_filter = ["status", "pair"]
+    list_select_related = ["pair"]
+    search_fields = ["key", "error_code"]

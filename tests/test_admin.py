@@ -2,13 +2,14 @@ import json
 
 import boto3
 import pytest
+from django.contrib.auth.models import Permission
 from django.contrib.messages import get_messages
 from django.urls import reverse
 from moto import mock_aws
 from moto.core import set_initial_no_auth_action_count
 
 from replication import s3
-from replication.models import IngestKey
+from replication.models import IngestKey, ReconcileRun
 from tests.factories import make_ingest_key
 
 pytestmark = pytest.mark.django_db
@@ -166,3 +167,42 @@ def test_denied_access_is_reported_as_messages_not_a_traceback(admin_client, pai
     messages = messages_of(response)
     assert "photos: Source: access to bucket 'photos-src' is denied (AccessDenied)." in messages
     assert "photos: Backup: access to bucket 'photos-bak' is denied (AccessDenied)." in messages
+
+
+class TestReconcileFromTheAdmin:
+    @mock_aws
+    def test_reconcile_now_runs_the_pair_and_says_so(self, admin_client, pair):
+        client = boto3.client("s3", region_name="us-east-1")
+        for bucket in ("photos-src", "photos-bak"):
+            client.create_bucket(Bucket=bucket)
+        client.put_object(Bucket="photos-src", Key="a.jpg", Body=b"a")
+        response = admin_client.post(
+            reverse("admin:replication_bucketpair_changelist"),
+            {"action": "reconcile_now", "_selected_action": [pair.pk]},
+            follow=True,
+        )
+        run = ReconcileRun.objects.get(pair=pair)
+        assert run.status == ReconcileRun.Status.SUCCEEDED
+        assert run.source_objects == 1
+        assert f"photos: run #{run.pk} is succeeded." in messages_of(response)
+        page = admin_client.get(reverse("admin:replication_reconcilerun_change", args=[run.pk]))
+        assert page.status_code == 200
+
+    def test_staff_without_the_permission_cannot_start_a_run(self, client, pair, django_user_model):
+        staff = django_user_model.objects.create_user("viewer", password="pw", is_staff=True)
+        staff.user_permissions.add(Permission.objects.get(codename="view_bucketpair"))
+        client.force_login(staff)
+        changelist = client.get(reverse("admin:replication_bucketpair_changelist"))
+        assert "reconcile_now" not in changelist.content.decode()
+        client.post(
+            reverse("admin:replication_bucketpair_changelist"),
+            {"action": "reconcile_now", "_selected_action": [pair.pk]},
+        )
+        assert not ReconcileRun.objects.exists()
+
+    def test_runs_and_object_states_are_listed_read_only(self, admin_client, pair):
+        for name in ("reconcilerun", "objectstate"):
+            assert (
+                admin_client.get(reverse(f"admin:replication_{name}_changelist")).status_code == 200
+            )
+            assert admin_client.get(reverse(f"admin:replication_{name}_add")).status_code == 403

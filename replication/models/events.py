@@ -78,6 +78,7 @@ class CopyEvent(CopyResult):
     received_at = models.DateTimeField()
 
     class Meta:
+        ordering = ["-finished_at", "-id"]
         constraints = [
             # A repeated post (Lambda retrying its report, a sender replaying a batch) is
             # stored once, even when two copies race: ingest inserts with ON CONFLICT DO NOTHING.
@@ -116,6 +117,7 @@ class ObjectState(CopyResult):
     updated_at = models.DateTimeField(help_text="When the winning result was received.")
 
     class Meta:
+        ordering = ["pair", "key"]
         constraints = [
             models.UniqueConstraint(name="object_state_unique_key", fields=["pair", "key"]),
             *_result_constraints("object_state"),

@@ -61,6 +61,7 @@ class BucketPair(models.Model):
 
     class Meta:
         ordering = ["name"]
+        permissions = [("reconcile_bucketpair", "Can start a reconcile or repair of a pair")]
         constraints = [
             # The Lambda would copy its own writes forever, and a reconcile would compare a
             # key space with itself.
