@@ -64,7 +64,9 @@ class BucketPairAdmin(admin.ModelAdmin):
     def check_access(self, request, queryset):
         for pair in queryset:
             for finding in access.check_pair(pair, s3.client(pair.region)):
-                self.message_user(request, f"{pair.name}: {finding.message}", _LEVEL[finding.level])
+                self.message_user(
+                    request, f"Pair {pair.name}: {finding.message}", _LEVEL[finding.level]
+                )
 
     def has_reconcile_permission(self, request) -> bool:
         return request.user.has_perm("replication.reconcile_bucketpair")
@@ -84,15 +86,17 @@ class BucketPairAdmin(admin.ModelAdmin):
             )
             if run.status == ReconcileRun.Status.FAILED:
                 self.message_user(
-                    request, f"{pair.name}: run #{run.pk} failed: {run.error}", messages.ERROR
+                    request, f"Pair {pair.name}: run #{run.pk} failed: {run.error}", messages.ERROR
                 )
             elif created:
                 self.message_user(
-                    request, f"{pair.name}: run #{run.pk} is {run.status}.", messages.SUCCESS
+                    request, f"Pair {pair.name}: run #{run.pk} is {run.status}.", messages.SUCCESS
                 )
             else:
                 self.message_user(
-                    request, f"{pair.name}: run #{run.pk} is already {run.status}.", messages.INFO
+                    request,
+                    f"Pair {pair.name}: run #{run.pk} is already {run.status}.",
+                    messages.INFO,
                 )
 
     @admin.display(description="Lambda environment")

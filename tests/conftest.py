@@ -100,6 +100,19 @@ def celery_worker(request):
             worker.wait()
 
 
+@pytest.fixture
+def s3_buckets(request):
+    """A moto-mocked S3 client with the buckets named by the test module's SOURCE and BACKUP."""
+    import boto3
+    from moto import mock_aws
+
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        for bucket in (request.module.SOURCE, request.module.BACKUP):
+            client.create_bucket(Bucket=bucket)
+        yield client
+
+
 def redis_url_or_skip() -> str:
     url = os.environ.get("REDIS_URL")
     if not url:

@@ -101,15 +101,15 @@ class TestCheckAccess:
 
     def test_missing_buckets_are_reported_as_messages(self, admin_client, pair):
         messages = messages_of(run_check_access(admin_client, pair))
-        assert "photos: Source: bucket 'photos-src' does not exist." in messages
-        assert "photos: Backup: bucket 'photos-bak' does not exist." in messages
+        assert "Pair photos: Source: bucket 'photos-src' does not exist." in messages
+        assert "Pair photos: Backup: bucket 'photos-bak' does not exist." in messages
 
     def test_healthy_buckets_are_reported_ok_with_advice(self, admin_client, pair):
         self.setup_buckets("photos-src", "photos-bak", versioned=["photos-bak"])
         messages = messages_of(run_check_access(admin_client, pair))
-        assert "photos: Source 'photos-src' exists and can be listed." in messages
-        assert "photos: Backup 'photos-bak' is writable." in messages
-        assert "photos: Backup 'photos-bak' has versioning enabled." in messages
+        assert "Pair photos: Source 'photos-src' exists and can be listed." in messages
+        assert "Pair photos: Backup 'photos-bak' is writable." in messages
+        assert "Pair photos: Backup 'photos-bak' has versioning enabled." in messages
         assert any("sends no event notifications" in m for m in messages)
         assert any("copies cannot pin" in m for m in messages)
 
@@ -135,7 +135,7 @@ class TestCheckAccess:
             },
         )
         messages = messages_of(run_check_access(admin_client, pair))
-        assert "photos: Source sends event notifications (QueueConfigurations)." in messages
+        assert "Pair photos: Source sends event notifications (QueueConfigurations)." in messages
 
 
 @set_initial_no_auth_action_count(5)
@@ -165,8 +165,12 @@ def test_denied_access_is_reported_as_messages_not_a_traceback(admin_client, pai
 
     assert response.status_code == 200
     messages = messages_of(response)
-    assert "photos: Source: access to bucket 'photos-src' is denied (AccessDenied)." in messages
-    assert "photos: Backup: access to bucket 'photos-bak' is denied (AccessDenied)." in messages
+    assert (
+        "Pair photos: Source: access to bucket 'photos-src' is denied (AccessDenied)." in messages
+    )
+    assert (
+        "Pair photos: Backup: access to bucket 'photos-bak' is denied (AccessDenied)." in messages
+    )
 
 
 class TestReconcileFromTheAdmin:
@@ -184,7 +188,7 @@ class TestReconcileFromTheAdmin:
         run = ReconcileRun.objects.get(pair=pair)
         assert run.status == ReconcileRun.Status.SUCCEEDED
         assert run.source_objects == 1
-        assert f"photos: run #{run.pk} is succeeded." in messages_of(response)
+        assert f"Pair photos: run #{run.pk} is succeeded." in messages_of(response)
         page = admin_client.get(reverse("admin:replication_reconcilerun_change", args=[run.pk]))
         assert page.status_code == 200
 

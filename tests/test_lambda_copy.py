@@ -6,8 +6,7 @@ from moto import mock_aws
 
 from replication import lambda_function
 from replication.lambda_function import ReplicationFailed, copy_object
-from tests.test_lambda_events import TRICKY_KEYS
-from tests.test_lambda_support import (
+from tests.lambda_support import (
     BACKUP,
     SOURCE,
     answer_on_the_wire,
@@ -19,6 +18,7 @@ from tests.test_lambda_support import (
     put_event,
     s3_event,
 )
+from tests.test_lambda_events import TRICKY_KEYS
 
 MiB = 1024 * 1024
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from cfnlint.decode import decode
 
 from replication.lambda_function import load_config
-from tests.test_lambda_support import CONFIG_VARS
+from tests.lambda_support import CONFIG_VARS
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = sorted((ROOT / "deploy").glob("*.yaml"))

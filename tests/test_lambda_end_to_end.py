@@ -6,7 +6,7 @@ from moto import mock_aws
 from replication import lambda_function
 from replication.lambda_function import ReplicationFailed
 from replication.models import CopyEvent, ObjectState
-from tests.test_lambda_support import (
+from tests.lambda_support import (
     answer_with_error,
     backup_keys,
     invoke,

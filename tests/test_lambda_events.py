@@ -20,7 +20,7 @@ from replication.lambda_function import (
     parse_event,
     parts_in_etag,
 )
-from tests.test_lambda_support import (
+from tests.lambda_support import (
     BACKUP,
     SOURCE,
     eventbridge_event,

@@ -7,7 +7,7 @@ from moto import mock_aws
 
 from replication import lambda_function
 from replication.lambda_function import ReplicationFailed, UnrecognizedEvent
-from tests.test_lambda_support import (
+from tests.lambda_support import (
     BACKUP,
     SOURCE,
     answer_with_error,

@@ -11,7 +11,7 @@ from replication import lambda_function
 from replication.ingest import signing
 from replication.ingest.schema import parse_batch
 from replication.lambda_function import ReplicationFailed, report_bodies
-from tests.test_lambda_support import (
+from tests.lambda_support import (
     BACKUP,
     SOURCE,
     FakeContext,

@@ -5,13 +5,11 @@ import json
 from datetime import timedelta
 from unittest import mock
 
-import boto3
 import pytest
 import time_machine
 from django.core.management import ManagementUtility
 from django.db import connections
 from django.utils import timezone
-from moto import mock_aws
 
 from replication.management.commands.reconcile import ProgressBar
 from replication.models import ReconcileRun
@@ -35,12 +33,8 @@ JSON_KEYS = [
 
 
 @pytest.fixture
-def s3():
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=SOURCE)
-        client.create_bucket(Bucket=BACKUP)
-        yield client
+def s3(s3_buckets):
+    return s3_buckets
 
 
 @pytest.fixture

@@ -2,11 +2,9 @@
 
 from datetime import timedelta
 
-import boto3
 import pytest
 import time_machine
 from django.utils import timezone
-from moto import mock_aws
 
 from replication.models import Discrepancy, ReconcileRun
 from replication.reconcile import run as reconcile
@@ -18,12 +16,8 @@ MiB = 1024 * 1024
 
 
 @pytest.fixture
-def s3():
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=SOURCE)
-        client.create_bucket(Bucket=BACKUP)
-        yield client
+def s3(s3_buckets):
+    return s3_buckets
 
 
 @pytest.fixture

@@ -2,13 +2,11 @@
 
 from datetime import timedelta
 
-import boto3
 import pytest
 import time_machine
 from django.conf import settings as django_settings
 from django.utils import timezone
 from kombu.exceptions import OperationalError
-from moto import mock_aws
 
 from backupsite.celery import app
 from replication import tasks
@@ -20,12 +18,8 @@ SOURCE, BACKUP = "task-src", "task-bak"
 
 
 @pytest.fixture
-def s3():
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=SOURCE)
-        client.create_bucket(Bucket=BACKUP)
-        yield client
+def s3(s3_buckets):
+    return s3_buckets
 
 
 @pytest.fixture
