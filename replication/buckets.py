@@ -4,6 +4,7 @@ The rules are AWS's for general purpose buckets:
 https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html
 """
 
+import functools
 import ipaddress
 import re
 
@@ -12,6 +13,8 @@ _RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
 _RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
 
 
+# Ingest checks two names per event, and a deployment has few buckets: remember the verdicts.
+@functools.lru_cache(maxsize=4096)
 def bucket_name_problem(name: str) -> str | None:
     """Why ``name`` is not a valid S3 bucket name, or None when it is."""
     if not 3 <= len(name) <= 63:
