@@ -1,6 +1,6 @@
 """Throughput and latency of POST /api/v1/events, served by gunicorn against PostgreSQL.
 
-    .venv/bin/python bench/bench_ingest.py [--seconds 20] [--clients 4] [--workers 3]
+    .venv/bin/python bench/bench_ingest.py [--seconds 20] [--clients 12] [--workers 3] [--threads 4]
 
 What it does:
 1. recreates a PostgreSQL database of its own (default ``bench_ingest`` on 127.0.0.1, user
@@ -255,8 +255,8 @@ def main() -> None:
     parser.add_argument("--database", default="bench_ingest")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--workers", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--clients", type=int, default=12)
     parser.add_argument("--seconds", type=float, default=20)
     args = parser.parse_args()
 
