@@ -64,16 +64,9 @@ def check_pair(pair, s3) -> list[Finding]:
 
 
 def _check_source(pair, s3, findings: list[Finding]) -> None:
-    bucket, prefix = pair.source_bucket, pair.source_prefix
-    if not _attempt(findings, bucket, "Source", lambda: s3.head_bucket(Bucket=bucket)):
+    bucket = pair.source_bucket
+    if not _check_listing(s3, "Source", bucket, pair.source_prefix, findings):
         return
-    if _attempt(
-        findings,
-        bucket,
-        "Source is not readable",
-        lambda: s3.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1),
-    ):
-        findings.append(Finding(Level.OK, f"Source {bucket!r} exists and can be listed."))
     _check_versioning(s3, bucket, "Source", findings)
     try:
         notifications = s3.get_bucket_notification_configuration(Bucket=bucket)
@@ -108,15 +101,8 @@ def _check_source(pair, s3, findings: list[Finding]) -> None:
 
 def _check_backup(pair, s3, findings: list[Finding]) -> None:
     bucket, prefix = pair.backup_bucket, pair.backup_prefix
-    if not _attempt(findings, bucket, "Backup", lambda: s3.head_bucket(Bucket=bucket)):
+    if not _check_listing(s3, "Backup", bucket, prefix, findings):
         return
-    if _attempt(
-        findings,
-        bucket,
-        "Backup is not readable",
-        lambda: s3.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1),
-    ):
-        findings.append(Finding(Level.OK, f"Backup {bucket!r} exists and can be listed."))
     # A zero-byte probe, removed at once, is the only honest test of write permission.
     probe = f"{prefix}.backupsite-access-check-{uuid.uuid4().hex}"
     if _attempt(
@@ -133,6 +119,20 @@ def _check_backup(pair, s3, findings: list[Finding]) -> None:
             lambda: s3.delete_object(Bucket=bucket, Key=probe),
         )
     _check_versioning(s3, bucket, "Backup", findings)
+
+
+def _check_listing(s3, side: str, bucket: str, prefix: str, findings: list[Finding]) -> bool:
+    """Does the bucket exist (False ends the side's checks), and can its prefix be listed?"""
+    if not _attempt(findings, bucket, side, lambda: s3.head_bucket(Bucket=bucket)):
+        return False
+    if _attempt(
+        findings,
+        bucket,
+        f"{side} is not readable",
+        lambda: s3.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1),
+    ):
+        findings.append(Finding(Level.OK, f"{side} {bucket!r} exists and can be listed."))
+    return True
 
 
 def _check_versioning(s3, bucket: str, side: str, findings: list[Finding]) -> None:
