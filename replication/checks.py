@@ -24,11 +24,4 @@ def check_configuration(app_configs, **kwargs):
                 id="replication.W002",
             )
         )
-    if settings.PRODUCTION and not settings.METRICS_TOKEN:
-        problems.append(
-            Warning(
-                "METRICS_TOKEN is not set: /metrics is readable by anyone who can reach it.",
-                id="replication.W003",
-            )
-        )
     return problems
