@@ -107,3 +107,12 @@ def test_secrets_can_come_from_files(monkeypatch, tmp_path):
 def test_envlist_splits_on_commas(monkeypatch):
     monkeypatch.setenv("HOSTS", "a.example, b.example,,")
     assert envlist("HOSTS", []) == ["a.example", "b.example"]
+
+
+def test_system_checks_warn_about_a_production_without_real_s3_or_a_broker(settings):
+    from replication.checks import check_configuration
+
+    settings.PRODUCTION, settings.EMBEDDED_S3, settings.REDIS_URL = True, True, ""
+    assert {w.id for w in check_configuration(None)} == {"replication.W001", "replication.W002"}
+    settings.EMBEDDED_S3, settings.REDIS_URL = False, "redis://127.0.0.1:6379/0"
+    assert check_configuration(None) == []
