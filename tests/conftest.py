@@ -101,6 +101,21 @@ def celery_worker(request):
 
 
 @pytest.fixture
+def s3():
+    """A moto S3 holding photos-src and photos-bak, the buckets of the ``pair`` fixture and of
+    the Lambda tests, reached through the client the Lambda handler itself uses."""
+    from moto import mock_aws
+
+    from replication import lambda_function
+    from tests.lambda_support import make_buckets
+
+    with mock_aws():
+        client = lambda_function.make_s3_client()
+        make_buckets(client)
+        yield client
+
+
+@pytest.fixture
 def s3_buckets(request):
     """A moto-mocked S3 client with the buckets named by the test module's SOURCE and BACKUP."""
     import boto3

@@ -23,14 +23,6 @@ from tests.test_lambda_events import TRICKY_KEYS
 MiB = 1024 * 1024
 
 
-@pytest.fixture
-def s3():
-    with mock_aws():
-        client = lambda_function.make_s3_client()
-        make_buckets(client)
-        yield client
-
-
 def upload_in_parts(s3, key: str, part_sizes: list[int], **create) -> str:
     upload = s3.create_multipart_upload(Bucket=SOURCE, Key=key, **create)
     parts = []

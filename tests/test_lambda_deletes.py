@@ -19,12 +19,10 @@ from tests.lambda_support import (
 
 
 @pytest.fixture
-def s3():
-    with mock_aws():
-        client = lambda_function.make_s3_client()
-        make_buckets(client)
-        client.put_object(Bucket=BACKUP, Key="doc.txt", Body=b"backup copy")
-        yield client
+def s3(s3):
+    """The shared buckets, with a backup copy of doc.txt for the deletes to act on."""
+    s3.put_object(Bucket=BACKUP, Key="doc.txt", Body=b"backup copy")
+    return s3
 
 
 def delete_event(key: str = "doc.txt", event_name: str = "ObjectRemoved:Delete") -> dict:

@@ -1,27 +1,16 @@
 """End to end: the handler copies in moto S3 and reports to the real ingest endpoint."""
 
 import pytest
-from moto import mock_aws
 
-from replication import lambda_function
 from replication.lambda_function import ReplicationFailed
 from replication.models import CopyEvent, ObjectState
 from tests.lambda_support import (
     answer_with_error,
     backup_keys,
     invoke,
-    make_buckets,
     put_event,
     s3_event,
 )
-
-
-@pytest.fixture
-def s3():
-    with mock_aws():
-        client = lambda_function.make_s3_client()
-        make_buckets(client)
-        yield client
 
 
 def test_handler_report_is_stored_by_the_live_ingest_endpoint(

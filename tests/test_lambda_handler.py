@@ -3,9 +3,7 @@
 import json
 
 import pytest
-from moto import mock_aws
 
-from replication import lambda_function
 from replication.lambda_function import ReplicationFailed, UnrecognizedEvent
 from tests.lambda_support import (
     BACKUP,
@@ -23,14 +21,6 @@ from tests.lambda_support import (
     sqs_event,
     sqs_message,
 )
-
-
-@pytest.fixture
-def s3():
-    with mock_aws():
-        client = lambda_function.make_s3_client()
-        make_buckets(client)
-        yield client
 
 
 def test_handler_ignores_s3_test_event(s3, monkeypatch):

@@ -5,7 +5,6 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from moto import mock_aws
 
 from replication import lambda_function
 from replication.ingest import signing
@@ -18,7 +17,6 @@ from tests.lambda_support import (
     answer_with_error,
     backup_keys,
     invoke,
-    make_buckets,
     put_event,
     s3_event,
     sqs_event,
@@ -64,14 +62,6 @@ class ReportServer:
 
     def events(self, index: int = 0) -> list[dict]:
         return json.loads(self.requests[index][1])["events"]
-
-
-@pytest.fixture
-def s3():
-    with mock_aws():
-        client = lambda_function.make_s3_client()
-        make_buckets(client)
-        yield client
 
 
 def report_env(url: str) -> dict:
