@@ -11,6 +11,18 @@ from hypothesis import strategies as st
 
 from replication.models import Discrepancy
 from replication.reconcile import diff as diff_module
+from replication.reconcile.checksums import (
+    COMPOSITE,
+    FULL_OBJECT,
+    IN_SYNC,
+    UNDECIDED,
+    ObjectChecksum,
+    compare_checksums,
+    from_head,
+    reclassify,
+    settle,
+    worth_checking,
+)
 from replication.reconcile.diff import (
     EXTRA,
     IN_FLIGHT,
@@ -18,6 +30,7 @@ from replication.reconcile.diff import (
     MISMATCHED,
     MISSING,
     UNVERIFIED,
+    Difference,
     Entry,
     ListingOrderError,
     Tally,
@@ -241,6 +254,171 @@ def test_range_results_add_up_like_one_pass():
     assert combined == whole
 
 
+# --- Checksums: the second opinion ------------------------------------------------------------
+
+SUM_A = "AAAAAAAAAAA="
+SUM_B = "BBBBBBBBBBB="
+
+
+def full(value=SUM_A, algorithm="CRC64NVME", etag=MD5_A, size=1) -> ObjectChecksum:
+    return ObjectChecksum(etag, size, algorithm, value, FULL_OBJECT)
+
+
+def composite(value, algorithm="CRC32C", etag=MULTIPART_A, size=1) -> ObjectChecksum:
+    return ObjectChecksum(etag, size, algorithm, value, COMPOSITE)
+
+
+def test_equal_full_object_checksums_prove_equal_content_across_part_layouts():
+    assert compare_checksums(full(etag=MULTIPART_A), full(etag=MD5_B)) == IN_SYNC
+
+
+def test_different_full_object_checksums_prove_different_content():
+    assert compare_checksums(full(SUM_A), full(SUM_B)) == MISMATCHED
+
+
+def test_checksums_of_different_algorithms_or_a_missing_one_decide_nothing():
+    assert compare_checksums(full(algorithm="CRC64NVME"), full(algorithm="SHA256")) == UNDECIDED
+    assert compare_checksums(ObjectChecksum(MD5_A, 1), full()) == UNDECIDED
+    assert compare_checksums(full(), ObjectChecksum(MD5_A, 1)) == UNDECIDED
+
+
+def test_full_object_checksum_against_a_composite_one_decides_nothing():
+    assert compare_checksums(full(SUM_A, "CRC32C"), composite(SUM_A + "-2")) == UNDECIDED
+
+
+def test_equal_composite_checksums_of_as_many_parts_prove_equal_content():
+    assert compare_checksums(composite(SUM_A + "-3"), composite(SUM_A + "-3")) == IN_SYNC
+
+
+def test_different_composite_checksums_are_undecided_since_part_sizes_may_differ():
+    # The same bytes cut at other boundaries (same part count) give another composite value.
+    assert compare_checksums(composite(SUM_A + "-3"), composite(SUM_B + "-3")) == UNDECIDED
+
+
+def test_composite_checksums_of_different_part_counts_are_undecided():
+    assert compare_checksums(composite(SUM_A + "-2"), composite(SUM_B + "-3")) == UNDECIDED
+    # Composite values without the suffix (moto's) take the part count from the ETag.
+    two = composite(SUM_A, etag=MULTIPART_A)
+    assert compare_checksums(two, composite(SUM_A, etag=MULTIPART_B)) == UNDECIDED
+    assert compare_checksums(two, composite(SUM_A, etag=MULTIPART_A)) == IN_SYNC
+
+
+def test_head_response_gives_version_algorithm_value_and_type():
+    head = from_head(
+        {
+            "ETag": f'"{MULTIPART_A}"',
+            "ContentLength": 7,
+            "ChecksumCRC64NVME": SUM_A,
+            "ChecksumType": "FULL_OBJECT",
+        }
+    )
+    assert head == ObjectChecksum(MULTIPART_A, 7, "CRC64NVME", SUM_A, FULL_OBJECT)
+
+
+def test_head_without_checksum_type_is_inferred_only_where_it_is_certain():
+    single = from_head({"ETag": f'"{MD5_A}"', "ContentLength": 1, "ChecksumSHA256": SUM_A})
+    suffixed = from_head(
+        {"ETag": f'"{MULTIPART_A}"', "ContentLength": 1, "ChecksumCRC32": SUM_A + "-2"}
+    )
+    unknown = from_head({"ETag": f'"{MULTIPART_A}"', "ContentLength": 1, "ChecksumCRC32": SUM_A})
+    assert single.type == FULL_OBJECT  # a single PUT's checksum covers the whole object
+    assert suffixed.type == COMPOSITE
+    assert unknown.type is None
+    assert compare_checksums(unknown, full(SUM_A, "CRC32")) == UNDECIDED
+
+
+def test_head_without_any_checksum_has_no_algorithm():
+    assert from_head({"ETag": f'"{MD5_A}"', "ContentLength": 1}) == ObjectChecksum(MD5_A, 1)
+
+
+def unverified_pair(key="k") -> Difference:
+    return Difference(UNVERIFIED, key, entry(key, etag=MULTIPART_A), entry(key, etag=MD5_A))
+
+
+def test_settle_decides_from_heads_that_saw_the_listed_versions():
+    difference = unverified_pair()
+    assert settle(difference, full(etag=MULTIPART_A), full(etag=MD5_A)) == IN_SYNC
+    assert settle(difference, full(SUM_A, etag=MULTIPART_A), full(SUM_B)) == MISMATCHED
+
+
+def test_settle_is_undecided_when_a_head_failed_or_saw_another_version():
+    difference = unverified_pair()
+    assert settle(difference, None, full(etag=MD5_A)) == UNDECIDED
+    assert settle(difference, full(etag=MULTIPART_A), None) == UNDECIDED
+    # Overwritten since the listing: the HEAD describes an object the counts are not about.
+    assert settle(difference, full(etag=MULTIPART_B), full(etag=MD5_A)) == UNDECIDED
+    assert settle(difference, full(etag=MULTIPART_A, size=2), full(etag=MD5_A)) == UNDECIDED
+
+
+def test_only_unverified_and_same_size_mismatches_are_worth_a_checksum():
+    same_size = Difference(MISMATCHED, "k", entry("k", etag=MD5_A), entry("k", etag=MD5_B))
+    other_size = Difference(MISMATCHED, "k", entry("k", size=2), entry("k", size=3))
+    young = Difference(IN_FLIGHT, "k", entry("k", etag=MULTIPART_A), entry("k"))
+    assert worth_checking(unverified_pair())
+    assert worth_checking(same_size)
+    assert not worth_checking(other_size)
+    assert not worth_checking(young)
+    assert not worth_checking(Difference(MISSING, "k", entry("k"), None))
+    assert not worth_checking(Difference(EXTRA, "k", None, entry("k")))
+
+
+def settled_diff(source, backup, verdicts):
+    """run_diff, then each difference re-classified by ``verdicts[key]`` (UNDECIDED if absent)."""
+    tally = Tally()
+    kept = []
+    for d in diff(source, backup, in_flight_after=GRACE_CUTOFF, tally=tally):
+        result = reclassify(d, verdicts.get(d.key, UNDECIDED), tally)
+        if result is not None:
+            kept.append((result.kind, result.key))
+    return kept, tally
+
+
+def assert_counts_add_up(tally: Tally) -> None:
+    # No young object in these listings: every object is in exactly one category.
+    in_both = tally.in_sync + tally.mismatched + tally.unverified
+    assert tally.in_flight == 0
+    assert tally.source_objects == in_both + tally.missing
+    assert tally.destination_objects == in_both + tally.extra
+
+
+def test_checksum_verdicts_move_objects_between_counts_which_still_add_up():
+    source = [
+        entry("equal", etag=MULTIPART_A),
+        entry("kms", etag=MD5_A),
+        entry("missing"),
+        entry("other", etag=MULTIPART_A),
+        entry("unknown", etag=MULTIPART_A),
+    ]
+    backup = [
+        entry("equal"),
+        entry("extra"),
+        entry("kms", etag=MD5_B),
+        entry("other"),
+        entry("unknown"),
+    ]
+    verdicts = {"equal": IN_SYNC, "kms": IN_SYNC, "other": MISMATCHED}
+
+    kept, tally = settled_diff(source, backup, verdicts)
+
+    assert kept == [
+        (EXTRA, "extra"),
+        (MISSING, "missing"),
+        (MISMATCHED, "other"),
+        (UNVERIFIED, "unknown"),
+    ]
+    assert (tally.in_sync, tally.mismatched, tally.unverified) == (2, 1, 1)
+    assert tally.checksum_settled == 3
+    assert_counts_add_up(tally)
+
+
+def test_a_mismatch_confirmed_by_checksums_is_not_counted_as_settled():
+    source, backup = [entry("k", etag=MD5_A)], [entry("k", etag=MD5_B)]
+    kept, tally = settled_diff(source, backup, {"k": MISMATCHED})
+    assert kept == [(MISMATCHED, "k")]
+    assert (tally.mismatched, tally.checksum_settled) == (1, 0)
+    assert_counts_add_up(tally)
+
+
 # --- Purity and vocabulary --------------------------------------------------------------------
 
 
@@ -248,7 +426,7 @@ def test_diff_kinds_are_the_stored_discrepancy_kinds():
     assert set(KINDS) == set(Discrepancy.Kind.values)
 
 
-@pytest.mark.parametrize("module", ["diff", "ranges"])
+@pytest.mark.parametrize("module", ["diff", "ranges", "checksums"])
 def test_pure_modules_import_only_the_standard_library_and_each_other(module):
     path = Path(diff_module.__file__).with_name(f"{module}.py")
     tree = ast.parse(path.read_text())
@@ -258,5 +436,5 @@ def test_pure_modules_import_only_the_standard_library_and_each_other(module):
         if isinstance(node, ast.Import | ast.ImportFrom)
         for alias in node.names
     }
-    pure = {"replication.reconcile.diff", "replication.reconcile.ranges"}
+    pure = {f"replication.reconcile.{name}" for name in ("diff", "ranges", "checksums")}
     assert all(name.split(".")[0] in sys.stdlib_module_names or name in pure for name in imported)

@@ -68,6 +68,9 @@ class Tally:
     mismatched: int = 0
     unverified: int = 0
     in_flight: int = 0
+    # Objects the listing left unverified or mismatched that HEAD checksums settled (in sync,
+    # or unverified proven mismatched); already counted under what they were settled as.
+    checksum_settled: int = 0
 
     @property
     def scanned(self) -> int:
