@@ -56,6 +56,11 @@ class ReconcileRun(models.Model):
     mismatched = models.BigIntegerField(default=0)
     unverified = models.BigIntegerField(default=0)
     in_flight = models.BigIntegerField(default=0)
+    checksum_settled = models.BigIntegerField(
+        default=0,
+        help_text="Unverified or mismatched by their listings, settled by HEAD checksums "
+        "(already counted as in sync or mismatched).",
+    )
     repaired = models.BigIntegerField(default=0)
     repair_failed = models.BigIntegerField(default=0)
     discrepancies_stored = models.PositiveIntegerField(default=0)
