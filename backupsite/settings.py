@@ -205,6 +205,8 @@ RECONCILE_MAX_DISCREPANCY_ROWS = envint("RECONCILE_MAX_DISCREPANCY_ROWS", 10_000
 RECONCILE_RANGE_SIZE = envint("RECONCILE_RANGE_SIZE", 100_000)
 RECONCILE_MAX_RANGES = envint("RECONCILE_MAX_RANGES", 16)
 RECONCILE_REPAIR_THREADS = envint("RECONCILE_REPAIR_THREADS", 8)
+# Concurrent HEADs per key range fetching checksums for differences the listing cannot settle.
+RECONCILE_CHECKSUM_THREADS = envint("RECONCILE_CHECKSUM_THREADS", 8)
 # Progress and heartbeat are saved this often; a running run silent for the timeout lost its
 # worker and is failed by the reaper. A queued run no worker took in time is failed too.
 RECONCILE_PROGRESS_SECONDS = envint("RECONCILE_PROGRESS_SECONDS", 5)

@@ -22,6 +22,7 @@ from replication.reconcile.diff import Difference, Entry, ListingOrderError, Tal
 from replication.reconcile.listing import ListingError, ParallelListing, Side
 from replication.reconcile.ranges import BoundarySampler, KeyRange, split
 from replication.reconcile.repair import repair, repairable_kinds
+from replication.reconcile.verify import second_opinion
 
 log = logging.getLogger(__name__)
 
@@ -198,8 +199,16 @@ def _reconcile(
     with ParallelListing(s3, source, s3, backup, bounds) as listing:
         source_entries = _ticking(_sampled(listing.source, sampler), heartbeat, tally)
         backup_entries = _ticking(listing.backup, heartbeat, tally)
-        for difference in diff(
+        differences = diff(
             source_entries, backup_entries, in_flight_after=in_flight_after, tally=tally
+        )
+        for difference in second_opinion(
+            differences,
+            tally,
+            s3=s3,
+            source=source,
+            backup=backup,
+            threads=settings.RECONCILE_CHECKSUM_THREADS,
         ):
             writer.add(difference)
     writer.flush()

@@ -1,0 +1,100 @@
+"""The second opinion's I/O: HEAD both sides of undecided differences as they stream. I/O edge.
+
+Sits between the merge and the discrepancy writer. A difference worth checking
+(replication/reconcile/checksums.py decides which, and what the answers mean) is HEADed with
+``ChecksumMode=ENABLED`` on a bounded thread pool while the merge goes on; differences leave in
+key order once their HEADs are back, and at most ``window`` of them wait, so memory stays
+bounded whatever the number of differences. No pool is started and no HEAD made when nothing is
+worth checking: an in-sync pair costs nothing more.
+
+A HEAD that fails (denied, the object deleted since the listing, throttled past botocore's
+retries, a timeout) leaves the listing's classification: a second opinion never fails a run.
+"""
+
+import logging
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from replication.reconcile.checksums import (
+    ObjectChecksum,
+    from_head,
+    reclassify,
+    settle,
+    worth_checking,
+)
+from replication.reconcile.diff import Difference, Tally
+from replication.reconcile.listing import Side
+
+log = logging.getLogger(__name__)
+
+# Differences held per thread while their HEADs are in flight: enough to keep the pool busy
+# while the merge goes on, few enough that waiting rows cost nothing.
+_WINDOW_PER_THREAD = 4
+
+Heads = tuple[ObjectChecksum | None, ObjectChecksum | None]
+
+
+def head_checksum(s3, bucket: str, key: str) -> ObjectChecksum | None:
+    """The object's checksum as HEAD reports it, or None if the HEAD failed."""
+    try:
+        response = s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+    except (ClientError, BotoCoreError) as exc:
+        log.info("checksum HEAD of s3://%s/%s failed, left as listed: %s", bucket, key, exc)
+        return None
+    return from_head(response)
+
+
+def second_opinion(
+    differences: Iterable[Difference],
+    tally: Tally,
+    *,
+    s3,
+    source: Side,
+    backup: Side,
+    threads: int,
+) -> Iterator[Difference]:
+    """``differences`` with those checksums settle re-classified (and ``tally`` moved to match);
+    the ones proven in sync are dropped."""
+    threads = max(1, threads)
+    window = threads * _WINDOW_PER_THREAD
+    pending: deque[tuple[Difference, Future | None]] = deque()
+    pool: ThreadPoolExecutor | None = None
+
+    def heads(difference: Difference) -> Heads:
+        source_head = head_checksum(s3, source.bucket, source.prefix + difference.key)
+        if source_head is None or source_head.algorithm is None:
+            return source_head, None  # nothing to compare the backup's with: spare its HEAD
+        return source_head, head_checksum(s3, backup.bucket, backup.prefix + difference.key)
+
+    def resolve(difference: Difference, future: Future | None) -> Difference | None:
+        if future is None:
+            return difference
+        source_head, backup_head = future.result()
+        return reclassify(difference, settle(difference, source_head, backup_head), tally)
+
+    try:
+        for difference in differences:
+            if worth_checking(difference):
+                if pool is None:
+                    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="checksum")
+                pending.append((difference, pool.submit(heads, difference)))
+            elif pending:
+                pending.append((difference, None))  # waits its turn: rows stay in key order
+            else:
+                yield difference
+                continue
+            while len(pending) > window:
+                kept = resolve(*pending.popleft())
+                if kept is not None:
+                    yield kept
+        while pending:
+            kept = resolve(*pending.popleft())
+            if kept is not None:
+                yield kept
+    finally:
+        if pool is not None:
+            # Left early (the run was abandoned, a listing failed): drop HEADs not yet started.
+            pool.shutdown(wait=True, cancel_futures=True)
