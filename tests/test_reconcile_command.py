@@ -10,6 +10,8 @@ import time_machine
 from django.core.management import ManagementUtility
 from django.db import connections
 from django.utils import timezone
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.s3.models import s3_backends
 
 from replication.management.commands.reconcile import ProgressBar
 from replication.models import ReconcileRun
@@ -104,6 +106,20 @@ def test_plain_output_is_a_readable_summary(site, capsys):
     assert out.startswith(f"reconcile #{run.pk} of site: finished in ")
     assert "source 4 objects, 40 B; backup 2 objects, 30 B" in out
     assert "in sync 1, missing 2, extra 1, mismatched 0, unverified 0, in flight 1" in out
+
+
+def test_plain_output_says_how_many_objects_checksums_settled(site, s3, capsys):
+    with time_machine.travel(timezone.now() - timedelta(hours=1), tick=True):
+        for bucket in (SOURCE, BACKUP):
+            s3.put_object(Bucket=bucket, Key="kms.txt", Body=b"k", ChecksumAlgorithm="SHA256")
+    # SSE-KMS ETags are not MD5s; moto makes MD5s, so the stored object is given one.
+    s3_backends[DEFAULT_ACCOUNT_ID]["aws"].get_object(BACKUP, "kms.txt")._etag = "c0ffee" * 5 + "00"
+
+    assert manage("reconcile", "site") == 0
+    out = capsys.readouterr().out
+
+    assert "in sync 2, missing 2, extra 1, mismatched 0, unverified 0, in flight 1" in out
+    assert "1 of these settled by checksums (the listing could not)" in out
 
 
 def test_unknown_pair_exits_non_zero_with_one_line(db, capsys):

@@ -127,6 +127,10 @@ def describe(run: ReconcileRun) -> str:
         f"mismatched {run.mismatched:,}, unverified {run.unverified:,}, "
         f"in flight {run.in_flight:,}",
     ]
+    if run.checksum_settled:
+        lines.append(
+            f"  {run.checksum_settled:,} of these settled by checksums (the listing could not)"
+        )
     if run.repair:
         failed = f", {run.repair_failed:,} failed" if run.repair_failed else ""
         lines.append(f"  repaired {run.repaired:,}{failed}")
