@@ -273,7 +273,9 @@ def test_source_without_checksum_spares_the_backups_head(s3, docs):
 @pytest.mark.parametrize(
     ("status", "code"), [(403, "AccessDenied"), (503, "SlowDown"), (500, "InternalError")]
 )
-def test_a_failing_head_leaves_the_listings_verdict_and_the_run_succeeds(s3, docs, status, code):
+def test_a_failing_head_leaves_the_listings_verdict_and_the_run_succeeds(
+    s3, docs, status, code, caplog
+):
     body = body_of(5 * MiB + 10)
     with an_hour_ago():
         multipart_source(s3, "big.bin", body, **FULL_CRC32)
@@ -291,6 +293,9 @@ def test_a_failing_head_leaves_the_listings_verdict_and_the_run_succeeds(s3, doc
     assert run.status == ReconcileRun.Status.SUCCEEDED
     assert (run.unverified, run.mismatched, run.checksum_settled) == (1, 1, 0)
     assert found(run) == {"unverified": {"big.bin"}, "mismatched": {"kms.txt"}}
+    warnings = [r.getMessage() for r in caplog.records if r.name.endswith("verify")]
+    assert len(warnings) == 1
+    assert warnings[0].startswith("2 checksum HEADs failed") and code in warnings[0]
 
 
 def test_an_object_deleted_before_its_head_keeps_the_listings_verdict(s3, docs):

@@ -37,12 +37,16 @@ _WINDOW_PER_THREAD = 4
 Heads = tuple[ObjectChecksum | None, ObjectChecksum | None]
 
 
-def head_checksum(s3, bucket: str, key: str) -> ObjectChecksum | None:
-    """The object's checksum as HEAD reports it, or None if the HEAD failed."""
+def head_checksum(
+    s3, bucket: str, key: str, failures: list[str] | None = None
+) -> ObjectChecksum | None:
+    """The object's checksum as HEAD reports it, or None if the HEAD failed (said in
+    ``failures``)."""
     try:
         response = s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
     except (ClientError, BotoCoreError) as exc:
-        log.info("checksum HEAD of s3://%s/%s failed, left as listed: %s", bucket, key, exc)
+        if failures is not None:
+            failures.append(f"s3://{bucket}/{key}: {exc}")  # list.append is atomic
         return None
     return from_head(response)
 
@@ -62,12 +66,15 @@ def second_opinion(
     window = threads * _WINDOW_PER_THREAD
     pending: deque[tuple[Difference, Future | None]] = deque()
     pool: ThreadPoolExecutor | None = None
+    failures: list[str] = []
 
     def heads(difference: Difference) -> Heads:
-        source_head = head_checksum(s3, source.bucket, source.prefix + difference.key)
+        source_key = source.prefix + difference.key
+        source_head = head_checksum(s3, source.bucket, source_key, failures)
         if source_head is None or source_head.algorithm is None:
             return source_head, None  # nothing to compare the backup's with: spare its HEAD
-        return source_head, head_checksum(s3, backup.bucket, backup.prefix + difference.key)
+        backup_key = backup.prefix + difference.key
+        return source_head, head_checksum(s3, backup.bucket, backup_key, failures)
 
     def resolve(difference: Difference, future: Future | None) -> Difference | None:
         if future is None:
@@ -98,3 +105,10 @@ def second_opinion(
         if pool is not None:
             # Left early (the run was abandoned, a listing failed): drop HEADs not yet started.
             pool.shutdown(wait=True, cancel_futures=True)
+        if failures:
+            # One line per range, not per object: a denied HEAD tends to be denied for all.
+            log.warning(
+                "%d checksum HEADs failed; those objects keep the listing's verdict (first: %s)",
+                len(failures),
+                failures[0],
+            )
