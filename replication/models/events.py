@@ -17,10 +17,11 @@ SEQUENCER_ORDER_REGEX = r"^[0-9A-F]{32}$"
 class CopyStatus(models.TextChoices):
     """What the Lambda did with one S3 event.
 
-    copied: the object is in the backup.  deleted: the source object was deleted (and the
-    backup copy too, for pairs that mirror deletes).  skipped: nothing to do, e.g. a newer
-    write overtook the event.  failed: the backup may be missing or stale; a later result for
-    the same object (a retry, a newer write) supersedes it.
+    copied: the object is in the backup.  deleted: the source object is gone and so, on a
+    pair that mirrors deletes, is its backup copy.  skipped: the backup was left as it is: a
+    newer write overtook the event, or a delete on a pair that keeps what the source deleted
+    (``event_name`` says which).  failed: the backup may be missing or stale; a later result
+    for the same object (a retry, a newer write) supersedes it.
     """
 
     COPIED = "copied"
