@@ -101,29 +101,21 @@ def celery_worker(request):
 
 
 @pytest.fixture
-def s3():
-    """A moto S3 holding photos-src and photos-bak, the buckets of the ``pair`` fixture and of
-    the Lambda tests, reached through the client the Lambda handler itself uses."""
+def s3(request):
+    """A moto S3 holding the test module's SOURCE and BACKUP buckets (photos-src and
+    photos-bak, the ``pair`` fixture's, when the module names none), reached through the
+    client the Lambda handler itself uses."""
     from moto import mock_aws
 
     from replication import lambda_function
-    from tests.lambda_support import make_buckets
 
+    buckets = (
+        getattr(request.module, "SOURCE", "photos-src"),
+        getattr(request.module, "BACKUP", "photos-bak"),
+    )
     with mock_aws():
         client = lambda_function.make_s3_client()
-        make_buckets(client)
-        yield client
-
-
-@pytest.fixture
-def s3_buckets(request):
-    """A moto-mocked S3 client with the buckets named by the test module's SOURCE and BACKUP."""
-    import boto3
-    from moto import mock_aws
-
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        for bucket in (request.module.SOURCE, request.module.BACKUP):
+        for bucket in buckets:
             client.create_bucket(Bucket=bucket)
         yield client
 

@@ -31,11 +31,6 @@ KMS_ETAG = "c0ffee00c0ffee00c0ffee00c0ffee00"
 
 
 @pytest.fixture
-def s3(s3_buckets):
-    return s3_buckets
-
-
-@pytest.fixture
 def docs(db, s3):
     return make_pair(
         name="docs",

@@ -35,11 +35,6 @@ JSON_KEYS = [
 
 
 @pytest.fixture
-def s3(s3_buckets):
-    return s3_buckets
-
-
-@pytest.fixture
 def site(db, s3):
     with time_machine.travel(timezone.now() - timedelta(hours=1), tick=True):
         for key in ("index.html", "about.html", "logo.png"):

@@ -16,11 +16,6 @@ MiB = 1024 * 1024
 
 
 @pytest.fixture
-def s3(s3_buckets):
-    return s3_buckets
-
-
-@pytest.fixture
 def docs(db, s3):
     return make_pair(
         name="docs",

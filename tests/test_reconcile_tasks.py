@@ -18,11 +18,6 @@ SOURCE, BACKUP = "task-src", "task-bak"
 
 
 @pytest.fixture
-def s3(s3_buckets):
-    return s3_buckets
-
-
-@pytest.fixture
 def logs(db, s3):
     """A pair with 12 objects on each side, 2 missing, 1 extra, 1 changed, all old enough."""
     with time_machine.travel(timezone.now() - timedelta(hours=1), tick=True):
