@@ -337,7 +337,7 @@ def test_pairs_are_due_when_their_interval_has_elapsed(db):
     for pair, age in [(recent, 10), (stale, 61)]:
         run, _ = reconcile.request_run(pair)
         ReconcileRun.objects.filter(pk=run.pk).update(
-            status="succeeded", created_at=now - timedelta(minutes=age)
+            status="succeeded", verdict="in_sync", created_at=now - timedelta(minutes=age)
         )
     assert {p.pk for p in reconcile.due_pairs(now)} == {never_run.pk, stale.pk}
 

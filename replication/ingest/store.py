@@ -174,24 +174,49 @@ def _event_row(pair_id: int, event: Event, received_at: datetime) -> dict:
 
 
 def _state_row(pair_id: int, event: Event, received_at: datetime) -> dict:
-    return {**_result_fields(pair_id, event), "updated_at": received_at}
+    return {**_result_fields(pair_id, event), "updated_at": received_at, **_NO_FINDING}
+
+
+# The columns an event sets on an object's state; the finding columns belong to reconcile.
+_STATE_EVENT_FIELDS = [
+    "version_id",
+    "event_name",
+    "event_time",
+    "sequencer",
+    "sequencer_order",
+    "attempt",
+    "size",
+    "etag",
+    "status",
+    "error_code",
+    "error_message",
+    "finished_at",
+    "updated_at",
+]
+# A state row that ingest inserts carries no finding.
+_NO_FINDING = {
+    "finding": "",
+    "finding_run_id": None,
+    "finding_at": None,
+    "source_modified_at": None,
+    "lacking_since": None,
+}
 
 
 def _state_upsert() -> str:
     q = connection.ops.quote_name
     table = q(ObjectState._meta.db_table)
-    updated = [
-        q(f.column)
-        for f in ObjectState._meta.concrete_fields
-        if not f.primary_key and f.name not in ("pair", "key")
-    ]
+    # Only the event's columns: a reconcile's finding stays, and ``finding_at`` against
+    # ``event_time`` says which of the two is newer (see ObjectState).
+    updated = [q(ObjectState._meta.get_field(name).column) for name in _STATE_EVENT_FIELDS]
     assignments = ", ".join(f"{column} = EXCLUDED.{column}" for column in updated)
     order = [q("sequencer_order"), q("attempt"), q("finished_at")]  # as ordering.Precedence
     stored = ", ".join(f"{table}.{column}" for column in order)
     incoming = ", ".join(f"EXCLUDED.{column}" for column in order)
+    # A row with no event yet (only a finding) takes any event.
     return (
         f"ON CONFLICT ({q('pair_id')}, {q('key')}) DO UPDATE SET {assignments} "
-        f"WHERE ({stored}) < ({incoming})"
+        f"WHERE {table}.{q('sequencer_order')} IS NULL OR ({stored}) < ({incoming})"
     )
 
 

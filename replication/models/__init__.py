@@ -1,6 +1,6 @@
 """The data model, split by feature. Each module imports nothing above replication.models."""
 
-from replication.models.events import CopyEvent, CopyStatus, ObjectState
+from replication.models.events import CopyEvent, CopyStatus, Finding, ObjectState
 from replication.models.keys import IngestKey
 from replication.models.pairs import BucketPair
 from replication.models.runs import Discrepancy, ReconcileRange, ReconcileRun
@@ -10,6 +10,7 @@ __all__ = [
     "CopyEvent",
     "CopyStatus",
     "Discrepancy",
+    "Finding",
     "IngestKey",
     "ObjectState",
     "ReconcileRange",

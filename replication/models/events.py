@@ -105,23 +105,116 @@ class CopyEvent(CopyResult):
         return f"{self.status} {self.key} ({self.event_name}, attempt {self.attempt})"
 
 
-class ObjectState(CopyResult):
-    """The newest result for each (pair, key): greatest sequencer, then attempt, then finish.
+class Finding(models.TextChoices):
+    """What the latest reconcile (or its repair) established about an object."""
 
-    Ingest upserts it with a conditional ON CONFLICT DO UPDATE, so whatever order results
-    arrive in, and however posts interleave, the newest wins. Kept when events expire.
+    IN_SYNC = "in_sync", "in sync"
+    MISSING = "missing"
+    MISMATCHED = "mismatched"
+    REPAIRED = "repaired", "copied by repair"
+
+
+# The findings that say the backup lacks or contradicts the source.
+LACKING_FINDINGS = (Finding.MISSING, Finding.MISMATCHED)
+
+
+class ObjectStateQuerySet(models.QuerySet):
+    def open_failures(self):
+        """Failed copies that nothing newer resolved (no later event, no later finding)."""
+        return self.filter(status=CopyStatus.FAILED).filter(
+            Q(finding_at__isnull=True) | Q(finding_at__lt=F("event_time"))
+        )
+
+    def lacking(self):
+        """Objects the latest reconcile found missing or mismatched, with no event since."""
+        return self.filter(finding__in=LACKING_FINDINGS).filter(
+            Q(event_time__isnull=True) | Q(event_time__lte=F("finding_at"))
+        )
+
+
+class ObjectState(CopyResult):
+    """Everything known about one object of a pair: its newest event, and what the latest
+    reconcile found.
+
+    ``key`` is the source key as S3 names it (prefix included), like ``CopyEvent.key`` and
+    ``Discrepancy.key``: one convention for every table, page, export and alert.
+
+    Two writers, never in each other's way:
+
+    - ingest upserts the event columns (those of ``CopyResult``) with a conditional
+      ON CONFLICT DO UPDATE, so whatever order results arrive in, the newest by sequencer wins;
+    - reconcile and repair write the ``finding`` columns, in bulk, for the objects they
+      found lacking, repaired, or found in sync while an older problem was open.
+
+    A row may hold only a finding (an object written without an event, found missing), in
+    which case its event columns are empty. Which side is current is a matter of time: a
+    finding made after the event happened (``finding_at >= event_time``) supersedes it; an
+    event that happened after the run listed the object supersedes the finding. See
+    ``replication.objects`` for the rule, and the ``open_failures`` / ``lacking`` queries.
     """
 
     pair = models.ForeignKey(
         BucketPair, on_delete=models.CASCADE, related_name="object_states", db_index=False
     )
-    updated_at = models.DateTimeField(help_text="When the winning result was received.")
+    # The event columns are empty on a row that only a reconcile has written.
+    event_name = models.CharField(max_length=100, blank=True, help_text="e.g. ObjectCreated:Put")
+    event_time = models.DateTimeField(null=True, blank=True)
+    sequencer = models.CharField(max_length=32, blank=True)
+    sequencer_order = models.CharField(max_length=32, null=True, editable=False)  # noqa: DJ001
+    status = models.CharField(max_length=10, choices=CopyStatus, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the winning event was received."
+    )
+
+    finding = models.CharField(max_length=16, choices=Finding, blank=True)
+    finding_run = models.ForeignKey(
+        "replication.ReconcileRun",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
+    )
+    # When that run began listing: anything that happened to the object before then, the
+    # run saw.
+    finding_at = models.DateTimeField(null=True, blank=True)
+    # The source object's LastModified as the run listed it: its age is how far behind the
+    # backup is when it lacks the object.
+    source_modified_at = models.DateTimeField(null=True, blank=True)
+    # When a run first found it lacking; kept while consecutive runs still do.
+    lacking_since = models.DateTimeField(null=True, blank=True)
+
+    objects = ObjectStateQuerySet.as_manager()
 
     class Meta:
         ordering = ["pair", "key"]
         constraints = [
             models.UniqueConstraint(name="object_state_unique_key", fields=["pair", "key"]),
-            *_result_constraints("object_state"),
+            models.CheckConstraint(
+                name="object_state_status_valid",
+                condition=Q(status__in=[*CopyStatus.values, ""]),
+            ),
+            models.CheckConstraint(
+                name="object_state_sequencer_order_fixed_width",
+                condition=Q(sequencer_order__isnull=True)
+                | Q(sequencer_order__regex=SEQUENCER_ORDER_REGEX),
+            ),
+            models.CheckConstraint(
+                name="object_state_attempt_positive", condition=Q(attempt__gte=1)
+            ),
+            # An event, a finding, or both: never an empty row.
+            models.CheckConstraint(
+                name="object_state_has_event_or_finding",
+                condition=(
+                    Q(status__in=CopyStatus.values, event_time__isnull=False)
+                    | Q(finding__in=Finding.values, finding_at__isnull=False)
+                ),
+            ),
+            models.CheckConstraint(
+                name="object_state_finding_valid",
+                condition=Q(finding__in=[*Finding.values, ""]),
+            ),
         ]
         indexes = [
             # Open failures per pair, newest first: overview counts and the pair page's list
@@ -131,7 +224,25 @@ class ObjectState(CopyResult):
                 fields=["pair", "-finished_at"],
                 condition=Q(status=CopyStatus.FAILED),
             ),
+            # Objects a reconcile found lacking, oldest first: counts, "behind by" and lists.
+            models.Index(
+                name="object_state_lacking_idx",
+                fields=["pair", "source_modified_at"],
+                condition=Q(finding__in=LACKING_FINDINGS),
+            ),
         ]
 
     def __str__(self) -> str:
-        return f"{self.key}: {self.status}"
+        return f"{self.key}: {self.current}"
+
+    @property
+    def finding_is_current(self) -> bool:
+        """True when the finding was made after the event it could have seen."""
+        return bool(self.finding) and (
+            self.event_time is None or self.finding_at >= self.event_time
+        )
+
+    @property
+    def current(self) -> str:
+        """The newest thing known: the finding if it came after the event, else the event."""
+        return self.finding if self.finding_is_current else self.status

@@ -22,6 +22,14 @@ class ReconcileRun(models.Model):
         SUCCEEDED = "succeeded"
         FAILED = "failed"
 
+    class Verdict(models.TextChoices):
+        """What a finished run found; what people read first (``status`` says whether the
+        run itself worked). ``replication.reconcile.verdict`` decides it from the counts."""
+
+        IN_SYNC = "in_sync", "in sync"
+        OUT_OF_SYNC = "out_of_sync", "out of sync"
+        UNPROVEN = "unproven"
+
     class Trigger(models.TextChoices):
         MANUAL = "manual"
         SCHEDULED = "scheduled"
@@ -36,6 +44,9 @@ class ReconcileRun(models.Model):
     )
     repair = models.BooleanField(default=False, help_text="Copy what is missing or changed.")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    # Set when the run succeeds, and only then; after a repair it describes the backup as the
+    # repair left it. Empty ("no verdict") for queued, running and failed runs.
+    verdict = models.CharField(max_length=16, choices=Verdict.choices, blank=True)
     celery_task_id = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -77,6 +88,12 @@ class ReconcileRun(models.Model):
                 condition=Q(status__in=["queued", "running"]),
                 name="reconcile_one_active_run_per_pair",
                 violation_error_message="This pair already has a reconcile queued or running.",
+            ),
+            models.CheckConstraint(
+                name="reconcile_run_verdict_iff_succeeded",
+                condition=Q(status="succeeded", verdict__in=["in_sync", "out_of_sync", "unproven"])
+                | (~Q(status="succeeded") & Q(verdict="")),
+                violation_error_message="A succeeded run has a verdict; any other has none.",
             ),
         ]
         indexes = [

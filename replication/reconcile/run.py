@@ -22,6 +22,7 @@ from replication.reconcile.diff import Difference, Entry, ListingOrderError, Tal
 from replication.reconcile.listing import ListingError, ParallelListing, Side
 from replication.reconcile.ranges import BoundarySampler, KeyRange, split
 from replication.reconcile.repair import repair, repairable_kinds
+from replication.reconcile.verdict import verdict
 from replication.reconcile.verify import second_opinion
 
 log = logging.getLogger(__name__)
@@ -368,6 +369,13 @@ def finish_run(run_id: int) -> ReconcileRun | None:
         run.objects_scanned = tally.scanned
         run.range_boundaries = boundaries
         run.status = Status.SUCCEEDED
+        run.verdict = verdict(
+            missing=run.missing,
+            mismatched=run.mismatched,
+            extra=run.extra,
+            unverified=run.unverified,
+            mirror_deletes=run.pair.mirror_deletes,
+        )
         run.finished_at = run.heartbeat_at = timezone.now()
         run.save()
     return run
