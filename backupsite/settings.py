@@ -11,7 +11,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from backupsite.env import envbool, envint, envlist, envstr
+from backupsite.env import email_settings_from_url, envbool, envint, envlist, envstr
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -193,6 +193,44 @@ CELERY_BEAT_SCHEDULE["purge-expired-events"] = {
     "options": {"expires": 3300},
 }
 
+# Alerts: evaluate every pair's health every minute (replication/alerts/).
+CELERY_BEAT_SCHEDULE["evaluate-health"] = {
+    "task": "replication.alerts.tasks.evaluate_health",
+    "schedule": 60.0,
+    "options": {"expires": 55},
+}
+
+# --- E-mail (alert channels) ----------------------------------------------------------------
+# EMAIL_URL (smtp://user:password@host:port, smtp+tls://, smtp+ssl://) or the EMAIL_HOST
+# family. Without either, development prints mail to the console instead of sending it.
+DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "backupsite@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+EMAIL_TIMEOUT = envint("EMAIL_TIMEOUT", 10)
+_email_url = envstr("EMAIL_URL", "")
+if _email_url:
+    _email = email_settings_from_url(_email_url)
+else:
+    _email = {
+        "EMAIL_HOST": envstr("EMAIL_HOST", ""),
+        "EMAIL_PORT": envint("EMAIL_PORT", 587),
+        "EMAIL_HOST_USER": envstr("EMAIL_HOST_USER", ""),
+        "EMAIL_HOST_PASSWORD": envstr("EMAIL_HOST_PASSWORD", ""),
+        "EMAIL_USE_TLS": envbool("EMAIL_USE_TLS", True),
+        "EMAIL_USE_SSL": envbool("EMAIL_USE_SSL", False),
+    }
+    _email["EMAIL_BACKEND"] = (
+        "django.core.mail.backends.smtp.EmailBackend"
+        if _email["EMAIL_HOST"]
+        else "django.core.mail.backends.console.EmailBackend"
+    )
+EMAIL_BACKEND = envstr("EMAIL_BACKEND", _email["EMAIL_BACKEND"])
+EMAIL_HOST = _email["EMAIL_HOST"]
+EMAIL_PORT = _email["EMAIL_PORT"]
+EMAIL_HOST_USER = _email["EMAIL_HOST_USER"]
+EMAIL_HOST_PASSWORD = _email["EMAIL_HOST_PASSWORD"]
+EMAIL_USE_TLS = _email["EMAIL_USE_TLS"]
+EMAIL_USE_SSL = _email["EMAIL_USE_SSL"]
+
 # --- Product settings -----------------------------------------------------------------------
 METRICS_TOKEN = envstr("METRICS_TOKEN", "")
 INGEST_MAX_EVENTS = 1000
@@ -212,3 +250,13 @@ RECONCILE_CHECKSUM_THREADS = envint("RECONCILE_CHECKSUM_THREADS", 8)
 RECONCILE_PROGRESS_SECONDS = envint("RECONCILE_PROGRESS_SECONDS", 5)
 RECONCILE_HEARTBEAT_TIMEOUT = envint("RECONCILE_HEARTBEAT_TIMEOUT", 300)
 RECONCILE_QUEUED_TIMEOUT = envint("RECONCILE_QUEUED_TIMEOUT", 3600)
+# Alerts. A reminder every ALERT_REMINDER_MINUTES while a pair stays critical (0: none).
+ALERT_REMINDER_MINUTES = envint("ALERT_REMINDER_MINUTES", 60)
+ALERT_HTTP_TIMEOUT = envint("ALERT_HTTP_TIMEOUT", 5)
+# A delivery is tried this many times, Celery waiting about BACKOFF, 2*BACKOFF... seconds
+# (with jitter, at most BACKOFF_MAX) in between, before it is marked failed.
+ALERT_DELIVERY_ATTEMPTS = envint("ALERT_DELIVERY_ATTEMPTS", 5)
+ALERT_RETRY_BACKOFF = 30
+ALERT_RETRY_BACKOFF_MAX = 600
+# The evaluation re-queues deliveries whose retry is this late (its Celery retry was lost).
+ALERT_SWEEP_MARGIN = 120

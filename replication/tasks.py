@@ -3,11 +3,18 @@
 Every task is JSON-serialisable and safe to run twice.
 """
 
+import logging
+
 from celery import chord, shared_task
 
+from replication.alerts.tasks import deliver_notification, evaluate_health
 from replication.ingest import retention
 from replication.models import BucketPair, ReconcileRun
 from replication.reconcile import run as reconcile
+
+__all__ = ["deliver_notification", "evaluate_health"]  # alerts' tasks, found by autodiscovery
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(ignore_result=True)
@@ -44,6 +51,7 @@ def reconcile_pair(
     if run.ranges_total == 1:
         reconcile.run_range(run_id, 0)
         reconcile.finish_run(run_id)
+        _evaluate_health_after(run_id)
         return run_id
     # The ranges go to the queue this task came from: a dedicated reconcile queue keeps them.
     queue = (self.request.delivery_info or {}).get("routing_key")
@@ -67,6 +75,18 @@ def reconcile_range(run_id: int, index: int) -> None:
 def finish_reconcile(run_id: int) -> None:
     """The chord's body: combine the ranges' counts once all of them are done."""
     reconcile.finish_run(run_id)
+    _evaluate_health_after(run_id)
+
+
+def _evaluate_health_after(run_id: int) -> None:
+    """A finished run may change its pair's health: alert now, not at the next beat tick."""
+    pair_id = ReconcileRun.objects.filter(id=run_id).values_list("pair_id", flat=True).first()
+    if pair_id is None:
+        return
+    try:
+        evaluate_health.delay([pair_id])
+    except Exception:  # the run is done whatever happens here; beat evaluates within a minute
+        logger.exception("run %s: could not evaluate its pair's health", run_id)
 
 
 @shared_task(ignore_result=True)

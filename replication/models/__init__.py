@@ -1,17 +1,22 @@
 """The data model, split by feature. Each module imports nothing above replication.models."""
 
+from replication.models.alerts import AlertChannel, HealthChange, HealthState, Notification
 from replication.models.events import CopyEvent, CopyStatus, Finding, ObjectState
 from replication.models.keys import IngestKey
 from replication.models.pairs import BucketPair
 from replication.models.runs import Discrepancy, ReconcileRange, ReconcileRun
 
 __all__ = [
+    "AlertChannel",
     "BucketPair",
     "CopyEvent",
     "CopyStatus",
     "Discrepancy",
     "Finding",
+    "HealthChange",
+    "HealthState",
     "IngestKey",
+    "Notification",
     "ObjectState",
     "ReconcileRange",
     "ReconcileRun",
