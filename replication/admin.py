@@ -4,6 +4,7 @@ from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
 from replication import access, deployment, s3
+from replication.alerts.admin import AlertChannelPairInline
 from replication.models import BucketPair, Discrepancy, IngestKey, ObjectState, ReconcileRun
 from replication.tasks import start_reconcile
 
@@ -33,6 +34,7 @@ class BucketPairAdmin(admin.ModelAdmin):
     search_fields = ["name", "source_bucket", "source_prefix", "backup_bucket", "backup_prefix"]
     readonly_fields = ["created_at", "updated_at", "lambda_environment", "iam_policy"]
     actions = ["check_access", "reconcile_now", "reconcile_and_repair"]
+    inlines = [AlertChannelPairInline]
     fieldsets = [
         (None, {"fields": ["name", "enabled"]}),
         (

@@ -1,0 +1,446 @@
+"""Alerts end to end: health changes recorded, messages sent once per channel, retried,
+reminded, never duplicated (locmem mail, a local HTTP receiver checking signatures)."""
+
+import json
+import socket
+import threading
+import time
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import time_machine
+from django.db import connection
+from django.utils import timezone
+
+from replication.alerts import delivery, evaluate
+from replication.alerts.tasks import deliver_notification, evaluate_health
+from replication.ingest.signing import SignatureError, verify
+from replication.models import AlertChannel, HealthChange, Notification, ReconcileRun
+from tests.factories import make_pair
+
+pytestmark = pytest.mark.django_db
+
+
+class Receiver:
+    """A local HTTP endpoint that records every POST and checks its webhook signature."""
+
+    def __init__(self):
+        self.requests: list[dict] = []
+        self.statuses: dict[str, list[int]] = {}  # by path: answers to give, then 200
+        self.secret: str | None = None
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                signed = None
+                if receiver.secret is not None:
+                    try:
+                        verify(
+                            receiver.secret,
+                            self.headers.get("X-Backup-Timestamp", ""),
+                            self.headers.get("X-Backup-Signature"),
+                            body,
+                        )
+                        signed = True
+                    except SignatureError:
+                        signed = False
+                receiver.requests.append(
+                    {"path": self.path, "json": json.loads(body), "signed": signed}
+                )
+                answers = receiver.statuses.get(self.path)
+                status = answers.pop(0) if answers else 200
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    def posts(self, path: str) -> list[dict]:
+        return [r for r in self.requests if r["path"] == path]
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    r.thread.start()
+    yield r
+    r.server.shutdown()
+    r.server.server_close()
+
+
+@pytest.fixture
+def photos(db):
+    return make_pair(name="photos", source_bucket="photos-src", backup_bucket="photos-bak")
+
+
+@pytest.fixture
+def channels(photos, receiver, settings):
+    settings.SITE_URL = "https://backup.example.com"
+    email = AlertChannel.objects.create(name="ops", kind="email", target="ops@example.com")
+    webhook = AlertChannel.objects.create(
+        name="hook", kind="webhook", target=receiver.url + "/hook"
+    )
+    slack = AlertChannel.objects.create(name="slack", kind="slack", target=receiver.url + "/slack")
+    for channel in (email, webhook, slack):
+        channel.pairs.add(photos)
+    receiver.secret = webhook.secret
+    return email, webhook, slack
+
+
+@pytest.fixture
+def eager_retries():
+    """Applied eagerly, a task's retries run at once, one after another (no countdown);
+    Celery only chains them when eager tasks do not propagate their exceptions."""
+    from backupsite.celery import app
+
+    app.conf.task_eager_propagates = False
+    yield
+    app.conf.task_eager_propagates = True
+
+
+def reconciled(pair, verdict: str, **counts) -> ReconcileRun:
+    """A finished reconcile of ``pair`` that found ``verdict``: what drives its health here."""
+    return ReconcileRun.objects.create(
+        pair=pair, status="succeeded", verdict=verdict, finished_at=timezone.now(), **counts
+    )
+
+
+def tick():
+    """One beat tick of the evaluation task."""
+    return evaluate_health.delay().get()
+
+
+class TestTransitions:
+    def test_ok_critical_ok_sends_one_alert_and_one_resolution_per_channel(
+        self, photos, channels, receiver, mailoutbox
+    ):
+        reconciled(photos, "in_sync")
+        tick()
+        reconciled(photos, "out_of_sync", missing=3)
+        tick()
+        tick()
+        reconciled(photos, "in_sync")
+        tick()
+        tick()
+
+        assert [m.subject.split(":")[0] for m in mailoutbox] == [
+            "[backupsite] CRITICAL",
+            "[backupsite] RESOLVED",
+        ]
+        assert mailoutbox[0].to == ["ops@example.com"]
+        assert "3 missing" in mailoutbox[0].subject
+        assert "https://backup.example.com/pairs/photos/" in mailoutbox[0].body
+        hooks = receiver.posts("/hook")
+        assert [(h["json"]["event"], h["json"]["state"]) for h in hooks] == [
+            ("alert", "critical"),
+            ("resolved", "ok"),
+        ]
+        assert all(h["signed"] for h in hooks)
+        assert hooks[0]["json"]["pair"] == "photos"
+        assert hooks[0]["json"]["url"] == "https://backup.example.com/pairs/photos/"
+        assert "3 missing" in hooks[0]["json"]["reason"]
+        slack = receiver.posts("/slack")
+        assert len(slack) == 2
+        assert "<https://backup.example.com/pairs/photos/|photos>" in slack[0]["json"]["text"]
+        assert set(Notification.objects.values_list("status", flat=True)) == {"sent"}
+
+    def test_every_change_is_recorded_with_its_reason(self, photos):
+        reconciled(photos, "in_sync")
+        tick()
+        reconciled(photos, "out_of_sync", missing=3)
+        tick()
+        changes = list(HealthChange.objects.filter(pair=photos).order_by("sequence"))
+        assert [(c.from_state, c.to_state) for c in changes] == [
+            ("", "ok"),
+            ("ok", "critical"),
+        ]
+        assert "3 missing" in changes[1].reason
+        assert changes[1].reasons[0] == changes[1].reason
+
+    def test_a_first_evaluation_of_a_healthy_pair_sends_nothing(self, photos, channels, mailoutbox):
+        reconciled(photos, "in_sync")
+        tick()
+        assert HealthChange.objects.filter(pair=photos, to_state="ok").exists()
+        assert mailoutbox == []
+        assert not Notification.objects.exists()
+
+    def test_a_first_evaluation_of_a_critical_pair_alerts(self, photos, channels, mailoutbox):
+        reconciled(photos, "out_of_sync", missing=1)
+        tick()
+        assert len(mailoutbox) == 1
+        assert "CRITICAL" in mailoutbox[0].subject
+
+    def test_channels_alert_only_on_their_pairs_unless_set_for_all(self, photos, mailoutbox):
+        other = make_pair(name="other")
+        AlertChannel.objects.create(name="mine", kind="email", target="a@example.com").pairs.add(
+            other
+        )
+        AlertChannel.objects.create(
+            name="everything", kind="email", target="all@example.com", all_pairs=True
+        )
+        AlertChannel.objects.create(
+            name="off", kind="email", target="off@example.com", all_pairs=True, enabled=False
+        )
+        reconciled(photos, "out_of_sync", missing=1)
+        tick()
+        assert [m.to for m in mailoutbox] == [["all@example.com"]]
+
+    def test_a_finished_reconcile_evaluates_its_pair_at_once(self, photos, channels, mailoutbox):
+        from replication import tasks
+
+        run = reconciled(photos, "out_of_sync", missing=2)
+        tasks._evaluate_health_after(run.id)
+        assert HealthChange.objects.get(pair=photos).to_state == "critical"
+        assert len(mailoutbox) == 1
+
+
+class TestReminders:
+    def test_a_pair_that_stays_critical_is_reminded_of_each_interval(
+        self, photos, channels, mailoutbox, settings
+    ):
+        settings.ALERT_REMINDER_MINUTES = 60
+        start = timezone.now()
+        reconciled(photos, "out_of_sync", missing=3)
+        with time_machine.travel(start, tick=False) as clock:
+            tick()
+            clock.move_to(start + timedelta(minutes=59))
+            tick()
+            clock.move_to(start + timedelta(minutes=61))
+            tick()
+            tick()
+            clock.move_to(start + timedelta(hours=3, minutes=5))
+            tick()
+        subjects = [m.subject for m in mailoutbox]
+        assert len(subjects) == 3
+        assert subjects[0].startswith("[backupsite] CRITICAL: photos")
+        assert subjects[1].startswith("[backupsite] Still CRITICAL: photos for 1 h 1 min")
+        assert subjects[2].startswith("[backupsite] Still CRITICAL: photos for 3 h 5 min")
+        reminders = Notification.objects.filter(kind="reminder", channel__kind="webhook")
+        assert sorted(reminders.values_list("sequence", flat=True)) == [1, 3]
+
+    def test_reminders_stop_when_the_pair_recovers(self, photos, channels, mailoutbox, settings):
+        settings.ALERT_REMINDER_MINUTES = 60
+        start = timezone.now()
+        reconciled(photos, "out_of_sync", missing=3)
+        with time_machine.travel(start, tick=False) as clock:
+            tick()
+            clock.move_to(start + timedelta(minutes=30))
+            reconciled(photos, "in_sync")
+            tick()
+            clock.move_to(start + timedelta(hours=2))
+            tick()
+        assert [m.subject.split(":")[0] for m in mailoutbox] == [
+            "[backupsite] CRITICAL",
+            "[backupsite] RESOLVED",
+        ]
+
+    def test_a_zero_interval_sends_no_reminders(self, photos, channels, mailoutbox, settings):
+        settings.ALERT_REMINDER_MINUTES = 0
+        start = timezone.now()
+        reconciled(photos, "out_of_sync", missing=3)
+        with time_machine.travel(start, tick=False) as clock:
+            tick()
+            clock.move_to(start + timedelta(hours=5))
+            tick()
+        assert len(mailoutbox) == 1
+
+
+class TestFailures:
+    def test_a_failing_channel_is_recorded_and_does_not_stop_the_others(
+        self, photos, channels, receiver, mailoutbox
+    ):
+        receiver.statuses = {"/hook": [500]}
+        webhook = channels[1]
+        reconciled(photos, "out_of_sync", missing=1)
+        tick()
+        assert len(mailoutbox) == 1
+        assert len(receiver.posts("/slack")) == 1
+        failed = Notification.objects.get(channel=webhook)
+        assert (failed.status, failed.attempts) == ("pending", 1)
+        assert failed.last_error == "HTTP 500 Internal Server Error"
+        assert failed.next_attempt_at > timezone.now()
+        assert Notification.objects.get(channel=channels[0]).status == "sent"
+
+    def test_an_unreachable_channel_does_not_stop_the_others(self, photos, mailoutbox):
+        closed = socket.socket()
+        closed.bind(("127.0.0.1", 0))  # a port of ours that nothing listens on: refused
+        port = closed.getsockname()[1]
+        AlertChannel.objects.create(
+            name="gone", kind="webhook", target=f"http://127.0.0.1:{port}/x", all_pairs=True
+        )
+        AlertChannel.objects.create(
+            name="ops", kind="email", target="o@example.com", all_pairs=True
+        )
+        reconciled(photos, "out_of_sync", missing=1)
+        tick()
+        assert len(mailoutbox) == 1
+        gone = Notification.objects.get(channel__name="gone")
+        assert gone.status == "pending"
+        assert gone.last_error.startswith("could not connect")
+        closed.close()
+
+    def test_the_delivery_task_retries_a_failure_until_it_is_sent(
+        self, photos, channels, receiver, eager_retries
+    ):
+        webhook = channels[1]
+        reconciled(photos, "out_of_sync", missing=1)
+        receiver.statuses = {"/hook": [503, 503, 503]}
+        tick()  # the first attempt, made inline without a broker, fails
+        notification = Notification.objects.get(channel=webhook)
+        # On a worker the task retries with backoff; applied eagerly, its retries run at once.
+        deliver_notification.apply(args=[notification.id])
+        notification.refresh_from_db()
+        assert (notification.status, notification.attempts) == ("sent", 4)
+        assert [r["signed"] for r in receiver.posts("/hook")] == [True] * 4
+
+    def test_a_delivery_that_keeps_failing_is_marked_failed_after_its_attempts(
+        self, photos, channels, receiver, settings, eager_retries
+    ):
+        webhook = channels[1]
+        reconciled(photos, "out_of_sync", missing=1)
+        receiver.statuses = {"/hook": [500] * 20}
+        tick()
+        notification = Notification.objects.get(channel=webhook)
+        deliver_notification.apply(args=[notification.id])
+        notification.refresh_from_db()
+        assert (notification.status, notification.attempts) == (
+            "failed",
+            settings.ALERT_DELIVERY_ATTEMPTS,
+        )
+        assert len(receiver.posts("/hook")) == settings.ALERT_DELIVERY_ATTEMPTS
+
+    def test_retries_are_declared_on_the_delivery_task(self, settings):
+        task = deliver_notification
+        assert task.max_retries == settings.ALERT_DELIVERY_ATTEMPTS - 1
+        assert (task.retry_backoff, task.retry_jitter) == (settings.ALERT_RETRY_BACKOFF, True)
+        assert task.autoretry_for
+
+    def test_a_later_evaluation_resends_a_delivery_whose_retry_was_lost(
+        self, photos, channels, receiver
+    ):
+        webhook = channels[1]
+        start = timezone.now()
+        reconciled(photos, "out_of_sync", missing=1)
+        receiver.statuses = {"/hook": [500]}
+        with time_machine.travel(start, tick=False) as clock:
+            tick()
+            clock.move_to(start + timedelta(minutes=1))
+            tick()  # the retry is not due yet: Celery's own retry has the first go
+            assert len(receiver.posts("/hook")) == 1
+            clock.move_to(start + timedelta(minutes=10))
+            tick()
+        notification = Notification.objects.get(channel=webhook)
+        assert (notification.status, notification.attempts) == ("sent", 2)
+        assert len(receiver.posts("/hook")) == 2
+
+    def test_a_disabled_channel_gets_no_pending_delivery(self, photos, channels, receiver):
+        webhook = channels[1]
+        reconciled(photos, "out_of_sync", missing=1)
+        receiver.statuses = {"/hook": [500]}
+        tick()
+        AlertChannel.objects.filter(pk=webhook.pk).update(enabled=False)
+        notification = Notification.objects.get(channel=webhook)
+        assert delivery.attempt(notification.id) == delivery.Outcome.FAILED
+        notification.refresh_from_db()
+        assert notification.last_error == "the channel was disabled before delivery"
+
+
+class TestNoDuplicates:
+    def test_a_redelivered_evaluation_sends_nothing_new(self, photos, channels, mailoutbox):
+        reconciled(photos, "out_of_sync", missing=1)
+        tick()
+        tick()
+        evaluate_health.delay([photos.pk]).get()
+        assert len(mailoutbox) == 1
+        assert HealthChange.objects.count() == 1
+        assert Notification.objects.count() == 3
+
+    def test_an_evaluator_that_read_a_stale_state_records_nothing(
+        self, photos, channels, mailoutbox, monkeypatch
+    ):
+        """Two evaluators that both saw no change yet: the second one's write is refused."""
+        reconciled(photos, "out_of_sync", missing=1)
+        stale = evaluate.latest_changes([photos.pk])  # read before anyone recorded the change
+        tick()
+        monkeypatch.setattr(evaluate, "latest_changes", lambda ids: stale)
+        again = evaluate.evaluate()
+        assert (again.changes, again.notifications) == ([], [])
+        assert HealthChange.objects.count() == 1
+        assert Notification.objects.count() == 3
+        assert len(mailoutbox) == 1
+
+    def test_a_notification_delivered_twice_is_sent_once(self, photos, channels, receiver):
+        webhook = channels[1]
+        reconciled(photos, "out_of_sync", missing=1)
+        tick()
+        notification = Notification.objects.get(channel=webhook)
+        assert delivery.attempt(notification.id) == delivery.Outcome.SKIPPED
+        deliver_notification.apply(args=[notification.id])
+        assert len(receiver.posts("/hook")) == 1
+
+    def test_a_delivery_whose_worker_died_mid_send_is_sent_after_its_lease(
+        self, photos, channels, receiver
+    ):
+        webhook = channels[1]
+        reconciled(photos, "out_of_sync", missing=1)
+        receiver.statuses = {"/hook": [500]}
+        tick()
+        notification = Notification.objects.get(channel=webhook)
+        claimed_at = timezone.now()
+        Notification.objects.filter(pk=notification.pk).update(
+            status="sending", claimed_at=claimed_at
+        )
+        assert delivery.attempt(notification.id, claimed_at + timedelta(seconds=30)) == "skipped"
+        later = claimed_at + delivery.LEASE + timedelta(seconds=1)
+        assert delivery.attempt(notification.id, later) == delivery.Outcome.SENT
+
+    @pytest.mark.postgres
+    @pytest.mark.django_db(transaction=True)
+    def test_two_evaluators_at_once_send_one_alert(
+        self, photos, channels, receiver, mailoutbox, monkeypatch
+    ):
+        if connection.vendor != "postgresql":
+            pytest.skip("needs PostgreSQL (DATABASE_URL): two connections writing at once")
+        reconciled(photos, "out_of_sync", missing=1)
+        barrier = threading.Barrier(2, timeout=10)
+        real_latest = evaluate.latest_changes
+
+        def latest_then_wait(ids):
+            # Both evaluators read the latest state before either writes: the race itself.
+            found = real_latest(ids)
+            barrier.wait()
+            return found
+
+        monkeypatch.setattr(evaluate, "latest_changes", latest_then_wait)
+        errors = []
+
+        def evaluator():
+            try:
+                evaluate_health()  # called in this thread, as a worker process would run it
+            except Exception as exc:  # surfaced below
+                errors.append(exc)
+            finally:
+                connection.close()
+
+        threads = [threading.Thread(target=evaluator) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        assert errors == []
+        assert HealthChange.objects.count() == 1
+        assert Notification.objects.count() == 3
+        assert len(mailoutbox) == 1
+        deadline = time.monotonic() + 5
+        while len(receiver.requests) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(receiver.posts("/hook")) == 1
