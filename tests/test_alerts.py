@@ -194,13 +194,23 @@ class TestTransitions:
         tick()
         assert [m.to for m in mailoutbox] == [["all@example.com"]]
 
-    def test_a_finished_reconcile_evaluates_its_pair_at_once(self, photos, channels, mailoutbox):
+    def test_a_finished_reconcile_alerts_at_once_not_at_the_next_tick(self, s3, mailoutbox):
         from replication import tasks
 
-        run = reconciled(photos, "out_of_sync", missing=2)
-        tasks._evaluate_health_after(run.id)
-        assert HealthChange.objects.get(pair=photos).to_state == "critical"
-        assert len(mailoutbox) == 1
+        with time_machine.travel(timezone.now() - timedelta(hours=1)):
+            s3.put_object(Bucket="photos-src", Key="lost.jpg", Body=b"x")
+        pair = make_pair(
+            name="photos", source_bucket="photos-src", backup_bucket="photos-bak", grace_seconds=60
+        )
+        AlertChannel.objects.create(
+            name="ops", kind="email", target="o@example.com", all_pairs=True
+        )
+        run, _ = tasks.start_reconcile(pair, trigger="manual")
+        assert ReconcileRun.objects.get(pk=run.pk).verdict == "out_of_sync"
+        assert HealthChange.objects.get(pair=pair).to_state == "critical"
+        (alert,) = mailoutbox
+        assert alert.subject.startswith("[backupsite] CRITICAL: photos: 1 missing since ")
+        assert alert.subject.endswith(f"(reconcile #{run.pk})")
 
 
 class TestReminders:

@@ -1,0 +1,139 @@
+"""Alerts in the admin: channels (secret shown once, test action behind a permission), and
+the health history and deliveries, read-only."""
+
+import logging
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.contrib.messages import get_messages
+from django.urls import reverse
+
+from replication.models import AlertChannel, HealthChange, Notification
+from tests.factories import make_pair
+
+pytestmark = pytest.mark.django_db
+
+CHANGELIST = "admin:replication_alertchannel_changelist"
+
+
+def messages_of(response) -> list[str]:
+    return [str(m) for m in get_messages(response.wsgi_request)]
+
+
+def add_channel(client, **fields):
+    data = {"name": "hook", "kind": "webhook", "target": "https://hooks.example.com/x"}
+    data |= {"enabled": "on"} | fields
+    return client.post(reverse("admin:replication_alertchannel_add"), data)
+
+
+def send_test(client, channel):
+    return client.post(
+        reverse(CHANGELIST),
+        {"action": "send_test_notification", "_selected_action": [channel.pk]},
+        follow=True,
+    )
+
+
+def test_a_new_webhook_channel_shows_its_secret_once_and_never_logs_it(admin_client, caplog):
+    pair = make_pair()
+    with caplog.at_level(logging.DEBUG):
+        response = add_channel(admin_client, pairs=[pair.pk])
+    channel = AlertChannel.objects.get(name="hook")
+    assert response.status_code == 200
+    assert channel.secret in response.content.decode()
+    assert "no-store" in response["Cache-Control"]
+    assert list(channel.pairs.all()) == [pair]
+    page = admin_client.get(reverse("admin:replication_alertchannel_change", args=[channel.pk]))
+    assert channel.secret not in page.content.decode()
+    assert channel.secret not in caplog.text
+
+
+def test_a_new_email_channel_has_no_secret_page(admin_client):
+    response = add_channel(admin_client, name="ops", kind="email", target="a@x.com, b@x.com")
+    assert response.status_code == 302
+    assert AlertChannel.objects.get(name="ops").recipients == ["a@x.com", "b@x.com"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "target", "problem"),
+    [
+        ("email", "ops@example.com, nobody", "is not an e-mail address"),
+        ("webhook", "ftp://example.com/x", "http:// or https:// URL"),
+        ("slack", "hooks.slack.com/services/x", "http:// or https:// URL"),
+    ],
+)
+def test_a_channel_with_a_bad_target_is_refused_with_the_reason(
+    admin_client, kind, target, problem
+):
+    response = add_channel(admin_client, kind=kind, target=target)
+    assert response.status_code == 200
+    assert problem in response.content.decode()
+    assert not AlertChannel.objects.exists()
+
+
+def test_send_test_notification_sends_and_records_it(admin_client, mailoutbox):
+    channel = AlertChannel.objects.create(name="ops", kind="email", target="ops@example.com")
+    response = send_test(admin_client, channel)
+    assert messages_of(response) == ["ops: test notification sent."]
+    assert mailoutbox[0].subject == "[backupsite] Test notification to ops"
+    record = Notification.objects.get()
+    assert (record.kind, record.status, record.attempts) == ("test", "sent", 1)
+
+
+def test_a_failed_test_notification_says_why_and_is_not_retried(admin_client):
+    channel = AlertChannel.objects.create(
+        name="hook", kind="webhook", target="http://127.0.0.1:9/nothing-listens"
+    )
+    response = send_test(admin_client, channel)
+    (message,) = messages_of(response)
+    assert message.startswith("hook: test notification failed: could not connect")
+    assert channel.target not in message
+    assert Notification.objects.get().status == "failed"
+
+
+def test_send_test_notification_needs_its_permission(client, mailoutbox):
+    channel = AlertChannel.objects.create(name="ops", kind="email", target="ops@example.com")
+    staff = User.objects.create_user("viewer", password="pw", is_staff=True)
+    staff.user_permissions.add(
+        *Permission.objects.filter(codename__in=["view_alertchannel", "change_alertchannel"])
+    )
+    client.force_login(staff)
+    page = client.get(reverse(CHANGELIST))
+    assert "send_test_notification" not in page.content.decode()
+    send_test(client, channel)
+    assert mailoutbox == []
+    staff.user_permissions.add(Permission.objects.get(codename="test_alertchannel"))
+    send_test(client, channel)
+    assert len(mailoutbox) == 1
+
+
+def test_history_and_deliveries_are_listed_read_only(admin_client):
+    pair = make_pair(name="photos")
+    change = HealthChange.objects.create(
+        pair=pair, sequence=1, to_state="critical", reason="3 missing"
+    )
+    channel = AlertChannel.objects.create(name="ops", kind="email", target="o@example.com")
+    notification = Notification.objects.create(
+        change=change, channel=channel, kind="alert", last_error="HTTP 500"
+    )
+    changes = admin_client.get(reverse("admin:replication_healthchange_changelist"))
+    assert "3 missing" in changes.content.decode()
+    deliveries = admin_client.get(reverse("admin:replication_notification_changelist"))
+    assert "HTTP 500" in deliveries.content.decode()
+    assert admin_client.get(reverse("admin:replication_notification_add")).status_code == 403
+    detail = admin_client.get(
+        reverse("admin:replication_notification_change", args=[notification.pk])
+    )
+    assert detail.status_code == 200
+    assert 'name="_save"' not in detail.content.decode()
+    delete = reverse("admin:replication_healthchange_delete", args=[change.pk])
+    assert admin_client.post(delete, {"post": "yes"}).status_code == 403
+    assert HealthChange.objects.count() == 1
+
+
+def test_a_pairs_page_lists_its_alert_channels(admin_client):
+    pair = make_pair(name="photos")
+    AlertChannel.objects.create(name="ops", kind="email", target="o@example.com").pairs.add(pair)
+    page = admin_client.get(reverse("admin:replication_bucketpair_change", args=[pair.pk]))
+    assert page.status_code == 200
+    assert "alert channels" in page.content.decode().lower()
