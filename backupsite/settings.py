@@ -202,7 +202,8 @@ CELERY_BEAT_SCHEDULE["evaluate-health"] = {
 
 # --- E-mail (alert channels) ----------------------------------------------------------------
 # EMAIL_URL (smtp://user:password@host:port, smtp+tls://, smtp+ssl://) or the EMAIL_HOST
-# family. Without either, development prints mail to the console instead of sending it.
+# family. Without either, development prints mail to the console instead of sending it, and
+# production hands it to the local mail server (localhost:25), as Django does by default.
 DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "backupsite@localhost")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 EMAIL_TIMEOUT = envint("EMAIL_TIMEOUT", 10)
@@ -210,19 +211,21 @@ _email_url = envstr("EMAIL_URL", "")
 if _email_url:
     _email = email_settings_from_url(_email_url)
 else:
+    _email_host = envstr("EMAIL_HOST", "")
+    _email_ssl = envbool("EMAIL_USE_SSL", False)
     _email = {
-        "EMAIL_HOST": envstr("EMAIL_HOST", ""),
-        "EMAIL_PORT": envint("EMAIL_PORT", 587),
+        "EMAIL_HOST": _email_host or "localhost",
+        "EMAIL_PORT": envint("EMAIL_PORT", 587 if _email_host else 25),
         "EMAIL_HOST_USER": envstr("EMAIL_HOST_USER", ""),
         "EMAIL_HOST_PASSWORD": envstr("EMAIL_HOST_PASSWORD", ""),
-        "EMAIL_USE_TLS": envbool("EMAIL_USE_TLS", True),
-        "EMAIL_USE_SSL": envbool("EMAIL_USE_SSL", False),
+        "EMAIL_USE_TLS": envbool("EMAIL_USE_TLS", bool(_email_host) and not _email_ssl),
+        "EMAIL_USE_SSL": _email_ssl,
+        "EMAIL_BACKEND": (
+            "django.core.mail.backends.smtp.EmailBackend"
+            if _email_host or PRODUCTION
+            else "django.core.mail.backends.console.EmailBackend"
+        ),
     }
-    _email["EMAIL_BACKEND"] = (
-        "django.core.mail.backends.smtp.EmailBackend"
-        if _email["EMAIL_HOST"]
-        else "django.core.mail.backends.console.EmailBackend"
-    )
 EMAIL_BACKEND = envstr("EMAIL_BACKEND", _email["EMAIL_BACKEND"])
 EMAIL_HOST = _email["EMAIL_HOST"]
 EMAIL_PORT = _email["EMAIL_PORT"]
