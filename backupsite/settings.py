@@ -215,7 +215,7 @@ else:
     _email_ssl = envbool("EMAIL_USE_SSL", False)
     _email = {
         "EMAIL_HOST": _email_host or "localhost",
-        "EMAIL_PORT": envint("EMAIL_PORT", 587 if _email_host else 25),
+        "EMAIL_PORT": envint("EMAIL_PORT", (465 if _email_ssl else 587) if _email_host else 25),
         "EMAIL_HOST_USER": envstr("EMAIL_HOST_USER", ""),
         "EMAIL_HOST_PASSWORD": envstr("EMAIL_HOST_PASSWORD", ""),
         "EMAIL_USE_TLS": envbool("EMAIL_USE_TLS", bool(_email_host) and not _email_ssl),
@@ -259,7 +259,7 @@ ALERT_HTTP_TIMEOUT = envint("ALERT_HTTP_TIMEOUT", 5)
 # A delivery is tried this many times, Celery waiting about BACKOFF, 2*BACKOFF... seconds
 # (with jitter, at most BACKOFF_MAX) in between, before it is marked failed.
 ALERT_DELIVERY_ATTEMPTS = envint("ALERT_DELIVERY_ATTEMPTS", 5)
-ALERT_RETRY_BACKOFF = 30
+ALERT_RETRY_BACKOFF = envint("ALERT_RETRY_BACKOFF", 30)
 ALERT_RETRY_BACKOFF_MAX = 600
 # The evaluation re-queues deliveries whose retry is this late (its Celery retry was lost).
 ALERT_SWEEP_MARGIN = 120
