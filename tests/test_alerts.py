@@ -402,3 +402,19 @@ class TestNoDuplicates:
         while len(receiver.requests) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert len(receiver.posts("/hook")) == 1
+
+
+def test_an_evaluation_costs_the_same_queries_for_3_pairs_as_for_12():
+    from django.test.utils import CaptureQueriesContext
+
+    AlertChannel.objects.create(name="ops", kind="email", target="o@example.com", all_pairs=True)
+
+    def steady_state_queries(new_pairs: int) -> int:
+        for _ in range(new_pairs):
+            reconciled(make_pair(), "in_sync")
+        evaluate.evaluate()  # records each new pair's first state
+        with CaptureQueriesContext(connection) as queries:
+            evaluate.evaluate()
+        return len(queries)
+
+    assert steady_state_queries(3) == steady_state_queries(9)  # 3, then 12 pairs
