@@ -137,3 +137,11 @@ def test_a_pairs_page_lists_its_alert_channels(admin_client):
     page = admin_client.get(reverse("admin:replication_bucketpair_change", args=[pair.pk]))
     assert page.status_code == 200
     assert "alert channels" in page.content.decode().lower()
+
+
+def test_a_disabled_channel_can_be_tested_before_it_is_enabled(admin_client, mailoutbox):
+    channel = AlertChannel.objects.create(
+        name="new", kind="email", target="n@example.com", enabled=False
+    )
+    assert messages_of(send_test(admin_client, channel)) == ["new: test notification sent."]
+    assert len(mailoutbox) == 1

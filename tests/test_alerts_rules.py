@@ -69,3 +69,9 @@ def test_a_zero_interval_disables_reminders():
 def test_retry_delay_doubles_up_to_its_cap():
     delays = [retry_delay(n, base=30, maximum=600).total_seconds() for n in range(1, 7)]
     assert delays == [30, 60, 120, 240, 480, 600]
+
+
+def test_the_stored_states_are_the_health_functions_states():
+    from replication.models import HealthState
+
+    assert set(HealthState.values) == {s.value for s in State}

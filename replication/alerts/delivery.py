@@ -53,7 +53,8 @@ def attempt(notification_id: int, now: datetime | None = None) -> Outcome:
         id=notification_id
     )
     mine = Notification.objects.filter(id=notification_id, status=Status.SENDING, claimed_at=now)
-    if not notification.channel.enabled:
+    # A test may try a channel before it is enabled; alerts go to enabled channels only.
+    if not notification.channel.enabled and notification.kind != Notification.Kind.TEST:
         mine.update(status=Status.FAILED, last_error="the channel was disabled before delivery")
         return Outcome.FAILED
     try:

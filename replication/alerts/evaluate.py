@@ -46,10 +46,11 @@ def evaluate(pairs: QuerySet[BucketPair] | None = None, now: datetime | None = N
     healths = pair_health(pairs, now)
     latest = latest_changes([h.pair.pk for h in healths])
     enabled = list(AlertChannel.objects.enabled().prefetch_related("pairs"))
+    served = {c.pk: {p.pk for p in c.pairs.all()} for c in enabled}
     interval = timedelta(minutes=settings.ALERT_REMINDER_MINUTES)
     for entry in healths:
         previous = latest.get(entry.pair.pk)
-        channels = [c for c in enabled if c.serves(entry.pair.pk)]
+        channels = [c for c in enabled if c.all_pairs or entry.pair.pk in served[c.pk]]
         if previous is None or previous.to_state != entry.health.state:
             change, notified = _record_change(entry, previous, channels, now)
             if change is not None:

@@ -158,10 +158,6 @@ class AlertChannel(models.Model):
     def recipients(self) -> list[str]:
         return [a.strip() for a in self.target.split(",") if a.strip()]
 
-    def serves(self, pair_id: int) -> bool:
-        """For channels loaded with their pairs prefetched."""
-        return self.all_pairs or any(p.pk == pair_id for p in self.pairs.all())
-
 
 class Notification(models.Model):
     """One message to one channel, and what became of it.
