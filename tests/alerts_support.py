@@ -37,6 +37,8 @@ class Receiver:
                 answers = receiver.statuses.get(self.path)
                 status = answers.pop(0) if answers else 200
                 self.send_response(status)
+                if 300 <= status < 400:
+                    self.send_header("Location", "/elsewhere")
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 

@@ -246,6 +246,36 @@ class TestFailures:
         assert gone.last_error.startswith("could not connect")
         closed.close()
 
+    def test_a_webhook_that_never_answers_times_out(self, photos, settings, mailoutbox):
+        settings.ALERT_HTTP_TIMEOUT = 0.2
+        silent = socket.socket()
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)  # connections are queued by the kernel and never answered
+        AlertChannel.objects.create(
+            name="silent",
+            kind="webhook",
+            target=f"http://127.0.0.1:{silent.getsockname()[1]}/",
+            all_pairs=True,
+        )
+        AlertChannel.objects.create(
+            name="ops", kind="email", target="o@example.com", all_pairs=True
+        )
+        reconciled(photos, "out_of_sync", missing=1)
+        tick()
+        silent.close()
+        assert Notification.objects.get(channel__name="silent").last_error == (
+            "no answer within 0.2 s"
+        )
+        assert len(mailoutbox) == 1
+
+    def test_a_redirect_is_a_failure_not_followed(self, photos, channels, receiver):
+        webhook = channels[1]
+        receiver.statuses = {"/hook": [302]}
+        reconciled(photos, "out_of_sync", missing=1)
+        tick()
+        assert Notification.objects.get(channel=webhook).last_error == "HTTP 302 Found"
+        assert receiver.posts("/elsewhere") == []
+
     def test_the_delivery_task_retries_a_failure_until_it_is_sent(
         self, photos, channels, receiver, eager_retries
     ):
