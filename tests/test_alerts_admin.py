@@ -145,3 +145,13 @@ def test_a_disabled_channel_can_be_tested_before_it_is_enabled(admin_client, mai
     )
     assert messages_of(send_test(admin_client, channel)) == ["new: test notification sent."]
     assert len(mailoutbox) == 1
+
+
+def test_a_channels_kind_cannot_change_after_creation(admin_client):
+    channel = AlertChannel.objects.create(name="ops", kind="email", target="o@example.com")
+    url = reverse("admin:replication_alertchannel_change", args=[channel.pk])
+    assert 'name="kind"' not in admin_client.get(url).content.decode()
+    assert (
+        'name="kind"'
+        in admin_client.get(reverse("admin:replication_alertchannel_add")).content.decode()
+    )

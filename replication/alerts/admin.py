@@ -32,6 +32,13 @@ class AlertChannelAdmin(admin.ModelAdmin):
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("pairs")
 
+    def get_readonly_fields(self, request, obj=None):
+        # A webhook's secret is shown only when it is created: a channel that became a
+        # webhook later would sign with a secret nobody has seen.
+        if obj is not None:
+            return [*self.readonly_fields, "kind"]
+        return self.readonly_fields
+
     @admin.display(description="pairs")
     def pair_names(self, channel):
         if channel.all_pairs:
