@@ -15,13 +15,17 @@ from datetime import UTC, datetime
 import boto3
 import botocore.utils
 from botocore.config import Config
+from botocore.parsers import ResponseParserFactory
 from django.conf import settings
+
+from replication.reconcile.listxml import parse_list_page
 
 log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _embedded_endpoint: str | None = None
 _clients: dict[tuple, object] = {}
+_listing_clients: dict[tuple, object] = {}
 
 
 def client_config() -> Config:
@@ -56,6 +60,56 @@ def client(region: str | None = None):
         return _clients[cache_key]
 
 
+def listing_client(region: str | None = None):
+    """A cached S3 client whose ListObjectsV2 answers carry a lean ``ListPage``.
+
+    Requests go through botocore unchanged (signing, retries, errors, ``encoding-type=url``);
+    only the successful ListObjectsV2 body is read by replication/reconcile/listxml.py
+    instead of botocore's parser: the response is ``{"ListPage": ..., "ResponseMetadata":
+    ...}`` and has no ``Contents``. Every other operation parses as usual.
+    """
+    region = region or settings.AWS_REGION
+    endpoint = endpoint_url()
+    cache_key = (region, endpoint)
+    with _lock:
+        if cache_key not in _listing_clients:
+            session = boto3.session.Session()
+            factory = LeanListingParserFactory()
+            factory.set_parser_defaults(timestamp_parser=parse_timestamp)
+            session._session.register_component("response_parser_factory", factory)
+            _listing_clients[cache_key] = session.client(
+                "s3", region_name=region, endpoint_url=endpoint, config=client_config()
+            )
+        return _listing_clients[cache_key]
+
+
+class LeanListingParserFactory(ResponseParserFactory):
+    def create_parser(self, protocol_name):
+        return _LeanListingParser(super().create_parser(protocol_name))
+
+
+class _LeanListingParser:
+    _LISTINGS = ("ListObjectsV2Output",)
+
+    def __init__(self, parser):
+        self._parser = parser
+
+    def parse(self, response, shape):
+        if shape is None or shape.name not in self._LISTINGS or response["status_code"] >= 300:
+            return self._parser.parse(response, shape)
+        return {
+            "ListPage": parse_list_page(response["body"]),
+            "ResponseMetadata": {
+                "HTTPStatusCode": response["status_code"],
+                "HTTPHeaders": response["headers"],
+                "RequestId": response["headers"].get("x-amz-request-id", ""),
+            },
+        }
+
+    def __getattr__(self, name):
+        return getattr(self._parser, name)
+
+
 def parse_timestamp(value: str) -> datetime:
     """S3's timestamps, ISO 8601 parsed by the standard library; anything else by botocore.
 
@@ -73,6 +127,7 @@ def reset_clients() -> None:
     """Forget cached clients (tests that start a new moto mock call this)."""
     with _lock:
         _clients.clear()
+        _listing_clients.clear()
 
 
 def _free_port() -> int:

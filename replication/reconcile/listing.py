@@ -20,6 +20,7 @@ from botocore.exceptions import (
 )
 
 from replication.reconcile.diff import Entry
+from replication.reconcile.listxml import ListXMLError, parse_timestamp
 from replication.reconcile.ranges import KeyRange
 
 PAGE_SIZE = 1000  # S3's maximum
@@ -42,34 +43,49 @@ EVERYTHING = KeyRange()
 
 
 def list_pages(s3, side: Side, key_range: KeyRange = EVERYTHING) -> Iterator[list[Entry]]:
-    """Pages of one side's entries in ``key_range``, keys relative to the side's prefix."""
-    params = {
-        "Bucket": side.bucket,
-        "Prefix": side.prefix,
-        "PaginationConfig": {"PageSize": PAGE_SIZE},
-    }
+    """Pages of one side's entries in ``key_range``, keys relative to the side's prefix.
+
+    With a client from ``replication.s3.listing_client`` each page is read by the lean
+    parser (listxml.py); any other boto3 client's botocore-parsed pages work the same.
+    """
+    params = {"Bucket": side.bucket, "Prefix": side.prefix, "MaxKeys": PAGE_SIZE}
     if key_range.start_after is not None:
         params["StartAfter"] = side.prefix + key_range.start_after
-    strip = len(side.prefix)
     end = key_range.end
     try:
-        for page in s3.get_paginator("list_objects_v2").paginate(**params):
-            entries = [
-                Entry(
-                    obj["Key"][strip:],
-                    obj["Size"],
-                    obj["ETag"].strip('"'),
-                    obj["LastModified"],
-                )
-                for obj in page.get("Contents", ())
-            ]
+        while True:
+            response = s3.list_objects_v2(**params)
+            entries, token = _entries(response, len(side.prefix))
             if end is not None and entries and entries[-1].key > end:
                 # The range ends inside this page: stop listing, S3 has nothing more for us.
                 yield [e for e in entries if e.key <= end]
                 return
             yield entries
+            if token is None:
+                return
+            params["ContinuationToken"] = token
     except (ClientError, BotoCoreError) as exc:
         raise ListingError(describe_error(exc, side)) from exc
+    except ListXMLError as exc:
+        where = f"{side.name} bucket {side.bucket!r}"
+        raise ListingError(f"unreadable listing of {where}: {exc}") from exc
+
+
+def _entries(response: dict, strip: int) -> tuple[list[Entry], str | None]:
+    """A response's entries (keys less ``strip`` characters) and the token of the next page."""
+    page = response.get("ListPage")
+    if page is not None:
+        entries = [
+            Entry(o.key[strip:], o.size, o.etag.strip('"'), parse_timestamp(o.last_modified))
+            for o in page.objects
+        ]
+        return entries, page.next_token if page.is_truncated else None
+    entries = [
+        Entry(obj["Key"][strip:], obj["Size"], obj["ETag"].strip('"'), obj["LastModified"])
+        for obj in response.get("Contents", ())
+    ]
+    token = response.get("NextContinuationToken") if response.get("IsTruncated") else None
+    return entries, token
 
 
 def describe_error(exc: Exception, side: Side) -> str:

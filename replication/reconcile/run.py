@@ -196,7 +196,8 @@ def _reconcile(
     tally = Tally()
     in_flight_after = timezone.now() - pair.grace_period
 
-    with ParallelListing(s3, source, s3, backup, bounds) as listing:
+    lister = s3_clients.listing_client(pair.region)
+    with ParallelListing(lister, source, lister, backup, bounds) as listing:
         source_entries = _ticking(_sampled(listing.source, sampler), heartbeat, tally)
         backup_entries = _ticking(listing.backup, heartbeat, tally)
         differences = diff(
