@@ -188,7 +188,7 @@ def list_objects(bucket: Bucket, query: dict[str, str]) -> bytes:
     max_keys = min(int(query.get("max-keys", MAX_KEYS)), MAX_KEYS)
     token = query.get("continuation-token") if v2 else None
     after = _decode_token(token) if token else query.get("start-after" if v2 else "marker", "")
-    if delimiter and after.startswith(prefix) and _rolled_up(after, prefix, delimiter):
+    if delimiter and after.startswith(prefix) and _rolled_up(after, prefix, delimiter) and after:
         after += _TOP  # continuing after a common prefix: skip its whole group
     if prefix > after:
         walk = bucket.walk(*bucket.first_after(prefix, inclusive=True))

@@ -8,6 +8,7 @@ them; memory is a few pages per side whatever the bucket size.
 import queue
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from botocore.exceptions import (
@@ -86,6 +87,28 @@ def _entries(response: dict, strip: int) -> tuple[list[Entry], str | None]:
     ]
     token = response.get("NextContinuationToken") if response.get("IsTruncated") else None
     return entries, token
+
+
+def probe_keys(
+    s3, side: Side, asks: list[tuple[str | None, int]], threads: int = 16
+) -> list[list[str]]:
+    """Keys (prefix removed) of short listings ``(start_after, max_keys)``, at once."""
+
+    def one(ask: tuple[str | None, int]) -> list[str]:
+        start_after, max_keys = ask
+        params = {"Bucket": side.bucket, "Prefix": side.prefix, "MaxKeys": max_keys}
+        if start_after:
+            params["StartAfter"] = side.prefix + start_after
+        try:
+            entries, _ = _entries(s3.list_objects_v2(**params), len(side.prefix))
+        except (ClientError, BotoCoreError) as exc:
+            raise ListingError(describe_error(exc, side)) from exc
+        return [e.key for e in entries]
+
+    if len(asks) == 1:
+        return [one(asks[0])]
+    with ThreadPoolExecutor(max_workers=min(threads, len(asks))) as pool:
+        return list(pool.map(one, asks))
 
 
 def describe_error(exc: Exception, side: Side) -> str:

@@ -6,7 +6,7 @@ ranges come out about N objects each; the listing of a range starts with S3's ``
 and stops at the first key past ``end``, so no key is listed twice or skipped.
 """
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 
@@ -46,3 +46,72 @@ class BoundarySampler:
         self.seen += 1
         if self.seen % self.every == 0:
             self.boundaries.append(key)
+
+
+# --- The first run: no previous run has sampled boundaries, so probe the key space ---------
+
+Probe = Callable[[list[tuple[str | None, int]]], list[list[str]]]
+"""Answers a batch of ``(start_after, max_keys)`` listings with their keys, in order."""
+
+PROBE_PAGE = 1000
+TOP = "\U0010ffff"  # sorts after every character a key can hold
+_MAX_DEPTH = 3
+_MAX_PROBES = 2000
+
+
+def first_run_cuts(probe: Probe, wanted: int) -> list[str]:
+    """Cut points for a pair's first run, found by start-after probes of its source keys.
+
+    The keys' common prefix is found first (a bucket whose keys all sit under one
+    directory), then the distinct next characters after it, one probe per character of
+    the alphabet the first page uses (digits always), level by level until there are
+    ``wanted`` or more branches: sequential numbers branch on their leading digits, a tree
+    of directories on its names. Any cut is correct (the ranges still cover every key once),
+    only the balance depends on them; a bucket of one page or less gets none.
+    """
+    if wanted < 2:
+        return []
+    (first,) = probe([(None, PROBE_PAGE)])
+    if len(first) < PROBE_PAGE:
+        return []
+    prefix = _common_prefix(probe, first[0], first[-1])
+    alphabet = sorted(set("".join(first)) | set("0123456789"))
+    frontier = [prefix]
+    branches: list[str] = []
+    probes = 0
+    for _ in range(_MAX_DEPTH):
+        if probes + len(frontier) * (len(alphabet) + 1) > _MAX_PROBES:
+            break
+        # Each stem's first key after the stem itself finds its smallest branch.
+        stems = [stem for stem in frontier for c in ("", *alphabet)]
+        asks = [(stem + c, 1) for stem in frontier for c in ("", *alphabet)]
+        probes += len(asks)
+        found: set[str] = set()
+        for stem, keys in zip(stems, probe(asks), strict=True):
+            if keys and keys[0].startswith(stem) and len(keys[0]) > len(stem):
+                found.add(keys[0][: len(stem) + 1])
+        if not found:
+            break
+        branches = sorted(found)
+        if len(branches) >= wanted:
+            break
+        frontier = branches
+    # A cut at a branch's own name ends the range before that branch's keys (longer keys sort
+    # after it); the first branch needs no cut.
+    return branches[1:]
+
+
+def _common_prefix(probe: Probe, first: str, last_seen: str) -> str:
+    """The longest prefix of ``first`` that every key shares (nothing sorts after it + TOP)."""
+    limit = 0
+    while limit < min(len(first), len(last_seen)) and first[limit] == last_seen[limit]:
+        limit += 1
+    low, high = 0, limit  # every key shares first[:low]; first[:high + 1] is not shared
+    while low < high:
+        mid = (low + high + 1) // 2
+        (after,) = probe([(first[:mid] + TOP, 1)])
+        if after:
+            high = mid - 1
+        else:
+            low = mid
+    return first[:low]
