@@ -8,17 +8,17 @@ nothing says where S3 is) an in-process moto server stands in for AWS.
 
 import logging
 import os
+import re
 import socket
 import threading
 from datetime import UTC, datetime
 
 import boto3
+import botocore.handlers
 import botocore.utils
 from botocore.config import Config
 from botocore.parsers import ResponseParserFactory
 from django.conf import settings
-
-from replication.reconcile.listxml import parse_list_page
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +61,11 @@ def client(region: str | None = None):
 
 
 def listing_client(region: str | None = None):
-    """A cached S3 client whose ListObjectsV2 answers carry a lean ``ListPage``.
+    """A cached S3 client whose ListObjectsV2 answers are the body, unparsed.
 
     Requests go through botocore unchanged (signing, retries, errors, ``encoding-type=url``);
-    only the successful ListObjectsV2 body is read by replication/reconcile/listxml.py
-    instead of botocore's parser: the response is ``{"ListPage": ..., "ResponseMetadata":
+    only a successful ListObjectsV2 body is left to replication/reconcile/listxml.py
+    instead of botocore's parser: the response is ``{"ListBody": bytes, "ResponseMetadata":
     ...}`` and has no ``Contents``. Every other operation parses as usual.
     """
     region = region or settings.AWS_REGION
@@ -77,10 +77,26 @@ def listing_client(region: str | None = None):
             factory = LeanListingParserFactory()
             factory.set_parser_defaults(timestamp_parser=parse_timestamp)
             session._session.register_component("response_parser_factory", factory)
-            _listing_clients[cache_key] = session.client(
+            lister = session.client(
                 "s3", region_name=region, endpoint_url=endpoint, config=client_config()
             )
+            # botocore parses every S3 200 body as XML to spot an embedded <Error> (7 us a
+            # key on a listing); a look at the root element says the same for a listing.
+            lister.meta.events.unregister("before-parse.s3.*", botocore.handlers._handle_200_error)
+            lister.meta.events.register_first("before-parse.s3.*", _handle_200_error)
+            _listing_clients[cache_key] = lister
         return _listing_clients[cache_key]
+
+
+_ERROR_ROOT = re.compile(rb"\s*(?:<\?xml[^>]*\?>\s*)?<Error[\s>]")
+
+
+def _handle_200_error(operation_model, response_dict, **kwargs):
+    if operation_model.name != "ListObjectsV2":
+        return botocore.handlers._handle_200_error(operation_model, response_dict, **kwargs)
+    status = response_dict["status_code"] if response_dict else None
+    if status == 200 and _ERROR_ROOT.match(response_dict["body"]):
+        response_dict["status_code"] = 500  # retried, as botocore's own handler would have
 
 
 class LeanListingParserFactory(ResponseParserFactory):
@@ -98,7 +114,7 @@ class _LeanListingParser:
         if shape is None or shape.name not in self._LISTINGS or response["status_code"] >= 300:
             return self._parser.parse(response, shape)
         return {
-            "ListPage": parse_list_page(response["body"]),
+            "ListBody": response["body"],
             "ResponseMetadata": {
                 "HTTPStatusCode": response["status_code"],
                 "HTTPHeaders": response["headers"],

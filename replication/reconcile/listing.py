@@ -21,7 +21,7 @@ from botocore.exceptions import (
 )
 
 from replication.reconcile.diff import Entry
-from replication.reconcile.listxml import ListXMLError, parse_timestamp
+from replication.reconcile.listxml import ListXMLError, parse_list_page
 from replication.reconcile.ranges import KeyRange
 
 PAGE_SIZE = 1000  # S3's maximum
@@ -74,13 +74,10 @@ def list_pages(s3, side: Side, key_range: KeyRange = EVERYTHING) -> Iterator[lis
 
 def _entries(response: dict, strip: int) -> tuple[list[Entry], str | None]:
     """A response's entries (keys less ``strip`` characters) and the token of the next page."""
-    page = response.get("ListPage")
-    if page is not None:
-        entries = [
-            Entry(o.key[strip:], o.size, o.etag.strip('"'), parse_timestamp(o.last_modified))
-            for o in page.objects
-        ]
-        return entries, page.next_token if page.is_truncated else None
+    lean = response.get("ListBody")
+    if lean is not None:
+        page = parse_list_page(lean, strip)
+        return page.objects, page.next_token if page.is_truncated else None
     entries = [
         Entry(obj["Key"][strip:], obj["Size"], obj["ETag"].strip('"'), obj["LastModified"])
         for obj in response.get("Contents", ())

@@ -16,16 +16,11 @@ from datetime import UTC, datetime
 from typing import NamedTuple
 from urllib.parse import unquote_plus
 
-
-class RawObject(NamedTuple):
-    key: str
-    size: int
-    etag: str  # as S3 sends it, quotes included
-    last_modified: str  # ISO 8601, as S3 sends it
+from replication.reconcile.diff import Entry
 
 
 class ListPage(NamedTuple):
-    objects: list[RawObject]
+    objects: list[Entry]  # keys less the ``strip`` characters of the side's prefix
     common_prefixes: list[str]
     is_truncated: bool
     next_token: str | None  # NextContinuationToken (V2) or NextMarker (V1)
@@ -67,8 +62,12 @@ def unescape(text: str) -> str:
     return text
 
 
-def parse_list_page(body: bytes | str) -> ListPage:
-    """One ListBucketResult body: its objects, common prefixes and where to continue."""
+def parse_list_page(body: bytes | str, strip: int = 0) -> ListPage:
+    """One ListBucketResult body: its objects, common prefixes and where to continue.
+
+    Objects come as diff entries: ``strip`` leading characters (the side's prefix) removed
+    from each key, the ETag without its quotes, LastModified parsed.
+    """
     text = body.decode("utf-8") if isinstance(body, bytes) else body
     if "<ListBucketResult" not in text:
         raise ListXMLError("not a ListBucketResult")
@@ -76,7 +75,7 @@ def parse_list_page(body: bytes | str) -> ListPage:
     rows = _FAST.findall(text)
     if len(rows) != text.count("<Contents>"):
         rows = [_generic(block) for block in _BLOCK.findall(text)]
-    objects = [_object(key, lm, etag, size, url) for key, lm, etag, size in rows]
+    objects = [_object(key, lm, etag, size, url, strip) for key, lm, etag, size in rows]
     prefixes = [_text(p, url) for p in _PREFIXES.findall(text)]
     truncated = (m := _TRUNCATED.search(text)) is not None and m.group(1) == "true"
     token = _NEXT_TOKEN.search(text) or _NEXT_MARKER.search(text)
@@ -99,12 +98,14 @@ def _text(value: str, url: bool) -> str:
     return value
 
 
-def _object(key: str, last_modified: str, etag: str, size: str, url: bool) -> RawObject:
+def _object(key: str, last_modified: str, etag: str, size: str, url: bool, strip: int) -> Entry:
     if "&" in key or "\r" in key or (url and ("%" in key or "+" in key)):
         key = _text(key, url)
-    if "&" in etag:
-        etag = unescape(etag)
-    return RawObject(key, int(size), etag, last_modified)
+    if etag.startswith("&quot;") and etag.endswith("&quot;") and "&" not in etag[6:-6]:
+        etag = etag[6:-6]  # S3 writes every ETag this way: the quick path
+    else:
+        etag = unescape(etag).strip('"')
+    return Entry(key[strip:], int(size), etag, parse_timestamp(last_modified))
 
 
 _timestamps: dict[str, datetime] = {}
