@@ -57,6 +57,7 @@ PROBE_PAGE = 1000
 TOP = "\U0010ffff"  # sorts after every character a key can hold
 _MAX_DEPTH = 3
 _MAX_PROBES = 2000
+_NEXT_ROUNDS = 4
 
 
 def first_run_cuts(probe: Probe, wanted: int) -> list[str]:
@@ -65,9 +66,11 @@ def first_run_cuts(probe: Probe, wanted: int) -> list[str]:
     The keys' common prefix is found first (a bucket whose keys all sit under one
     directory), then the distinct next characters after it, one probe per character of
     the alphabet the first page uses (digits always), level by level until there are
-    ``wanted`` or more branches: sequential numbers branch on their leading digits, a tree
-    of directories on its names. Any cut is correct (the ranges still cover every key once),
-    only the balance depends on them; a bucket of one page or less gets none.
+    ``wanted`` or more branches (and a few rounds of "the key after each branch" find the
+    characters the first page did not show): sequential numbers branch on their leading
+    digits, a tree of directories on its names. Any cut is correct (the ranges still cover
+    every key once), only the balance depends on them; a bucket of one page or less gets
+    none.
     """
     if wanted < 2:
         return []
@@ -90,6 +93,20 @@ def first_run_cuts(probe: Probe, wanted: int) -> list[str]:
         for stem, keys in zip(stems, probe(asks), strict=True):
             if keys and keys[0].startswith(stem) and len(keys[0]) > len(stem):
                 found.add(keys[0][: len(stem) + 1])
+        # Characters the first page did not show: the key after each branch finds the next.
+        new = found
+        for _ in range(_NEXT_ROUNDS):
+            asks = [(branch + TOP, 1) for branch in sorted(new)]
+            probes += len(asks)
+            new = set()
+            for (bound, _n), keys in zip(asks, probe(asks), strict=True):
+                stem = bound[:-2]
+                if keys and keys[0].startswith(stem) and len(keys[0]) > len(stem):
+                    new.add(keys[0][: len(stem) + 1])
+            new -= found
+            if not new:
+                break
+            found |= new
         if not found:
             break
         branches = sorted(found)
