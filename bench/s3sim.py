@@ -52,7 +52,7 @@ def key_name(layout: str, i: int) -> str:
     """The i-th key of a layout; keys sort in index order (fixed-width numbers)."""
     if i % 997 == 0:
         suffix = "-\u00e9t\u00e9"
-    elif i % 1999 == 0:
+    elif i % 499 == 13:
         suffix = " a+b&c<d>%e'f\""
     else:
         suffix = ""
