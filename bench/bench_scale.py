@@ -10,11 +10,13 @@ as a fresh process against the same buckets:
 
   floor      bare boto3 list_objects_v2 paginators of both buckets in parallel + a dict diff
   reconcile  `manage.py reconcile PAIR --json`, a fresh pair (its first run), SQLite
+  reconcile-2p  the same with RECONCILE_INLINE_PROCESSES=2: its ranges shared by 2 processes
   fast-list  `rclone check --fast-list` (size and MD5/ETag)
   rclone     `rclone check` (lists directory by directory, 8 checkers)
 
-and prints wall time, the measured process's CPU (and per key listed, both sides), its peak
-RSS, s3sim's own CPU over the same time, and whether it found exactly the known diff.
+and prints wall time, the measured process's CPU (its children's included; per key listed,
+both sides), its peak RSS (the largest of its processes), s3sim's own CPU over the same
+time, and whether it found exactly the known diff.
 ``--latency`` sets s3sim's per-request delay (default 40 ms, the model of S3's LIST).
 rclone is not a dependency of the project: when it is absent its rows say so.
 """
@@ -44,7 +46,7 @@ from bench_reconcile import (  # bench/ is not a package: imported by path
 )
 from s3sim import LATENCY, known_diff
 
-METHODS = ("floor", "reconcile", "fast-list", "rclone")
+METHODS = ("floor", "reconcile", "reconcile-2p", "fast-list", "rclone")
 
 
 def start_s3sim(latency: float) -> tuple[subprocess.Popen, str]:
@@ -69,8 +71,9 @@ def run_method(method: str, n: int, endpoint: str, workdir: Path, want) -> dict 
         result = measure([*command, source, backup], {**os.environ, **_keys()})
         found = json.loads(result["stdout"]) if result["returncode"] == 0 else None
         result["correct"] = found is not None and {k: set(v) for k, v in found.items()} == want
-    elif method == "reconcile":
+    elif method.startswith("reconcile"):
         env = django_env(endpoint, workdir)
+        env["RECONCILE_INLINE_PROCESSES"] = "2" if method == "reconcile-2p" else "1"
         pair = f"scale-{n}-{time.monotonic_ns()}"
         prepare_django(env, pair, source, backup)
         result = measure([PYTHON, "manage.py", "reconcile", pair, "--json"], env)
@@ -122,12 +125,16 @@ def bench_size(n: int, methods: list[str], endpoint: str, workdir: Path) -> dict
             f"s3sim CPU {result['server_cpu_s']:6.2f} s  exact {result['correct']}",
             flush=True,
         )
-    if "reconcile" in results and "fast-list" in results:
-        ours, theirs = results["reconcile"], results["fast-list"]
-        print(
-            f"  reconcile / rclone --fast-list: wall {ours['wall_s'] / theirs['wall_s']:.2f}, "
-            f"CPU per key {ours['cpu_s'] / theirs['cpu_s']:.2f}"
-        )
+    for name in ("reconcile", "reconcile-2p"):
+        if name in results and "fast-list" in results:
+            ours, theirs = results[name], results["fast-list"]
+            print(
+                f"  {name} / rclone --fast-list: wall {ours['wall_s'] / theirs['wall_s']:.2f}, "
+                f"CPU per key {ours['cpu_s'] / theirs['cpu_s']:.2f}"
+            )
+    if "reconcile" in results and "reconcile-2p" in results:
+        ratio = results["reconcile-2p"]["wall_s"] / results["reconcile"]["wall_s"]
+        print(f"  2 processes / 1 process: wall {ratio:.2f}")
     return results
 
 

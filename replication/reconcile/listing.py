@@ -87,7 +87,7 @@ def _entries(response: dict, strip: int) -> tuple[list[Entry], str | None]:
 
 
 def probe_keys(
-    s3, side: Side, asks: list[tuple[str | None, int]], threads: int = 16
+    s3, side: Side, asks: list[tuple[str | None, int]], threads: int = 32
 ) -> list[list[str]]:
     """Keys (prefix removed) of short listings ``(start_after, max_keys)``, at once."""
 

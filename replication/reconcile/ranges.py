@@ -95,7 +95,7 @@ def first_run_cuts(probe: Probe, wanted: int) -> list[str]:
                 found.add(keys[0][: len(stem) + 1])
         # Characters the first page did not show: the key after each branch finds the next.
         new = found
-        for _ in range(_NEXT_ROUNDS):
+        for _ in range(_NEXT_ROUNDS if len(found) < wanted else 0):
             asks = [(branch + TOP, 1) for branch in sorted(new)]
             probes += len(asks)
             new = set()

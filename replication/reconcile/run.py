@@ -7,10 +7,11 @@ whether the ranges run inline or as a chord of tasks on several workers.
 """
 
 import logging
+import multiprocessing
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -147,19 +148,23 @@ def reconcile_inline(
     if boundaries is not None:
         boundaries = list(boundaries)
         _replace_ranges(run, split(boundaries, max_ranges=len(boundaries) + 1))
+    indices = list(range(run.ranges_total))
     threads = min(settings.RECONCILE_INLINE_RANGES, run.ranges_total)
+    processes = min(settings.RECONCILE_INLINE_PROCESSES, run.ranges_total)
     # A range on another thread has its own database connection, which cannot see a caller's
     # open transaction (tests): inside one, the ranges run one after the other.
     if threads <= 1 or connection.in_atomic_block:
-        for index in range(run.ranges_total):
+        for index in indices:
             run_range(run_id, index, on_progress=on_progress)
+    elif processes > 1:
+        _run_ranges_in_processes(run_id, indices, processes, threads)
     else:
-        _run_ranges_in_threads(run_id, run.ranges_total, threads, on_progress)
+        _run_ranges_in_threads(run_id, indices, threads, on_progress)
     return finish_run(run_id)
 
 
 def _run_ranges_in_threads(
-    run_id: int, ranges: int, threads: int, on_progress: ProgressCallback | None
+    run_id: int, indices: list[int], threads: int, on_progress: ProgressCallback | None
 ) -> None:
     lock = threading.Lock()
 
@@ -174,7 +179,36 @@ def _run_ranges_in_threads(
             connections.close_all()  # this thread's own connections
 
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="range") as pool:
-        list(pool.map(one, range(ranges)))
+        list(pool.map(one, indices))
+
+
+def _run_ranges_in_processes(run_id: int, indices: list[int], processes: int, threads: int):
+    """The ranges shared among forked processes, each running its share on threads.
+
+    Parsing listings is CPU work that one process's threads do one at a time; processes
+    use the other cores, as Celery workers do across machines.
+    """
+    connections.close_all()  # a forked child must open its own
+    shares = [indices[k::processes] for k in range(processes)]
+    per_process = max(1, threads // processes)
+    context = multiprocessing.get_context("fork")
+    try:
+        with ProcessPoolExecutor(processes, mp_context=context, initializer=_forked) as pool:
+            list(pool.map(_run_share, [run_id] * processes, shares, [per_process] * processes))
+    except Exception as exc:  # a child killed (out of memory) breaks the pool
+        log.exception("reconcile run %s: a range process failed", run_id)
+        fail_run(run_id, f"a range process failed: {type(exc).__name__}: {exc}")
+
+
+def _forked() -> None:
+    s3_clients.reset_clients()  # the parent's pooled connections are not this process's
+
+
+def _run_share(run_id: int, indices: list[int], threads: int) -> None:
+    try:
+        _run_ranges_in_threads(run_id, indices, threads, None)
+    finally:
+        connections.close_all()
 
 
 def _replace_ranges(run: ReconcileRun, ranges: list[KeyRange]) -> None:
