@@ -156,7 +156,10 @@ def test_a_later_run_uses_the_sampled_boundaries_instead_of_probing(
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_ranges_reconciled_on_threads_find_exactly_what_one_range_finds(s3, settings, monkeypatch):
+@pytest.mark.parametrize("processes", [1, 2], ids=["threads", "forked-processes"])
+def test_ranges_reconciled_on_threads_find_exactly_what_one_range_finds(
+    s3, settings, monkeypatch, processes
+):
     from django.db import connection
 
     from tests.factories import make_pair
@@ -168,6 +171,7 @@ def test_ranges_reconciled_on_threads_find_exactly_what_one_range_finds(s3, sett
             "whole tables, so threads writing their ranges at once fail"
         )
     settings.RECONCILE_INLINE_RANGES = 4
+    settings.RECONCILE_INLINE_PROCESSES = processes
     monkeypatch.setattr(ranges, "PROBE_PAGE", 5)
     pair = make_pair(
         source_bucket=SOURCE,

@@ -25,7 +25,7 @@ from replication.reconcile.listxml import ListXMLError, parse_list_page
 from replication.reconcile.ranges import KeyRange
 
 PAGE_SIZE = 1000  # S3's maximum
-_QUEUED_PAGES = 4
+_QUEUED_PAGES = 2  # per side and range: memory is pages x ranges at once
 _DONE = object()
 
 

@@ -43,6 +43,7 @@ _NEXT_TOKEN = re.compile(r"<NextContinuationToken>([^<]*)</NextContinuationToken
 _NEXT_MARKER = re.compile(r"<NextMarker>([^<]*)</NextMarker>")
 _ENCODING = re.compile(r"<EncodingType>\s*([^<]*?)\s*</EncodingType>")
 _ENTITY = re.compile(r"&(lt|gt|amp|quot|apos|#[0-9]+|#x[0-9a-fA-F]+);")
+_SPECIAL = re.compile(r"[&\r%+]")  # a key with one of these may need unescaping or decoding
 _NAMED = {"lt": "<", "gt": ">", "amp": "&", "quot": '"', "apos": "'"}
 
 
@@ -75,7 +76,17 @@ def parse_list_page(body: bytes | str, strip: int = 0) -> ListPage:
     rows = _FAST.findall(text)
     if len(rows) != text.count("<Contents>"):
         rows = [_generic(block) for block in _BLOCK.findall(text)]
-    objects = [_object(key, lm, etag, size, url, strip) for key, lm, etag, size in rows]
+    cached, special = _timestamps.get, _SPECIAL.search
+    objects = [
+        # Nearly every key needs no unescaping and every ETag is "&quot;md5&quot;": no calls.
+        Entry(key[strip:], int(size), etag[6:-6], cached(lm) or parse_timestamp(lm))
+        if not special(key)
+        and etag.count("&") == 2
+        and etag.startswith("&quot;")
+        and etag.endswith("&quot;")
+        else _object(key, lm, etag, size, url, strip)
+        for key, lm, etag, size in rows
+    ]
     prefixes = [_text(p, url) for p in _PREFIXES.findall(text)]
     truncated = (m := _TRUNCATED.search(text)) is not None and m.group(1) == "true"
     token = _NEXT_TOKEN.search(text) or _NEXT_MARKER.search(text)
