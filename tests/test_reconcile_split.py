@@ -29,6 +29,12 @@ def ranges_of(keys, wanted=16):
     return split(first_run_cuts(Listing(keys), wanted), wanted)
 
 
+@pytest.fixture
+def small_ranges(monkeypatch):
+    """Ranges of one page are allowed, so test-sized buckets split as large ones do."""
+    monkeypatch.setattr(ranges, "MIN_RANGE_PAGES", 1)
+
+
 def assert_every_key_in_exactly_one_range(keys, cut):
     for key in keys:
         assert sum(r.contains(key) for r in cut) == 1, key
@@ -38,7 +44,7 @@ def sizes(keys, cut):
     return [sum(r.contains(k) for k in keys) for r in cut]
 
 
-def test_a_tree_of_directories_is_cut_into_even_ranges():
+def test_a_tree_of_directories_is_cut_into_even_ranges(small_ranges):
     keys = [f"data/{i // 1000:05d}/{i:09d}.bin" for i in range(20_000)]
     cut = ranges_of(keys)
 
@@ -47,7 +53,7 @@ def test_a_tree_of_directories_is_cut_into_even_ranges():
     assert max(sizes(keys, cut)) <= 2 * len(keys) / 16
 
 
-def test_sequential_numbers_without_any_prefix_are_cut_on_their_digits():
+def test_sequential_numbers_without_any_prefix_are_cut_on_their_digits(small_ranges):
     keys = [f"{i:010d}" for i in range(30_000)]
     cut = ranges_of(keys)
 
@@ -56,7 +62,7 @@ def test_sequential_numbers_without_any_prefix_are_cut_on_their_digits():
     assert max(sizes(keys, cut)) <= 2 * len(keys) / 16
 
 
-def test_keys_that_all_share_one_long_prefix_are_cut_below_it():
+def test_keys_that_all_share_one_long_prefix_are_cut_below_it(small_ranges):
     keys = [f"logs/2026/11/28/host-a/{i:08d}.gz" for i in range(12_000)]
     cut = ranges_of(keys)
 
@@ -65,13 +71,27 @@ def test_keys_that_all_share_one_long_prefix_are_cut_below_it():
     assert_every_key_in_exactly_one_range(keys, cut)
 
 
-def test_a_skewed_key_space_still_covers_every_key_once():
+def test_a_skewed_key_space_still_covers_every_key_once(small_ranges):
     keys = [f"a/{i:06d}" for i in range(3_000)] + [f"b{i}" for i in range(5)]
     keys += ["\u00e9t\u00e9/1", "z", "z/deep/key"]
     cut = ranges_of(keys)
 
     assert len(cut) > 1
     assert_every_key_in_exactly_one_range(keys, cut)
+
+
+def test_the_estimated_size_limits_the_ranges_so_none_is_smaller_than_ten_pages():
+    keys = [f"data/{i // 1000:05d}/{i:09d}.bin" for i in range(50_000)]
+    cut = ranges_of(keys)
+
+    assert 2 <= len(cut) <= 5
+    assert_every_key_in_exactly_one_range(keys, cut)
+
+
+def test_a_bucket_of_a_few_pages_stays_one_range_after_a_few_dozen_probes():
+    listing = Listing([f"data/{i // 1000:05d}/{i:09d}.bin" for i in range(10_000)])
+    assert first_run_cuts(listing, 16) == []
+    assert listing.probes < 50
 
 
 @pytest.mark.parametrize("keys", [[], ["only"], [f"k{i}" for i in range(999)]])
@@ -126,6 +146,7 @@ def test_a_first_run_lists_in_ranges_and_finds_exactly_what_one_range_finds(s3, 
     from tests.test_reconcile_run import reconcile_now
 
     monkeypatch.setattr(ranges, "PROBE_PAGE", 5)  # "more than a page" at test scale
+    monkeypatch.setattr(ranges, "MIN_RANGE_PAGES", 1)
     fill_with_a_known_diff(s3)
 
     first = reconcile_now(docs)
@@ -173,6 +194,7 @@ def test_ranges_reconciled_on_threads_find_exactly_what_one_range_finds(
     settings.RECONCILE_INLINE_RANGES = 4
     settings.RECONCILE_INLINE_PROCESSES = processes
     monkeypatch.setattr(ranges, "PROBE_PAGE", 5)
+    monkeypatch.setattr(ranges, "MIN_RANGE_PAGES", 1)
     pair = make_pair(
         source_bucket=SOURCE,
         source_prefix="live/",

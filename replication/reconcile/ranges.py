@@ -56,6 +56,8 @@ Probe = Callable[[list[tuple[str | None, int]]], list[list[str]]]
 PROBE_PAGE = 1000
 TOP = "\U0010ffff"  # sorts after every character a key can hold
 _MAX_DEPTH = 3
+_MAX_ESTIMATE_DEPTH = 12
+MIN_RANGE_PAGES = 10  # a first run plans no range smaller than this many pages
 _MAX_PROBES = 2000
 _NEXT_ROUNDS = 4
 
@@ -64,13 +66,14 @@ def first_run_cuts(probe: Probe, wanted: int) -> list[str]:
     """Cut points for a pair's first run, found by start-after probes of its source keys.
 
     The keys' common prefix is found first (a bucket whose keys all sit under one
-    directory), then the distinct next characters after it, one probe per character of
-    the alphabet the first page uses (digits always), level by level until there are
-    ``wanted`` or more branches (and a few rounds of "the key after each branch" find the
-    characters the first page did not show): sequential numbers branch on their leading
-    digits, a tree of directories on its names. Any cut is correct (the ranges still cover
-    every key once), only the balance depends on them; a bucket of one page or less gets
-    none.
+    directory), then the distinct next characters after it (one probe per character of the
+    alphabet the first page uses, digits always, then "the key after each branch" for the
+    characters the first page did not show), level by level until there are ``wanted`` or
+    more branches: sequential numbers branch on their leading digits, a tree of directories
+    on its names. The size of the bucket is estimated along the way (``_estimate``) and no
+    range is planned smaller than MIN_RANGE_PAGES pages, so a small bucket stays one range.
+    Any cut is correct (the ranges still cover every key once); only the balance depends on
+    them.
     """
     if wanted < 2:
         return []
@@ -79,43 +82,76 @@ def first_run_cuts(probe: Probe, wanted: int) -> list[str]:
         return []
     prefix = _common_prefix(probe, first[0], first[-1])
     alphabet = sorted(set("".join(first)) | set("0123456789"))
-    frontier = [prefix]
-    branches: list[str] = []
-    probes = 0
-    for _ in range(_MAX_DEPTH):
-        if probes + len(frontier) * (len(alphabet) + 1) > _MAX_PROBES:
+    branches = _branches(probe, [prefix], alphabet)
+    enough = wanted * MIN_RANGE_PAGES * PROBE_PAGE
+    estimate = _estimate(probe, first, alphabet, branches, enough)
+    wanted = min(wanted, estimate // (MIN_RANGE_PAGES * PROBE_PAGE))
+    if wanted < 2:
+        return []
+    for _ in range(_MAX_DEPTH - 1):
+        if len(branches) >= wanted or len(branches) * (len(alphabet) + 1) > _MAX_PROBES:
             break
-        # Each stem's first key after the stem itself finds its smallest branch.
-        stems = [stem for stem in frontier for c in ("", *alphabet)]
-        asks = [(stem + c, 1) for stem in frontier for c in ("", *alphabet)]
-        probes += len(asks)
-        found: set[str] = set()
-        for stem, keys in zip(stems, probe(asks), strict=True):
-            if keys and keys[0].startswith(stem) and len(keys[0]) > len(stem):
-                found.add(keys[0][: len(stem) + 1])
-        # Characters the first page did not show: the key after each branch finds the next.
-        new = found
-        for _ in range(_NEXT_ROUNDS if len(found) < wanted else 0):
-            asks = [(branch + TOP, 1) for branch in sorted(new)]
-            probes += len(asks)
-            new = set()
-            for (bound, _n), keys in zip(asks, probe(asks), strict=True):
-                stem = bound[:-2]
-                if keys and keys[0].startswith(stem) and len(keys[0]) > len(stem):
-                    new.add(keys[0][: len(stem) + 1])
-            new -= found
-            if not new:
-                break
-            found |= new
-        if not found:
+        deeper = _branches(probe, branches, alphabet)
+        if not deeper:
             break
-        branches = sorted(found)
-        if len(branches) >= wanted:
-            break
-        frontier = branches
+        branches = deeper
     # A cut at a branch's own name ends the range before that branch's keys (longer keys sort
     # after it); the first branch needs no cut.
     return branches[1:]
+
+
+def _branches(probe: Probe, stems: list[str], alphabet: list[str]) -> list[str]:
+    """The distinct one-character extensions of ``stems`` that some key starts with."""
+
+    def branch_of(stem: str, keys: list[str]) -> str | None:
+        if keys and keys[0].startswith(stem) and len(keys[0]) > len(stem):
+            return keys[0][: len(stem) + 1]
+        return None
+
+    # Each stem's first key after the stem itself finds its smallest branch.
+    asks = [(stem, stem + c) for stem in stems for c in ("", *alphabet)]
+    answers = probe([(bound, 1) for _stem, bound in asks])
+    found = {branch_of(stem, keys) for (stem, _bound), keys in zip(asks, answers, strict=True)}
+    found.discard(None)
+    # Characters the first page did not show: the key after each branch finds the next.
+    new = found
+    for _ in range(_NEXT_ROUNDS):
+        asks = [(branch[:-1], branch + TOP) for branch in sorted(new)]
+        answers = probe([(bound, 1) for _stem, bound in asks])
+        new = {branch_of(stem, keys) for (stem, _bound), keys in zip(asks, answers, strict=True)}
+        new -= found | {None}
+        if not new:
+            break
+        found |= new
+    return sorted(found)
+
+
+def _estimate(
+    probe: Probe, first: list[str], alphabet: list[str], branches: list[str], enough: int
+) -> int:
+    """Roughly how many keys there are, or at least ``enough``.
+
+    Down the first branch of each level: the product of the levels' fan-outs times the keys
+    of the first branch the first page holds whole (keys spread evenly, as numbered or
+    dated keys are). Stops as soon as that product alone says the bucket is big enough.
+    """
+    multiplier = 1
+    for _ in range(_MAX_ESTIMATE_DEPTH):
+        if not branches:
+            break
+        head = branches[0]
+        inside = sum(1 for key in first if key.startswith(head))
+        whole = not first[-1].startswith(head)
+        if not whole:
+            (after,) = probe([(first[-1], 1)])
+            whole = not (after and after[0].startswith(head))
+        if whole:
+            return multiplier * len(branches) * inside
+        multiplier *= len(branches)
+        if multiplier * PROBE_PAGE >= enough:
+            break
+        branches = _branches(probe, [head], alphabet)
+    return multiplier * PROBE_PAGE
 
 
 def _common_prefix(probe: Probe, first: str, last_seen: str) -> str:
