@@ -32,7 +32,7 @@ def ranges_of(keys, wanted=16):
 @pytest.fixture
 def small_ranges(monkeypatch):
     """Ranges of one page are allowed, so test-sized buckets split as large ones do."""
-    monkeypatch.setattr(ranges, "MIN_RANGE_PAGES", 1)
+    monkeypatch.setattr(ranges, "MIN_RANGE_KEYS", ranges.PROBE_PAGE)
 
 
 def assert_every_key_in_exactly_one_range(keys, cut):
@@ -80,7 +80,7 @@ def test_a_skewed_key_space_still_covers_every_key_once(small_ranges):
     assert_every_key_in_exactly_one_range(keys, cut)
 
 
-def test_the_estimated_size_limits_the_ranges_so_none_is_smaller_than_ten_pages():
+def test_the_estimated_size_limits_the_ranges_so_none_is_smaller_than_ten_s3_pages():
     keys = [f"data/{i // 1000:05d}/{i:09d}.bin" for i in range(50_000)]
     cut = ranges_of(keys)
 
@@ -94,7 +94,7 @@ def test_a_bucket_of_a_few_pages_stays_one_range_after_a_few_dozen_probes():
     assert listing.probes < 50
 
 
-@pytest.mark.parametrize("keys", [[], ["only"], [f"k{i}" for i in range(999)]])
+@pytest.mark.parametrize("keys", [[], ["only"], [f"k{i}" for i in range(ranges.PROBE_PAGE - 1)]])
 def test_empty_and_tiny_buckets_are_one_range_after_a_single_probe(keys):
     listing = Listing(keys)
     assert first_run_cuts(listing, 16) == []
@@ -146,7 +146,7 @@ def test_a_first_run_lists_in_ranges_and_finds_exactly_what_one_range_finds(s3, 
     from tests.test_reconcile_run import reconcile_now
 
     monkeypatch.setattr(ranges, "PROBE_PAGE", 5)  # "more than a page" at test scale
-    monkeypatch.setattr(ranges, "MIN_RANGE_PAGES", 1)
+    monkeypatch.setattr(ranges, "MIN_RANGE_KEYS", 5)
     fill_with_a_known_diff(s3)
 
     first = reconcile_now(docs)
@@ -194,7 +194,7 @@ def test_ranges_reconciled_on_threads_find_exactly_what_one_range_finds(
     settings.RECONCILE_INLINE_RANGES = 4
     settings.RECONCILE_INLINE_PROCESSES = processes
     monkeypatch.setattr(ranges, "PROBE_PAGE", 5)
-    monkeypatch.setattr(ranges, "MIN_RANGE_PAGES", 1)
+    monkeypatch.setattr(ranges, "MIN_RANGE_KEYS", 5)
     pair = make_pair(
         source_bucket=SOURCE,
         source_prefix="live/",

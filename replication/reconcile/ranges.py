@@ -53,11 +53,12 @@ class BoundarySampler:
 Probe = Callable[[list[tuple[str | None, int]]], list[list[str]]]
 """Answers a batch of ``(start_after, max_keys)`` listings with their keys, in order."""
 
-PROBE_PAGE = 1000
+PROBE_PAGE = 200  # the first probe: a bucket smaller than this is one range
 TOP = "\U0010ffff"  # sorts after every character a key can hold
 _MAX_DEPTH = 3
 _MAX_ESTIMATE_DEPTH = 12
-MIN_RANGE_PAGES = 10  # a first run plans no range smaller than this many pages
+_WALK = 16
+MIN_RANGE_KEYS = 10_000  # a first run plans no range smaller than this (ten S3 pages)
 _MAX_PROBES = 2000
 _NEXT_ROUNDS = 4
 
@@ -71,7 +72,7 @@ def first_run_cuts(probe: Probe, wanted: int) -> list[str]:
     characters the first page did not show), level by level until there are ``wanted`` or
     more branches: sequential numbers branch on their leading digits, a tree of directories
     on its names. The size of the bucket is estimated along the way (``_estimate``) and no
-    range is planned smaller than MIN_RANGE_PAGES pages, so a small bucket stays one range.
+    range is planned smaller than MIN_RANGE_KEYS, so a small bucket stays one range.
     Any cut is correct (the ranges still cover every key once); only the balance depends on
     them.
     """
@@ -82,10 +83,10 @@ def first_run_cuts(probe: Probe, wanted: int) -> list[str]:
         return []
     prefix = _common_prefix(probe, first[0], first[-1])
     alphabet = sorted(set("".join(first)) | set("0123456789"))
-    branches = _branches(probe, [prefix], alphabet)
-    enough = wanted * MIN_RANGE_PAGES * PROBE_PAGE
+    branches = _children(probe, prefix, first[0], alphabet)
+    enough = wanted * MIN_RANGE_KEYS
     estimate = _estimate(probe, first, alphabet, branches, enough)
-    wanted = min(wanted, estimate // (MIN_RANGE_PAGES * PROBE_PAGE))
+    wanted = min(wanted, estimate // MIN_RANGE_KEYS)
     if wanted < 2:
         return []
     for _ in range(_MAX_DEPTH - 1):
@@ -98,6 +99,23 @@ def first_run_cuts(probe: Probe, wanted: int) -> list[str]:
     # A cut at a branch's own name ends the range before that branch's keys (longer keys sort
     # after it); the first branch needs no cut.
     return branches[1:]
+
+
+def _children(probe: Probe, stem: str, first: str, alphabet: list[str]) -> list[str]:
+    """The branches of one ``stem`` (a prefix of the first key ``first``).
+
+    Walked one probe at a time from the first ("the key after this branch"), which costs
+    least where there are few; past _WALK branches, all at once by alphabet.
+    """
+    if len(first) <= len(stem):
+        return _branches(probe, [stem], alphabet)
+    found = [first[: len(stem) + 1]]
+    for _ in range(_WALK):
+        (after,) = probe([(found[-1] + TOP, 1)])
+        if not (after and after[0].startswith(stem) and len(after[0]) > len(stem)):
+            return found
+        found.append(after[0][: len(stem) + 1])
+    return _branches(probe, [stem], alphabet)
 
 
 def _branches(probe: Probe, stems: list[str], alphabet: list[str]) -> list[str]:
@@ -150,7 +168,7 @@ def _estimate(
         multiplier *= len(branches)
         if multiplier * PROBE_PAGE >= enough:
             break
-        branches = _branches(probe, [head], alphabet)
+        branches = _children(probe, head, first[0], alphabet)
     return multiplier * PROBE_PAGE
 
 
