@@ -9,7 +9,8 @@ extra, 0.5% changed, half of them with the same size). Measured one after the ot
 as a fresh process against the same buckets:
 
   floor      bare boto3 list_objects_v2 paginators of both buckets in parallel + a dict diff
-  reconcile  `manage.py reconcile PAIR --json`, a fresh pair (its first run), SQLite
+  reconcile  `manage.py reconcile PAIR --json`, a fresh pair (its first run), SQLite (or
+             --database-url, e.g. PostgreSQL, which lets the ranges' threads write at once)
   reconcile-2p  the same with RECONCILE_INLINE_PROCESSES=2: its ranges shared by 2 processes
   fast-list  `rclone check --fast-list` (size and MD5/ETag)
   rclone     `rclone check` (lists directory by directory, 8 checkers)
@@ -46,6 +47,7 @@ from bench_reconcile import (  # bench/ is not a package: imported by path
 )
 from s3sim import LATENCY, known_diff
 
+DATABASE_URL = ""  # --database-url; SQLite in a temporary directory when empty
 METHODS = ("floor", "reconcile", "reconcile-2p", "fast-list", "rclone")
 
 
@@ -73,6 +75,8 @@ def run_method(method: str, n: int, endpoint: str, workdir: Path, want) -> dict 
         result["correct"] = found is not None and {k: set(v) for k, v in found.items()} == want
     elif method.startswith("reconcile"):
         env = django_env(endpoint, workdir)
+        if DATABASE_URL:
+            env["DATABASE_URL"] = DATABASE_URL
         env["RECONCILE_INLINE_PROCESSES"] = "2" if method == "reconcile-2p" else "1"
         pair = f"scale-{n}-{time.monotonic_ns()}"
         prepare_django(env, pair, source, backup)
@@ -143,7 +147,12 @@ def main() -> None:
     parser.add_argument("--objects", type=int, action="append", help="objects per side")
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated")
     parser.add_argument("--latency", type=float, default=LATENCY, help="s3sim seconds/request")
+    parser.add_argument(
+        "--database-url", default="", help="reconcile's database (default: a fresh SQLite file)"
+    )
     args = parser.parse_args()
+    global DATABASE_URL
+    DATABASE_URL = args.database_url
     sizes = args.objects or [100_000]
     methods = [m for m in args.methods.split(",") if m]
     unknown = set(methods) - set(METHODS)

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 import boto3
 import botocore.handlers
+import botocore.loaders
 import botocore.utils
 from botocore.config import Config
 from botocore.parsers import ResponseParserFactory
@@ -51,6 +52,7 @@ def client(region: str | None = None):
     with _lock:
         if cache_key not in _clients:
             session = boto3.session.Session()
+            session._session.register_component("data_loader", _loader())
             # boto3 keeps its botocore session as _session; the parser factory is its component.
             parsers = session._session.get_component("response_parser_factory")
             parsers.set_parser_defaults(timestamp_parser=parse_timestamp)
@@ -58,6 +60,17 @@ def client(region: str | None = None):
                 "s3", region_name=region, endpoint_url=endpoint, config=client_config()
             )
         return _clients[cache_key]
+
+
+_shared_loader = None
+
+
+def _loader():
+    """One botocore loader for every session here (it caches the service models it reads)."""
+    global _shared_loader
+    if _shared_loader is None:
+        _shared_loader = botocore.loaders.create_loader()
+    return _shared_loader
 
 
 def listing_client(region: str | None = None):
@@ -74,6 +87,8 @@ def listing_client(region: str | None = None):
     with _lock:
         if cache_key not in _listing_clients:
             session = boto3.session.Session()
+            # The plain clients' loader: S3's service model is read and held once (12 MB).
+            session._session.register_component("data_loader", _loader())
             factory = LeanListingParserFactory()
             factory.set_parser_defaults(timestamp_parser=parse_timestamp)
             session._session.register_component("response_parser_factory", factory)
