@@ -245,6 +245,12 @@ RECONCILE_MAX_DISCREPANCY_ROWS = envint("RECONCILE_MAX_DISCREPANCY_ROWS", 10_000
 # run), reconciled by as many Celery tasks at once, at most RECONCILE_MAX_RANGES.
 RECONCILE_RANGE_SIZE = envint("RECONCILE_RANGE_SIZE", 100_000)
 RECONCILE_MAX_RANGES = envint("RECONCILE_MAX_RANGES", 16)
+# Ranges reconciled at once by one process (`manage.py reconcile`, a single-range Celery task
+# runs one): listing is mostly waiting on S3, so threads overlap it.
+RECONCILE_INLINE_RANGES = envint("RECONCILE_INLINE_RANGES", 8)
+# Processes those ranges are shared among (forked): parsing is CPU work, threads of one
+# process take turns at it. 1 keeps the command in one process.
+RECONCILE_INLINE_PROCESSES = envint("RECONCILE_INLINE_PROCESSES", 1)
 RECONCILE_REPAIR_THREADS = envint("RECONCILE_REPAIR_THREADS", 8)
 # Concurrent HEADs per key range fetching checksums for differences the listing cannot settle.
 RECONCILE_CHECKSUM_THREADS = envint("RECONCILE_CHECKSUM_THREADS", 8)

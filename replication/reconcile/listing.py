@@ -8,6 +8,7 @@ them; memory is a few pages per side whatever the bucket size.
 import queue
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from botocore.exceptions import (
@@ -20,10 +21,11 @@ from botocore.exceptions import (
 )
 
 from replication.reconcile.diff import Entry
+from replication.reconcile.listxml import ListXMLError, parse_list_page
 from replication.reconcile.ranges import KeyRange
 
 PAGE_SIZE = 1000  # S3's maximum
-_QUEUED_PAGES = 4
+_QUEUED_PAGES = 2  # per side and range: memory is pages x ranges at once
 _DONE = object()
 
 
@@ -42,34 +44,68 @@ EVERYTHING = KeyRange()
 
 
 def list_pages(s3, side: Side, key_range: KeyRange = EVERYTHING) -> Iterator[list[Entry]]:
-    """Pages of one side's entries in ``key_range``, keys relative to the side's prefix."""
-    params = {
-        "Bucket": side.bucket,
-        "Prefix": side.prefix,
-        "PaginationConfig": {"PageSize": PAGE_SIZE},
-    }
+    """Pages of one side's entries in ``key_range``, keys relative to the side's prefix.
+
+    With a client from ``replication.s3.listing_client`` each page is read by the lean
+    parser (listxml.py); any other boto3 client's botocore-parsed pages work the same.
+    """
+    params = {"Bucket": side.bucket, "Prefix": side.prefix, "MaxKeys": PAGE_SIZE}
     if key_range.start_after is not None:
         params["StartAfter"] = side.prefix + key_range.start_after
-    strip = len(side.prefix)
     end = key_range.end
     try:
-        for page in s3.get_paginator("list_objects_v2").paginate(**params):
-            entries = [
-                Entry(
-                    obj["Key"][strip:],
-                    obj["Size"],
-                    obj["ETag"].strip('"'),
-                    obj["LastModified"],
-                )
-                for obj in page.get("Contents", ())
-            ]
+        while True:
+            response = s3.list_objects_v2(**params)
+            entries, token = _entries(response, len(side.prefix))
             if end is not None and entries and entries[-1].key > end:
                 # The range ends inside this page: stop listing, S3 has nothing more for us.
                 yield [e for e in entries if e.key <= end]
                 return
             yield entries
+            if token is None:
+                return
+            params["ContinuationToken"] = token
     except (ClientError, BotoCoreError) as exc:
         raise ListingError(describe_error(exc, side)) from exc
+    except ListXMLError as exc:
+        where = f"{side.name} bucket {side.bucket!r}"
+        raise ListingError(f"unreadable listing of {where}: {exc}") from exc
+
+
+def _entries(response: dict, strip: int) -> tuple[list[Entry], str | None]:
+    """A response's entries (keys less ``strip`` characters) and the token of the next page."""
+    lean = response.get("ListBody")
+    if lean is not None:
+        page = parse_list_page(lean, strip)
+        return page.objects, page.next_token if page.is_truncated else None
+    entries = [
+        Entry(obj["Key"][strip:], obj["Size"], obj["ETag"].strip('"'), obj["LastModified"])
+        for obj in response.get("Contents", ())
+    ]
+    token = response.get("NextContinuationToken") if response.get("IsTruncated") else None
+    return entries, token
+
+
+def probe_keys(
+    s3, side: Side, asks: list[tuple[str | None, int]], threads: int = 32
+) -> list[list[str]]:
+    """Keys (prefix removed) of short listings ``(start_after, max_keys)``, at once."""
+
+    def one(ask: tuple[str | None, int]) -> list[str]:
+        start_after, max_keys = ask
+        params = {"Bucket": side.bucket, "Prefix": side.prefix, "MaxKeys": max_keys}
+        if start_after:
+            params["StartAfter"] = side.prefix + start_after
+        try:
+            entries, _ = _entries(s3.list_objects_v2(**params), len(side.prefix))
+        except (ClientError, BotoCoreError) as exc:
+            raise ListingError(describe_error(exc, side)) from exc
+        return [e.key for e in entries]
+
+    if len(asks) == 1:
+        return [one(asks[0])]
+    with ThreadPoolExecutor(max_workers=min(threads, len(asks))) as pool:
+        return list(pool.map(one, asks))
 
 
 def describe_error(exc: Exception, side: Side) -> str:

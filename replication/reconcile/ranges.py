@@ -6,7 +6,7 @@ ranges come out about N objects each; the listing of a range starts with S3's ``
 and stops at the first key past ``end``, so no key is listed twice or skipped.
 """
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 
@@ -46,3 +46,143 @@ class BoundarySampler:
         self.seen += 1
         if self.seen % self.every == 0:
             self.boundaries.append(key)
+
+
+# --- The first run: no previous run has sampled boundaries, so probe the key space ---------
+
+Probe = Callable[[list[tuple[str | None, int]]], list[list[str]]]
+"""Answers a batch of ``(start_after, max_keys)`` listings with their keys, in order."""
+
+PROBE_PAGE = 200  # the first probe: a bucket smaller than this is one range
+TOP = "\U0010ffff"  # sorts after every character a key can hold
+_MAX_DEPTH = 3
+_MAX_ESTIMATE_DEPTH = 12
+_WALK = 16
+MIN_RANGE_KEYS = 10_000  # a first run plans no range smaller than this (ten S3 pages)
+_MAX_PROBES = 2000
+_NEXT_ROUNDS = 4
+
+
+def first_run_cuts(probe: Probe, wanted: int) -> list[str]:
+    """Cut points for a pair's first run, found by start-after probes of its source keys.
+
+    The keys' common prefix is found first (a bucket whose keys all sit under one
+    directory), then the distinct next characters after it (one probe per character of the
+    alphabet the first page uses, digits always, then "the key after each branch" for the
+    characters the first page did not show), level by level until there are ``wanted`` or
+    more branches: sequential numbers branch on their leading digits, a tree of directories
+    on its names. The size of the bucket is estimated along the way (``_estimate``) and no
+    range is planned smaller than MIN_RANGE_KEYS, so a small bucket stays one range.
+    Any cut is correct (the ranges still cover every key once); only the balance depends on
+    them.
+    """
+    if wanted < 2:
+        return []
+    (first,) = probe([(None, PROBE_PAGE)])
+    if len(first) < PROBE_PAGE:
+        return []
+    prefix = _common_prefix(probe, first[0], first[-1])
+    alphabet = sorted(set("".join(first)) | set("0123456789"))
+    branches = _children(probe, prefix, first[0], alphabet)
+    enough = wanted * MIN_RANGE_KEYS
+    estimate = _estimate(probe, first, alphabet, branches, enough)
+    wanted = min(wanted, estimate // MIN_RANGE_KEYS)
+    if wanted < 2:
+        return []
+    for _ in range(_MAX_DEPTH - 1):
+        if len(branches) >= wanted or len(branches) * (len(alphabet) + 1) > _MAX_PROBES:
+            break
+        deeper = _branches(probe, branches, alphabet)
+        if not deeper:
+            break
+        branches = deeper
+    # A cut at a branch's own name ends the range before that branch's keys (longer keys sort
+    # after it); the first branch needs no cut.
+    return branches[1:]
+
+
+def _children(probe: Probe, stem: str, first: str, alphabet: list[str]) -> list[str]:
+    """The branches of one ``stem`` (a prefix of the first key ``first``).
+
+    Walked one probe at a time from the first ("the key after this branch"), which costs
+    least where there are few; past _WALK branches, all at once by alphabet.
+    """
+    if len(first) <= len(stem):
+        return _branches(probe, [stem], alphabet)
+    found = [first[: len(stem) + 1]]
+    for _ in range(_WALK):
+        (after,) = probe([(found[-1] + TOP, 1)])
+        if not (after and after[0].startswith(stem) and len(after[0]) > len(stem)):
+            return found
+        found.append(after[0][: len(stem) + 1])
+    return _branches(probe, [stem], alphabet)
+
+
+def _branches(probe: Probe, stems: list[str], alphabet: list[str]) -> list[str]:
+    """The distinct one-character extensions of ``stems`` that some key starts with."""
+
+    def branch_of(stem: str, keys: list[str]) -> str | None:
+        if keys and keys[0].startswith(stem) and len(keys[0]) > len(stem):
+            return keys[0][: len(stem) + 1]
+        return None
+
+    # Each stem's first key after the stem itself finds its smallest branch.
+    asks = [(stem, stem + c) for stem in stems for c in ("", *alphabet)]
+    answers = probe([(bound, 1) for _stem, bound in asks])
+    found = {branch_of(stem, keys) for (stem, _bound), keys in zip(asks, answers, strict=True)}
+    found.discard(None)
+    # Characters the first page did not show: the key after each branch finds the next.
+    new = found
+    for _ in range(_NEXT_ROUNDS):
+        asks = [(branch[:-1], branch + TOP) for branch in sorted(new)]
+        answers = probe([(bound, 1) for _stem, bound in asks])
+        new = {branch_of(stem, keys) for (stem, _bound), keys in zip(asks, answers, strict=True)}
+        new -= found | {None}
+        if not new:
+            break
+        found |= new
+    return sorted(found)
+
+
+def _estimate(
+    probe: Probe, first: list[str], alphabet: list[str], branches: list[str], enough: int
+) -> int:
+    """Roughly how many keys there are, or at least ``enough``.
+
+    Down the first branch of each level: the product of the levels' fan-outs times the keys
+    of the first branch the first page holds whole (keys spread evenly, as numbered or
+    dated keys are). Stops as soon as that product alone says the bucket is big enough.
+    """
+    multiplier = 1
+    for _ in range(_MAX_ESTIMATE_DEPTH):
+        if not branches:
+            break
+        head = branches[0]
+        inside = sum(1 for key in first if key.startswith(head))
+        whole = not first[-1].startswith(head)
+        if not whole:
+            (after,) = probe([(first[-1], 1)])
+            whole = not (after and after[0].startswith(head))
+        if whole:
+            return multiplier * len(branches) * inside
+        multiplier *= len(branches)
+        if multiplier * PROBE_PAGE >= enough:
+            break
+        branches = _children(probe, head, first[0], alphabet)
+    return multiplier * PROBE_PAGE
+
+
+def _common_prefix(probe: Probe, first: str, last_seen: str) -> str:
+    """The longest prefix of ``first`` that every key shares (nothing sorts after it + TOP)."""
+    limit = 0
+    while limit < min(len(first), len(last_seen)) and first[limit] == last_seen[limit]:
+        limit += 1
+    low, high = 0, limit  # every key shares first[:low]; first[:high + 1] is not shared
+    while low < high:
+        mid = (low + high + 1) // 2
+        (after,) = probe([(first[:mid] + TOP, 1)])
+        if after:
+            high = mid - 1
+        else:
+            low = mid
+    return first[:low]

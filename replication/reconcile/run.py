@@ -7,20 +7,23 @@ whether the ranges run inline or as a chord of tasks on several workers.
 """
 
 import logging
+import multiprocessing
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, connections, transaction
 from django.db.models import F, Max
 from django.utils import timezone
 
 from replication import s3 as s3_clients
 from replication.models import BucketPair, Discrepancy, ReconcileRange, ReconcileRun
 from replication.reconcile.diff import Difference, Entry, ListingOrderError, Tally, diff
-from replication.reconcile.listing import ListingError, ParallelListing, Side
-from replication.reconcile.ranges import BoundarySampler, KeyRange, split
+from replication.reconcile.listing import ListingError, ParallelListing, Side, probe_keys
+from replication.reconcile.ranges import BoundarySampler, KeyRange, first_run_cuts, split
 from replication.reconcile.repair import repair, repairable_kinds
 from replication.reconcile.verdict import verdict
 from replication.reconcile.verify import second_opinion
@@ -107,7 +110,9 @@ def claim_run(run_id: int) -> ReconcileRun | None:
             .values_list("range_boundaries", flat=True)
             .first()
         )
-        ranges = split(previous or [], settings.RECONCILE_MAX_RANGES)
+        # No boundaries sampled yet (a first run, or a bucket smaller than one range): probe
+        # the source's key space so even this run lists in parallel ranges.
+        ranges = split(previous or _first_run_cuts(run.pair), settings.RECONCILE_MAX_RANGES)
         ReconcileRange.objects.bulk_create(
             ReconcileRange(run=run, index=i, start_after=r.start_after, end=r.end)
             for i, r in enumerate(ranges)
@@ -115,6 +120,17 @@ def claim_run(run_id: int) -> ReconcileRun | None:
         run.ranges_total = len(ranges)
         run.save(update_fields=["ranges_total"])
     return run
+
+
+def _first_run_cuts(pair: BucketPair) -> list[str]:
+    s3 = s3_clients.listing_client(pair.region)
+    source = Side("source", pair.source_bucket, pair.source_prefix)
+    try:
+        return first_run_cuts(
+            lambda asks: probe_keys(s3, source, asks), settings.RECONCILE_MAX_RANGES
+        )
+    except ListingError:
+        return []  # one range then, whose own listing reports the error with its reason
 
 
 def reconcile_inline(
@@ -133,9 +149,67 @@ def reconcile_inline(
     if boundaries is not None:
         boundaries = list(boundaries)
         _replace_ranges(run, split(boundaries, max_ranges=len(boundaries) + 1))
-    for index in range(run.ranges_total):
-        run_range(run_id, index, on_progress=on_progress)
+    indices = list(range(run.ranges_total))
+    threads = min(settings.RECONCILE_INLINE_RANGES, run.ranges_total)
+    processes = min(settings.RECONCILE_INLINE_PROCESSES, run.ranges_total)
+    # A range on another thread has its own database connection, which cannot see a caller's
+    # open transaction (tests): inside one, the ranges run one after the other.
+    if threads <= 1 or connection.in_atomic_block:
+        for index in indices:
+            run_range(run_id, index, on_progress=on_progress)
+    elif processes > 1:
+        _run_ranges_in_processes(run_id, indices, processes, threads)
+    else:
+        _run_ranges_in_threads(run_id, indices, threads, on_progress)
     return finish_run(run_id)
+
+
+def _run_ranges_in_threads(
+    run_id: int, indices: list[int], threads: int, on_progress: ProgressCallback | None
+) -> None:
+    lock = threading.Lock()
+
+    def progress(objects: int) -> None:
+        with lock:
+            on_progress(objects)
+
+    def one(index: int) -> None:
+        try:
+            run_range(run_id, index, on_progress=progress if on_progress else None)
+        finally:
+            connections.close_all()  # this thread's own connections
+
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="range") as pool:
+        list(pool.map(one, indices))
+
+
+def _run_ranges_in_processes(run_id: int, indices: list[int], processes: int, threads: int):
+    """The ranges shared among forked processes, each running its share on threads.
+
+    Parsing listings is CPU work that one process's threads do one at a time; processes
+    use the other cores, as Celery workers do across machines.
+    """
+    connections.close_all()  # a forked child must open its own
+    shares = [indices[k::processes] for k in range(processes)]
+    per_process = max(1, threads // processes)
+    context = multiprocessing.get_context("fork")
+    try:
+        with ProcessPoolExecutor(processes, mp_context=context, initializer=_forked) as pool:
+            list(pool.map(_run_share, [run_id] * processes, shares, [per_process] * processes))
+    except Exception as exc:  # a child killed (out of memory) breaks the pool
+        log.exception("reconcile run %s: a range process failed", run_id)
+        fail_run(run_id, f"a range process failed: {type(exc).__name__}: {exc}")
+
+
+def _forked() -> None:
+    s3_clients.reset_clients()  # the parent's pooled connections are not this process's
+
+
+def _run_share(run_id: int, indices: list[int], threads: int) -> None:
+    try:
+        _run_ranges_in_threads(run_id, indices, threads, None)
+    finally:
+        connections.close_all()
 
 
 def _replace_ranges(run: ReconcileRun, ranges: list[KeyRange]) -> None:
@@ -197,7 +271,8 @@ def _reconcile(
     tally = Tally()
     in_flight_after = timezone.now() - pair.grace_period
 
-    with ParallelListing(s3, source, s3, backup, bounds) as listing:
+    lister = s3_clients.listing_client(pair.region)
+    with ParallelListing(lister, source, lister, backup, bounds) as listing:
         source_entries = _ticking(_sampled(listing.source, sampler), heartbeat, tally)
         backup_entries = _ticking(listing.backup, heartbeat, tally)
         differences = diff(

@@ -1,0 +1,213 @@
+"""The first run's split: start-after probes cut any key space into ranges, none lost."""
+
+import bisect
+
+import pytest
+
+from replication.reconcile import ranges
+from replication.reconcile.ranges import first_run_cuts, split
+from tests.test_reconcile_run import an_hour_ago, counts, found, put_backup, put_both, put_source
+
+
+class Listing:
+    """A sorted key space answering probes as S3's ListObjectsV2 would, counting them."""
+
+    def __init__(self, keys):
+        self.keys = sorted(keys)
+        self.probes = 0
+
+    def __call__(self, asks):
+        self.probes += len(asks)
+        answers = []
+        for start_after, max_keys in asks:
+            at = bisect.bisect_right(self.keys, start_after) if start_after else 0
+            answers.append(self.keys[at : at + max_keys])
+        return answers
+
+
+def ranges_of(keys, wanted=16):
+    return split(first_run_cuts(Listing(keys), wanted), wanted)
+
+
+@pytest.fixture
+def small_ranges(monkeypatch):
+    """Ranges of one page are allowed, so test-sized buckets split as large ones do."""
+    monkeypatch.setattr(ranges, "MIN_RANGE_KEYS", ranges.PROBE_PAGE)
+
+
+def assert_every_key_in_exactly_one_range(keys, cut):
+    for key in keys:
+        assert sum(r.contains(key) for r in cut) == 1, key
+
+
+def sizes(keys, cut):
+    return [sum(r.contains(k) for k in keys) for r in cut]
+
+
+def test_a_tree_of_directories_is_cut_into_even_ranges(small_ranges):
+    keys = [f"data/{i // 1000:05d}/{i:09d}.bin" for i in range(20_000)]
+    cut = ranges_of(keys)
+
+    assert len(cut) == 16
+    assert_every_key_in_exactly_one_range(keys, cut)
+    assert max(sizes(keys, cut)) <= 2 * len(keys) / 16
+
+
+def test_sequential_numbers_without_any_prefix_are_cut_on_their_digits(small_ranges):
+    keys = [f"{i:010d}" for i in range(30_000)]
+    cut = ranges_of(keys)
+
+    assert len(cut) == 16
+    assert_every_key_in_exactly_one_range(keys, cut)
+    assert max(sizes(keys, cut)) <= 2 * len(keys) / 16
+
+
+def test_keys_that_all_share_one_long_prefix_are_cut_below_it(small_ranges):
+    keys = [f"logs/2026/11/28/host-a/{i:08d}.gz" for i in range(12_000)]
+    cut = ranges_of(keys)
+
+    assert len(cut) > 8
+    assert all(r.end is None or r.end.startswith("logs/2026/11/28/host-a/") for r in cut)
+    assert_every_key_in_exactly_one_range(keys, cut)
+
+
+def test_a_skewed_key_space_still_covers_every_key_once(small_ranges):
+    keys = [f"a/{i:06d}" for i in range(3_000)] + [f"b{i}" for i in range(5)]
+    keys += ["\u00e9t\u00e9/1", "z", "z/deep/key"]
+    cut = ranges_of(keys)
+
+    assert len(cut) > 1
+    assert_every_key_in_exactly_one_range(keys, cut)
+
+
+def test_the_estimated_size_limits_the_ranges_so_none_is_smaller_than_ten_s3_pages():
+    keys = [f"data/{i // 1000:05d}/{i:09d}.bin" for i in range(50_000)]
+    cut = ranges_of(keys)
+
+    assert 2 <= len(cut) <= 5
+    assert_every_key_in_exactly_one_range(keys, cut)
+
+
+def test_a_bucket_of_a_few_pages_stays_one_range_after_a_few_dozen_probes():
+    listing = Listing([f"data/{i // 1000:05d}/{i:09d}.bin" for i in range(10_000)])
+    assert first_run_cuts(listing, 16) == []
+    assert listing.probes < 50
+
+
+@pytest.mark.parametrize("keys", [[], ["only"], [f"k{i}" for i in range(ranges.PROBE_PAGE - 1)]])
+def test_empty_and_tiny_buckets_are_one_range_after_a_single_probe(keys):
+    listing = Listing(keys)
+    assert first_run_cuts(listing, 16) == []
+    assert listing.probes == 1
+
+
+def test_no_probe_at_all_when_a_single_range_is_wanted():
+    listing = Listing([f"k{i:05d}" for i in range(5000)])
+    assert first_run_cuts(listing, 1) == []
+    assert listing.probes == 0
+
+
+# --- Against moto: a first run splits, and finds exactly what one range finds ----------------
+
+SOURCE, BACKUP = "rec-src", "rec-bak"
+
+
+@pytest.fixture
+def docs(db, s3):
+    from tests.factories import make_pair
+
+    return make_pair(
+        name="docs",
+        source_bucket=SOURCE,
+        source_prefix="live/",
+        backup_bucket=BACKUP,
+        backup_prefix="copies/live/",
+        grace_seconds=600,
+    )
+
+
+def fill_with_a_known_diff(s3):
+    with an_hour_ago():
+        for n in range(60):
+            key = f"{n // 10}/{n:03d}.txt"
+            if n % 9 == 0:
+                put_source(s3, key)
+            elif n % 11 == 0:
+                put_backup(s3, key + ".old")
+                put_both(s3, key)
+            elif n % 7 == 0:
+                put_source(s3, key, b"one")
+                put_backup(s3, key, b"two")
+            else:
+                put_both(s3, key)
+
+
+def test_a_first_run_lists_in_ranges_and_finds_exactly_what_one_range_finds(s3, docs, monkeypatch):
+    from tests.test_reconcile_run import reconcile_now
+
+    monkeypatch.setattr(ranges, "PROBE_PAGE", 5)  # "more than a page" at test scale
+    monkeypatch.setattr(ranges, "MIN_RANGE_KEYS", 5)
+    fill_with_a_known_diff(s3)
+
+    first = reconcile_now(docs)
+    whole = reconcile_now(docs, boundaries=[])
+
+    assert first.ranges_total > 1
+    assert whole.ranges_total == 1
+    assert counts(first) == counts(whole)
+    assert found(first) == found(whole)
+    assert first.missing and first.extra and first.mismatched
+
+
+def test_a_later_run_uses_the_sampled_boundaries_instead_of_probing(
+    s3, docs, settings, monkeypatch
+):
+    from tests.test_reconcile_run import reconcile_now
+
+    settings.RECONCILE_RANGE_SIZE = 20
+    fill_with_a_known_diff(s3)
+    first = reconcile_now(docs)
+    monkeypatch.setattr(ranges, "first_run_cuts", lambda *a: pytest.fail("probed again"))
+    second = reconcile_now(docs)
+
+    assert second.ranges_total == len(first.range_boundaries) + 1 > 1
+    assert counts(second) == counts(first)
+    assert found(second) == found(first)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("processes", [1, 2], ids=["threads", "forked-processes"])
+def test_ranges_reconciled_on_threads_find_exactly_what_one_range_finds(
+    s3, settings, monkeypatch, processes
+):
+    from django.db import connection
+
+    from tests.factories import make_pair
+    from tests.test_reconcile_run import reconcile_now
+
+    if connection.vendor != "postgresql":
+        pytest.skip(
+            "needs PostgreSQL (set DATABASE_URL; CI does): the tests' in-memory SQLite locks "
+            "whole tables, so threads writing their ranges at once fail"
+        )
+    settings.RECONCILE_INLINE_RANGES = 4
+    settings.RECONCILE_INLINE_PROCESSES = processes
+    monkeypatch.setattr(ranges, "PROBE_PAGE", 5)
+    monkeypatch.setattr(ranges, "MIN_RANGE_KEYS", 5)
+    pair = make_pair(
+        source_bucket=SOURCE,
+        source_prefix="live/",
+        backup_bucket=BACKUP,
+        backup_prefix="copies/live/",
+        grace_seconds=600,
+    )
+    fill_with_a_known_diff(s3)
+
+    threaded = reconcile_now(pair)
+    whole = reconcile_now(pair, boundaries=[])
+
+    assert threaded.status == "succeeded"
+    assert threaded.ranges_total > 1
+    assert counts(threaded) == counts(whole)
+    assert found(threaded) == found(whole)
