@@ -22,6 +22,7 @@ class PairPlan:
     source_bucket: str
     backup_bucket: str
     objects: int
+    grace_seconds: int = 60
     source_prefix: str = ""
     mirror_deletes: bool = False
     # Keys the demo makes fail, and keys written to the source without any event.
@@ -45,6 +46,8 @@ PAIRS = (
         source_prefix="originals/",
         backup_bucket="demo-photos-bak",
         objects=1000,
+        # Long: the throttled copies still failing are "within grace" (a warning, not missing).
+        grace_seconds=3600,
         throttled=24,
         late_and_out_of_order=True,
         key_patterns=(
@@ -59,6 +62,7 @@ PAIRS = (
         source_bucket="demo-logs-src",
         backup_bucket="demo-logs-bak",
         objects=600,
+        grace_seconds=300,
         mirror_deletes=True,
         deleted=20,
         key_patterns=("app/2026-11-{d:02d}/{n:05d}.log.gz",),
@@ -68,6 +72,8 @@ PAIRS = (
         source_bucket="demo-invoices-src",
         backup_bucket="demo-invoices-bak",
         objects=400,
+        # Short: the objects written without an event are missing by the time it reconciles.
+        grace_seconds=10,
         denied=("2026/11/restricted/payroll.pdf",),
         unannounced=30,
         key_patterns=("2026/11/INV-{n:05d}.pdf", "2026/10/INV-{n:05d}.pdf"),

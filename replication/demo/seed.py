@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from botocore.awsrequest import AWSResponse
-from botocore.exceptions import ClientError
 from django.db.models import Count
 
 from replication import deployment, lambda_function
@@ -101,8 +100,11 @@ class Function:
 
 
 class Demo:
-    def __init__(self, report_url: str, key: IngestKey, say: Callable[[str], None]) -> None:
+    def __init__(
+        self, report_url: str, key: IngestKey, say: Callable[[str], None], plans=scenario.PAIRS
+    ) -> None:
         self.say = say
+        self.plans = tuple(plans)
         # The handler logs a line per record, as it should on Lambda; here it would drown the
         # demo's own summary. Its errors still show.
         logging.getLogger("backupsite.replicator").setLevel(logging.WARNING)
@@ -113,7 +115,7 @@ class Demo:
         self.faults = Faults(handler_client)
         self.sequencer = scenario.Sequencers()
         self.functions = {}
-        for pair in BucketPair.objects.filter(name__in=[p.name for p in scenario.PAIRS]):
+        for pair in BucketPair.objects.filter(name__in=[p.name for p in self.plans]):
             env = deployment.lambda_environment(pair, report_url, key.key_id)
             env["REPORT_SECRET"] = key.secret
             self.functions[pair.name] = Function(lambda_function.load_config(env), handler_client)
@@ -122,12 +124,11 @@ class Demo:
 
     def fresh_bucket(self, name: str) -> None:
         """Create ``name``, or empty it if a previous demo left it in a running local S3."""
-        try:
+        # Not create-then-catch: in us-east-1, creating a bucket one owns already succeeds.
+        existing = {bucket["Name"] for bucket in self.s3.list_buckets().get("Buckets", [])}
+        if name not in existing:
             self.s3.create_bucket(Bucket=name)
             return
-        except ClientError as error:
-            if error.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou",):
-                raise
         paginator = self.s3.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=name):
             keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
@@ -184,7 +185,8 @@ class Demo:
 
     # --- the scenario -------------------------------------------------------------------
 
-    def seed(self, plans=scenario.PAIRS) -> None:
+    def seed(self) -> None:
+        plans = self.plans
         started = time.monotonic()
         for plan in plans:
             self.fresh_bucket(plan.source_bucket)
@@ -195,7 +197,7 @@ class Demo:
         for plan in plans:
             self.seed_pair(plan)
         # The objects written without an event count as missing only once past the grace.
-        grace = min(BucketPair.objects.get(name=p.name).grace_seconds for p in plans)
+        grace = min(plan.grace_seconds for plan in plans)
         wait = grace + 1 - (time.monotonic() - started)
         if wait > 0:
             self.say(f"waiting {wait:.0f} s for the grace period before reconciling")
@@ -289,7 +291,7 @@ class Demo:
     # --- the running demo ---------------------------------------------------------------
 
     def trickle(self, step: scenario.TrickleStep) -> None:
-        plan = next(p for p in scenario.PAIRS if p.name == step.pair)
+        plan = next(p for p in self.plans if p.name == step.pair)
         if step.fail:
             self.faults.throttled.add(step.key)
         self.deliver(plan.name, [self.put(plan.source_bucket, step.key)])
@@ -300,7 +302,6 @@ def _key(record: dict) -> str:
     return urllib.parse.unquote_plus(record["s3"]["object"]["key"])
 
 
-GRACE_SECONDS = {"demo-photos": 3600, "demo-logs": 300, "demo-invoices": 10}
 KEY_NAME = "demo-lambda"
 
 
@@ -321,7 +322,7 @@ def reset_database(plans=scenario.PAIRS) -> tuple[IngestKey, str]:
             source_prefix=plan.source_prefix,
             backup_bucket=plan.backup_bucket,
             mirror_deletes=plan.mirror_deletes,
-            grace_seconds=GRACE_SECONDS.get(plan.name, 60),
+            grace_seconds=plan.grace_seconds,
             reconcile_every_minutes=None,
         )
         pair.full_clean()

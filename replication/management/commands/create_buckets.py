@@ -21,13 +21,15 @@ class Command(BaseCommand):
         client = s3.client()
         for name in buckets:
             try:
-                client.create_bucket(Bucket=name)
-                verb = "Created"
-            except ClientError as error:
-                if error.response["Error"]["Code"] != "BucketAlreadyOwnedByYou":
-                    raise CommandError(f"{name}: {error}") from None
+                # In us-east-1, creating a bucket one owns already succeeds: look first.
+                client.head_bucket(Bucket=name)
                 verb = "Already there:"
-            except BotoCoreError as error:
+            except ClientError:
+                verb = "Created"
+            try:
+                if verb == "Created":
+                    client.create_bucket(Bucket=name)
+            except (ClientError, BotoCoreError) as error:
                 raise CommandError(f"{name}: {error}") from None
             if versioned:
                 client.put_bucket_versioning(
