@@ -159,7 +159,9 @@ S3_MAX_ATTEMPTS = envint("S3_MAX_ATTEMPTS", 5)
 # --- Celery ---------------------------------------------------------------------------------
 # Without REDIS_URL tasks run eagerly in-process, so the demo needs no broker.
 REDIS_URL = envstr("REDIS_URL", "")
-CELERY_BROKER_URL = REDIS_URL or "memory://"
+# The in-memory transport ignores the host; naming one stops kombu warning "No hostname was
+# supplied" on every task.
+CELERY_BROKER_URL = REDIS_URL or "memory://localhost/"
 CELERY_RESULT_BACKEND = REDIS_URL or None
 CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
 CELERY_TASK_EAGER_PROPAGATES = True
