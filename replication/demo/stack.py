@@ -28,6 +28,11 @@ class Stack:
         self.processes: list[tuple[str, subprocess.Popen]] = []
 
     def __enter__(self) -> "Stack":
+        # Ctrl-C, a closed terminal or a plain `kill` all stop the children too: they run in
+        # sessions of their own and would otherwise outlive this process. (SIGINT is set
+        # explicitly because a shell starting us in the background leaves it ignored.)
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, _interrupt)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -100,6 +105,10 @@ class Stack:
         """Until a child exits (or Ctrl-C)."""
         while all(process.poll() is None for _, process in self.processes):
             time.sleep(0.5)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def _answers(url: str) -> bool:
