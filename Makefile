@@ -3,8 +3,11 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Ports of the web server and of the local S3 (moto) that `run`, `demo` and `s3` start.
+PORT ?= 8000
+S3_PORT ?= 5055
 
-.PHONY: run test lint format worker beat clean
+.PHONY: run demo s3 test lint format worker beat clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found: set PYTHON=/path/to/python3.11"; exit 1; }
@@ -13,11 +16,21 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
 
-## run: migrate the database (SQLite unless DATABASE_URL) and serve on http://127.0.0.1:8000
+## demo: seeded demo on http://127.0.0.1:$(PORT) (SQLite unless DATABASE_URL; local S3 on $(S3_PORT))
+## SEED_ONLY=1 stops once seeded (CI's smoke test)
+demo: $(STAMP)
+	$(BIN)/python manage.py migrate --noinput
+	EMBEDDED_S3_PORT=$(S3_PORT) $(BIN)/python manage.py demo --port $(PORT) $(if $(SEED_ONLY),--seed-only)
+
+## run: migrate the database (SQLite unless DATABASE_URL), start the local S3, serve on :$(PORT)
 run: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py ensure_superuser
-	$(BIN)/python manage.py runserver 127.0.0.1:8000
+	EMBEDDED_S3_PORT=$(S3_PORT) $(BIN)/python manage.py runlocal --port $(PORT)
+
+## s3: only the local S3, for the Procfile stack (honcho start) on a laptop
+s3: $(STAMP)
+	EMBEDDED_S3_PORT=$(S3_PORT) $(BIN)/python manage.py local_s3
 
 ## test: the whole suite, then lint; uses PostgreSQL and Redis when DATABASE_URL / REDIS_URL are set
 test: $(STAMP)

@@ -125,6 +125,8 @@ LOGGING = {
         "urllib3": {"level": "WARNING"},
         # The embedded moto S3 server would log every request it answers.
         "werkzeug": {"level": "WARNING"},
+        # runserver's request lines follow LOG_LEVEL too (the demo's web server runs quieter).
+        "django.server": {"level": envstr("LOG_LEVEL", "INFO")},
     },
 }
 
@@ -141,13 +143,14 @@ if PRODUCTION:
     X_FRAME_OPTIONS = "DENY"
 
 # --- S3 -------------------------------------------------------------------------------------
-# AWS_ENDPOINT_URL is boto3's own variable; boto3 reads it itself. EMBEDDED_S3 starts an
-# in-process moto server instead of talking to AWS, for the local demo; it defaults to on only
-# when nothing says where S3 is.
+# AWS_ENDPOINT_URL is boto3's own variable; boto3 reads it itself. EMBEDDED_S3 uses the local
+# moto server on 127.0.0.1:EMBEDDED_S3_PORT instead of AWS (started by `make run`/`make demo`,
+# or in-process by whichever process finds none there); on only when nothing says where S3 is.
 _aws_configured = any(
     os.environ.get(v) for v in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_PROFILE")
 )
 EMBEDDED_S3 = envbool("EMBEDDED_S3", default=not PRODUCTION and not _aws_configured)
+EMBEDDED_S3_PORT = envint("EMBEDDED_S3_PORT", 5055)
 AWS_REGION = envstr("AWS_DEFAULT_REGION", "us-east-1")
 S3_CONNECT_TIMEOUT = envint("S3_CONNECT_TIMEOUT", 5)
 S3_READ_TIMEOUT = envint("S3_READ_TIMEOUT", 60)
@@ -156,7 +159,9 @@ S3_MAX_ATTEMPTS = envint("S3_MAX_ATTEMPTS", 5)
 # --- Celery ---------------------------------------------------------------------------------
 # Without REDIS_URL tasks run eagerly in-process, so the demo needs no broker.
 REDIS_URL = envstr("REDIS_URL", "")
-CELERY_BROKER_URL = REDIS_URL or "memory://"
+# The in-memory transport ignores the host; naming one stops kombu warning "No hostname was
+# supplied" on every task.
+CELERY_BROKER_URL = REDIS_URL or "memory://localhost/"
 CELERY_RESULT_BACKEND = REDIS_URL or None
 CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
 CELERY_TASK_EAGER_PROPAGATES = True

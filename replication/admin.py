@@ -19,6 +19,10 @@ def report_url() -> str:
     return f"{settings.SITE_URL}/api/v1/events"
 
 
+class AdminStyles:
+    css = {"all": ["replication/admin.css"]}
+
+
 @admin.register(BucketPair)
 class BucketPairAdmin(admin.ModelAdmin):
     list_display = [
@@ -35,6 +39,7 @@ class BucketPairAdmin(admin.ModelAdmin):
     readonly_fields = ["created_at", "updated_at", "lambda_environment", "iam_policy"]
     actions = ["check_access", "reconcile_now", "reconcile_and_repair"]
     inlines = [AlertChannelPairInline]
+    Media = AdminStyles
     fieldsets = [
         (None, {"fields": ["name", "enabled"]}),
         (
@@ -129,10 +134,16 @@ class IngestKeyAdmin(admin.ModelAdmin):
     fields = ["name", "key_id", "created_at", "last_used_at", "revoked_at"]
     readonly_fields = ["key_id", "created_at", "last_used_at", "revoked_at"]
     actions = ["revoke"]
+    Media = AdminStyles
 
     @admin.display(boolean=True, description="active")
     def is_active(self, key):
         return key.is_active
+
+    def get_fields(self, request, obj=None):
+        # The add form shows only the name: a key id displayed there would be a default
+        # computed for the page, not the one the save generates.
+        return self.fields if obj is not None else ["name"]
 
     def get_readonly_fields(self, request, obj=None):
         if obj is not None:
@@ -164,6 +175,8 @@ class IngestKeyAdmin(admin.ModelAdmin):
 
 class ReadOnlyAdmin(admin.ModelAdmin):
     """Written by the product, not by hand: viewable, never edited in the admin."""
+
+    Media = AdminStyles
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -3,7 +3,9 @@
 Timeouts and botocore's "standard" retry mode (which backs off on 503 SlowDown and
 throttling) are set here, so no caller forgets them. AWS_ENDPOINT_URL, boto3's own variable,
 points every client at an S3-compatible server. With EMBEDDED_S3 (the local default when
-nothing says where S3 is) an in-process moto server stands in for AWS.
+nothing says where S3 is) a moto server on 127.0.0.1:EMBEDDED_S3_PORT stands in for AWS: the
+one ``make run`` / ``make demo`` start, shared by the web server, the commands and the worker;
+a process that finds none there starts its own on that port, and says so.
 """
 
 import logging
@@ -11,6 +13,7 @@ import os
 import re
 import socket
 import threading
+from contextlib import closing
 from datetime import UTC, datetime
 
 import boto3
@@ -28,6 +31,11 @@ _embedded_endpoint: str | None = None
 _clients: dict[tuple, object] = {}
 _listing_clients: dict[tuple, object] = {}
 
+# The local S3 accepts any credentials, but boto3 refuses to sign without some: these fixed
+# ones are what every process of a local setup uses (and what the README tells scripts).
+LOCAL_ACCESS_KEY_ID = "local"
+LOCAL_SECRET_ACCESS_KEY = "local-secret"  # noqa: S105  (moto's, not a secret)
+
 
 def client_config() -> Config:
     return Config(
@@ -40,8 +48,24 @@ def client_config() -> Config:
 
 def endpoint_url() -> str | None:
     if settings.EMBEDDED_S3:
-        return _start_embedded_s3()
+        return _local_s3()
     return os.environ.get("AWS_ENDPOINT_URL") or None
+
+
+def local_endpoint() -> str:
+    return f"http://127.0.0.1:{settings.EMBEDDED_S3_PORT}"
+
+
+def describe() -> str:
+    """Which S3 this process talks to, in words, for commands to print before they start."""
+    if settings.EMBEDDED_S3:
+        return f"the local S3 (moto) at {local_endpoint()}"
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        return f"the S3-compatible server at {endpoint} (AWS_ENDPOINT_URL)"
+    profile = os.environ.get("AWS_PROFILE")
+    credentials = f"profile {profile}" if profile else "the default AWS credentials"
+    return f"AWS S3 ({credentials}, default region {settings.AWS_REGION})"
 
 
 def client(region: str | None = None):
@@ -51,7 +75,7 @@ def client(region: str | None = None):
     cache_key = (region, endpoint)
     with _lock:
         if cache_key not in _clients:
-            session = boto3.session.Session()
+            session = boto3.session.Session(**_local_credentials(endpoint))
             session._session.register_component("data_loader", _loader())
             # boto3 keeps its botocore session as _session; the parser factory is its component.
             parsers = session._session.get_component("response_parser_factory")
@@ -86,7 +110,7 @@ def listing_client(region: str | None = None):
     cache_key = (region, endpoint)
     with _lock:
         if cache_key not in _listing_clients:
-            session = boto3.session.Session()
+            session = boto3.session.Session(**_local_credentials(endpoint))
             # The plain clients' loader: S3's service model is read and held once (12 MB).
             session._session.register_component("data_loader", _loader())
             factory = LeanListingParserFactory()
@@ -161,23 +185,62 @@ def reset_clients() -> None:
         _listing_clients.clear()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _local_credentials(endpoint: str | None) -> dict:
+    """Fixed credentials for a local S3 that was given without any (development only).
+
+    ``AWS_ENDPOINT_URL=http://127.0.0.1:5055`` alone would otherwise fail with "Unable to
+    locate credentials", although moto accepts anything.
+    """
+    if not endpoint or settings.PRODUCTION:
+        return {}
+    if boto3.session.Session().get_credentials() is not None:
+        return {}
+    return {
+        "aws_access_key_id": LOCAL_ACCESS_KEY_ID,
+        "aws_secret_access_key": LOCAL_SECRET_ACCESS_KEY,
+    }
 
 
-def _start_embedded_s3() -> str:
+def is_listening(port: int, host: str = "127.0.0.1") -> bool:
+    with closing(socket.socket()) as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+def make_local_s3_server(port: int):
+    """A moto S3 server bound to 127.0.0.1:``port``; raises OSError if the port is taken."""
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import make_server
+
+    app = DomainDispatcherApplication(create_backend_app)
+    return make_server("127.0.0.1", port, app, threaded=True, request_handler=MotoRequestHandler)
+
+
+def _local_s3() -> str:
     global _embedded_endpoint
     with _lock:
         if _embedded_endpoint is None:
-            from moto.server import ThreadedMotoServer
-
-            port = int(os.environ.get("EMBEDDED_S3_PORT") or _free_port())
-            ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False).start()
-            _embedded_endpoint = f"http://127.0.0.1:{port}"
+            endpoint = local_endpoint()
             # moto accepts any credentials; boto3 still insists on having some.
-            os.environ.setdefault("AWS_ACCESS_KEY_ID", "embedded")
-            os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "embedded")
-            log.warning("EMBEDDED_S3: using an in-process moto S3 at %s", _embedded_endpoint)
+            os.environ.setdefault("AWS_ACCESS_KEY_ID", LOCAL_ACCESS_KEY_ID)
+            os.environ.setdefault("AWS_SECRET_ACCESS_KEY", LOCAL_SECRET_ACCESS_KEY)
+            port = settings.EMBEDDED_S3_PORT
+            if not is_listening(port):
+                try:
+                    server = make_local_s3_server(port)
+                except OSError:
+                    pass  # another process bound it a moment ago: use that one
+                else:
+                    threading.Thread(target=server.serve_forever, daemon=True).start()
+                    log.warning(
+                        "No local S3 was running at %s: started an empty one inside this "
+                        "process, gone when it exits. `make run` or `make demo` start one that "
+                        "every process shares.",
+                        endpoint,
+                    )
+            _embedded_endpoint = endpoint
         return _embedded_endpoint

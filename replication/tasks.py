@@ -14,7 +14,7 @@ from replication.reconcile import run as reconcile
 
 __all__ = ["deliver_notification", "evaluate_health"]  # alerts' tasks, found by autodiscovery
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 
 @shared_task(ignore_result=True)
@@ -28,7 +28,25 @@ def purge_expired_events() -> int:
 # retries: a failed run is saved with its reason, and the schedule or an operator reruns it.
 
 
-@shared_task(bind=True, acks_late=True)
+class ReconcileFailed(Exception):
+    """The run ended failed (its reason is saved on it). Raised so that Celery's log and
+    result say the task failed, not "succeeded"; declared expected, so no traceback."""
+
+    def __init__(self, run_id: int, message: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+
+
+def _raise_if_failed(run_id: int) -> None:
+    run = ReconcileRun.objects.select_related("pair").filter(id=run_id).first()
+    if run is not None and run.status == ReconcileRun.Status.FAILED:
+        message = f"reconcile #{run_id} of {run.pair.name} failed: {run.error}"
+        # In-process mode (no worker) has no Celery line for it: this is the one that says so.
+        log.warning("%s", message)
+        raise ReconcileFailed(run_id, message)
+
+
+@shared_task(bind=True, acks_late=True, throws=(ReconcileFailed,))
 def reconcile_pair(
     self, pair_id: int, repair: bool = False, trigger: str = "manual", run_id: int | None = None
 ) -> int | None:
@@ -52,6 +70,7 @@ def reconcile_pair(
         reconcile.run_range(run_id, 0)
         reconcile.finish_run(run_id)
         _evaluate_health_after(run_id)
+        _raise_if_failed(run_id)
         return run_id
     # The ranges go to the queue this task came from: a dedicated reconcile queue keeps them.
     queue = (self.request.delivery_info or {}).get("routing_key")
@@ -71,11 +90,12 @@ def reconcile_range(run_id: int, index: int) -> None:
     reconcile.run_range(run_id, index)
 
 
-@shared_task(acks_late=True)
+@shared_task(acks_late=True, throws=(ReconcileFailed,))
 def finish_reconcile(run_id: int) -> None:
     """The chord's body: combine the ranges' counts once all of them are done."""
     reconcile.finish_run(run_id)
     _evaluate_health_after(run_id)
+    _raise_if_failed(run_id)
 
 
 def _evaluate_health_after(run_id: int) -> None:
@@ -86,7 +106,7 @@ def _evaluate_health_after(run_id: int) -> None:
     try:
         evaluate_health.delay([pair_id])
     except Exception:  # the run is done whatever happens here; beat evaluates within a minute
-        logger.exception("run %s: could not evaluate its pair's health", run_id)
+        log.exception("run %s: could not evaluate its pair's health", run_id)
 
 
 @shared_task(ignore_result=True)
@@ -121,6 +141,10 @@ def start_reconcile(
         return run, False
     try:
         result = reconcile_pair.apply_async(args=(pair.id,), kwargs={"run_id": run.id})
+    except ReconcileFailed:
+        # In-process mode (no REDIS_URL) ran it here already; the run says why it failed.
+        run.refresh_from_db()
+        return run, True
     except Exception as exc:
         reconcile.fail_run(run.id, f"could not queue the run: {exc}")
         run.refresh_from_db()

@@ -210,3 +210,19 @@ class TestReconcileFromTheAdmin:
                 admin_client.get(reverse(f"admin:replication_{name}_changelist")).status_code == 200
             )
             assert admin_client.get(reverse(f"admin:replication_{name}_add")).status_code == 403
+
+
+def test_the_key_add_form_shows_no_key_id_that_the_save_would_not_keep(admin_client):
+    page = admin_client.get(reverse("admin:replication_ingestkey_add")).content.decode()
+    assert "bk_" not in page
+
+    admin_client.post(reverse("admin:replication_ingestkey_add"), {"name": "fn"})
+    key = IngestKey.objects.get(name="fn")
+    change = admin_client.get(reverse("admin:replication_ingestkey_change", args=[key.pk]))
+    assert key.key_id in change.content.decode()
+
+
+def test_pair_and_run_lists_load_the_stylesheet_that_wraps_their_headers(admin_client):
+    for name in ("bucketpair", "reconcilerun", "ingestkey"):
+        page = admin_client.get(reverse(f"admin:replication_{name}_changelist")).content.decode()
+        assert "replication/admin.css" in page

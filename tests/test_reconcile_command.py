@@ -135,7 +135,8 @@ def test_missing_bucket_exits_non_zero_with_one_line_and_saves_the_failed_run(si
     assert json.loads(captured.out)["status"] == "failed"
     assert captured.err == (
         f"CommandError: reconcile #{run.pk} of site failed: "
-        "backup bucket 'cmd-bak' does not exist\n"
+        "backup bucket 'cmd-bak' does not exist (S3: AWS S3 (the default AWS credentials, "
+        "default region us-east-1))\n"
     )
     assert "Traceback" not in captured.err
     assert (run.status, run.error) == ("failed", "backup bucket 'cmd-bak' does not exist")

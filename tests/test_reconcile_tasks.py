@@ -91,9 +91,12 @@ def test_a_failing_range_fails_the_run_with_the_reason(logs, settings, s3):
         s3.delete_object(Bucket=BACKUP, Key=f"k{n:02d}")
     s3.delete_bucket(Bucket=BACKUP)
 
-    run = ReconcileRun.objects.get(pk=tasks.reconcile_pair.delay(logs.pk).get())
+    with pytest.raises(tasks.ReconcileFailed) as failed:
+        tasks.reconcile_pair.delay(logs.pk).get()
 
+    run = ReconcileRun.objects.get(pk=failed.value.run_id)
     assert (run.status, run.error) == ("failed", f"backup bucket '{BACKUP}' does not exist")
+    assert str(failed.value) == f"reconcile #{run.pk} of logs failed: {run.error}"
     assert not run.ranges.filter(status__in=["queued", "running"]).exists()
 
 
@@ -198,3 +201,20 @@ def test_beat_runs_dispatcher_and_reaper_every_minute_without_piling_up():
         assert entry["task"] in app.tasks
         assert entry["schedule"] == 60.0
         assert 0 < entry["options"]["expires"] < entry["schedule"]
+
+
+def test_a_failed_run_is_logged_as_a_failed_task_and_start_reconcile_returns_it(logs, caplog):
+    logs.backup_bucket = "no-such-backup"
+    logs.save()
+
+    run, created = tasks.start_reconcile(logs, trigger="manual")
+
+    assert created
+    assert (run.status, run.error) == ("failed", "backup bucket 'no-such-backup' does not exist")
+    lines = [(r.name, r.levelname, r.getMessage()) for r in caplog.records]
+    assert (
+        "replication.tasks",
+        "WARNING",
+        f"reconcile #{run.pk} of logs failed: backup bucket 'no-such-backup' does not exist",
+    ) in lines
+    assert not any("succeeded" in message for _, _, message in lines)

@@ -44,7 +44,7 @@ def test_settings_work_with_no_environment_at_all():
     assert values["engine"] == "django.db.backends.sqlite3"
     assert values["name"].endswith("db.sqlite3")
     assert values["eager"] is True
-    assert values["broker"] == "memory://"
+    assert values["broker"] == "memory://localhost/"
     assert values["debug"] is True
     assert values["embedded_s3"] is True
 

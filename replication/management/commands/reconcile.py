@@ -4,6 +4,7 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
+from replication import s3
 from replication.models import BucketPair, ReconcileRun
 from replication.reconcile import run as reconcile
 
@@ -82,6 +83,9 @@ class Command(BaseCommand):
             .first()
         )
         bar = ProgressBar(sys.stderr, expected=previous or 0)
+        if bar.enabled:
+            # On a terminal, say which S3 before the bar; failures always name it (below).
+            sys.stderr.write(f"Reconciling {pair.name} in {s3.describe()}\n")
         try:
             reconcile.reconcile_inline(run.pk, on_progress=bar.advance)
         except KeyboardInterrupt:
@@ -96,7 +100,9 @@ class Command(BaseCommand):
         else:
             self.stdout.write(describe(run))
         if run.status != ReconcileRun.Status.SUCCEEDED:
-            raise CommandError(f"reconcile #{run.pk} of {pair.name} failed: {run.error}")
+            raise CommandError(
+                f"reconcile #{run.pk} of {pair.name} failed: {run.error} (S3: {s3.describe()})"
+            )
 
 
 def summary(run: ReconcileRun) -> dict:

@@ -1,0 +1,339 @@
+"""Seeding and driving the demo: S3 writes, the real Lambda handler, the real ingest API.
+
+The handler runs in this process with the environment the admin shows for each pair, its
+S3 client pointed at the local S3 and its reports posted over HTTP to the running web
+server. Failures are S3's own answers (AccessDenied, SlowDown), given by a hook on the
+handler's client before the request leaves, exactly as the handler would receive them.
+"""
+
+import io
+import json
+import logging
+import os
+import secrets
+import time
+import urllib.parse
+import uuid
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from botocore.awsrequest import AWSResponse
+from django.db.models import Count
+
+from replication import deployment, lambda_function
+from replication import s3 as s3_clients
+from replication.demo import scenario
+from replication.demo.scenario import PairPlan
+from replication.models import BucketPair, CopyEvent, IngestKey, ReconcileRun
+from replication.reconcile import run as reconcile
+
+log = logging.getLogger(__name__)
+
+HANDLER_BATCH = 100  # records per invocation, as an SQS-fed function receives them
+THREADS = 6
+
+
+class Context:
+    """The parts of Lambda's context object the handler reads."""
+
+    def __init__(self) -> None:
+        self.aws_request_id = str(uuid.uuid4())
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000
+
+
+class _Body(io.BytesIO):
+    def stream(self, **_):
+        yield self.getvalue()
+
+
+class Faults:
+    """Answers chosen CopyObject calls with S3's error instead of sending them."""
+
+    def __init__(self, client) -> None:
+        self.denied: set[str] = set()
+        self.throttled: set[str] = set()
+        client.meta.events.register("before-parameter-build.s3.CopyObject", self._note_key)
+        client.meta.events.register_first("before-call.s3.CopyObject", self._answer)
+
+    def _note_key(self, params, context, **_):
+        source = params.get("CopySource")
+        if isinstance(source, dict):
+            key = source.get("Key", "")
+        else:  # botocore may have encoded it already: "bucket/quoted-key[?versionId=...]"
+            key = urllib.parse.unquote(str(source).split("?", 1)[0]).partition("/")[2]
+        if key in self.denied:
+            context["demo_fault"] = (403, "AccessDenied", "Access Denied")
+        elif key in self.throttled:
+            context["demo_fault"] = (503, "SlowDown", "Please reduce your request rate.")
+
+    def _answer(self, params, context, **_):
+        fault = context.get("demo_fault")
+        if fault is None:
+            return None
+        status, code, message = fault
+        body = f"<Error><Code>{code}</Code><Message>{message}</Message></Error>".encode()
+        response = AWSResponse(params["url"], status, {}, _Body(body))
+        parsed = {
+            "Error": {"Code": code, "Message": message},
+            "ResponseMetadata": {"HTTPStatusCode": status},
+        }
+        return response, parsed
+
+
+@dataclass
+class Function:
+    """One deployed replicator: its configuration, as the admin's pair page shows it."""
+
+    config: lambda_function.Config
+    client: object
+
+    def invoke(self, event: dict) -> dict:
+        try:
+            return lambda_function.handle(event, Context(), s3=self.client, config=self.config)
+        except lambda_function.ReplicationFailed as failed:
+            # Lambda would retry the invocation; the demo leaves the failure on record.
+            return {"failed": str(failed)}
+
+
+class Demo:
+    def __init__(
+        self, report_url: str, key: IngestKey, say: Callable[[str], None], plans=scenario.PAIRS
+    ) -> None:
+        self.say = say
+        self.plans = tuple(plans)
+        # The handler logs a line per record, as it should on Lambda; here it would drown the
+        # demo's own summary. Its errors still show.
+        logging.getLogger("backupsite.replicator").setLevel(logging.WARNING)
+        self.s3 = s3_clients.client()
+        # The handler builds its client from the environment, as on Lambda.
+        os.environ["AWS_ENDPOINT_URL"] = s3_clients.endpoint_url()
+        handler_client = lambda_function.make_s3_client()
+        self.faults = Faults(handler_client)
+        self.sequencer = scenario.Sequencers()
+        self.functions = {}
+        for pair in BucketPair.objects.filter(name__in=[p.name for p in self.plans]):
+            env = deployment.lambda_environment(pair, report_url, key.key_id)
+            env["REPORT_SECRET"] = key.secret
+            self.functions[pair.name] = Function(lambda_function.load_config(env), handler_client)
+
+    # --- buckets ------------------------------------------------------------------------
+
+    def fresh_bucket(self, name: str) -> None:
+        """Create ``name``, or empty it if a previous demo left it in a running local S3."""
+        # Not create-then-catch: in us-east-1, creating a bucket one owns already succeeds.
+        existing = {bucket["Name"] for bucket in self.s3.list_buckets().get("Buckets", [])}
+        if name not in existing:
+            self.s3.create_bucket(Bucket=name)
+            return
+        paginator = self.s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=name):
+            keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+            if keys:
+                self.s3.delete_objects(Bucket=name, Delete={"Objects": keys, "Quiet": True})
+
+    def put(self, bucket: str, key: str, version: int = 1, *, event_time=None) -> dict:
+        """Write an object and return the notification record S3 would send for it."""
+        body = scenario.body_for(key, version)
+        result = self.s3.put_object(Bucket=bucket, Key=key, Body=body)
+        return scenario.s3_record(
+            bucket,
+            key,
+            etag=result["ETag"],
+            size=len(body),
+            sequencer=self.sequencer(),
+            event_time=event_time or datetime.now(UTC),
+        )
+
+    def put_many(self, bucket: str, keys: Iterable[str]) -> list[dict]:
+        with ThreadPoolExecutor(THREADS) as pool:
+            return list(pool.map(lambda key: self.put(bucket, key), keys))
+
+    # --- events -------------------------------------------------------------------------
+
+    def deliver(self, pair: str, records: list[dict]) -> dict:
+        """Invoke the pair's function over ``records`` in batches; the summed counts."""
+        function = self.functions[pair]
+        totals = {"copied": 0, "skipped": 0, "deleted": 0, "failed": 0}
+        with ThreadPoolExecutor(THREADS) as pool:
+            for result in pool.map(
+                lambda batch: function.invoke({"Records": batch}),
+                scenario.batches(records, HANDLER_BATCH),
+            ):
+                for name in totals:
+                    value = result.get(name, 0)
+                    totals[name] += value if isinstance(value, int) else 0
+        return totals
+
+    def redeliver_through_sqs(self, pair: str, records: list[dict], receive_count: int) -> dict:
+        """The same S3 events again, as SQS redelivers them (the attempt number grows)."""
+        messages = [
+            {
+                "messageId": str(uuid.uuid4()),
+                "receiptHandle": "demo",
+                "body": json.dumps({"Records": [record]}),
+                "attributes": {"ApproximateReceiveCount": str(receive_count)},
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:demo-events",
+            }
+            for record in records
+        ]
+        return self.functions[pair].invoke({"Records": messages})
+
+    # --- the scenario -------------------------------------------------------------------
+
+    def seed(self) -> None:
+        plans = self.plans
+        started = time.monotonic()
+        for plan in plans:
+            self.fresh_bucket(plan.source_bucket)
+            self.fresh_bucket(plan.backup_bucket)
+        # First, so that they are past the grace period when the reconcile looks.
+        for plan in plans:
+            self.put_many(plan.source_bucket, plan.unannounced_keys())
+        for plan in plans:
+            self.seed_pair(plan)
+        # The objects written without an event count as missing only once past the grace.
+        grace = min(plan.grace_seconds for plan in plans)
+        wait = grace + 1 - (time.monotonic() - started)
+        if wait > 0:
+            self.say(f"waiting {wait:.0f} s for the grace period before reconciling")
+            time.sleep(wait)
+        for plan in plans:
+            self.reconcile(plan.name)
+
+    def seed_pair(self, plan: PairPlan) -> None:
+        keys = scenario.object_keys(plan)
+        denied = {plan.source_prefix + key for key in plan.denied}
+        # A throttled burst: consecutive keys, as when a bulk upload meets SlowDown.
+        burst = set(keys[len(keys) // 2 : len(keys) // 2 + plan.throttled])
+        self.faults.denied |= denied
+        self.faults.throttled |= burst
+        records = self.put_many(plan.source_bucket, keys)
+        self.deliver(plan.name, records)
+        line = f"{plan.name}: {len(keys):,} objects"
+        if burst:
+            # Half of the burst succeeds when SQS hands it back; the rest stays failed.
+            retried = [r for r in records if _key(r) in burst][: len(burst) // 2]
+            self.faults.throttled -= {_key(r) for r in retried}
+            again = self.redeliver_through_sqs(plan.name, retried, receive_count=2)
+            line += (
+                f", {len(burst)} throttled (SlowDown), {again.get('copied', 0)} of them "
+                "copied on SQS's redelivery"
+            )
+        if denied:
+            line += f", {len(denied)} denied (AccessDenied)"
+        if plan.unannounced:
+            line += f", {plan.unannounced} written without an event"
+        if plan.deleted:
+            self.delete_some(plan, keys[: plan.deleted])
+            line += f", {plan.deleted} deleted (mirrored)"
+        if plan.late_and_out_of_order:
+            self.late_and_out_of_order(plan)
+            line += ", a late event and an out-of-order pair"
+        stored = (
+            CopyEvent.objects.filter(pair__name=plan.name)
+            .values_list("status")
+            .annotate(n=Count("id"))
+            .order_by("status")
+        )
+        self.say(f"{line}; events stored: " + ", ".join(f"{n:,} {s}" for s, n in stored))
+
+    def delete_some(self, plan: PairPlan, keys: list[str]) -> None:
+        records = []
+        for key in keys:
+            self.s3.delete_object(Bucket=plan.source_bucket, Key=key)
+            record = scenario.s3_record(
+                plan.source_bucket,
+                key,
+                etag="",
+                size=0,
+                sequencer=self.sequencer(),
+                event_time=datetime.now(UTC),
+                event_name="ObjectRemoved:Delete",
+            )
+            del record["s3"]["object"]["eTag"], record["s3"]["object"]["size"]
+            records.append(record)
+        self.deliver(plan.name, records)
+
+    def late_and_out_of_order(self, plan: PairPlan) -> None:
+        late_key = f"{plan.source_prefix}2026/late/delivered-25-minutes-late.jpg"
+        record = self.put(
+            plan.source_bucket, late_key, event_time=datetime.now(UTC) - scenario.LATE_BY
+        )
+        self.deliver(plan.name, [record])
+        # Two writes of one key whose events arrive newest first: the older one must lose.
+        key = f"{plan.source_prefix}2026/edited/cover.jpg"
+        first = self.put(plan.source_bucket, key, version=1)
+        second = self.put(plan.source_bucket, key, version=2)
+        self.deliver(plan.name, [second])
+        self.deliver(plan.name, [first])
+
+    def reconcile(self, pair_name: str) -> ReconcileRun | None:
+        pair = BucketPair.objects.get(name=pair_name)
+        run, created = reconcile.request_run(pair, trigger=ReconcileRun.Trigger.MANUAL)
+        if not created:
+            return None
+        reconcile.reconcile_inline(run.pk)
+        run.refresh_from_db()
+        if run.status == ReconcileRun.Status.SUCCEEDED:
+            self.say(
+                f"{pair_name}: reconcile #{run.pk}: {run.source_objects:,} in the source, "
+                f"{run.missing} missing, {run.extra} extra, {run.in_flight} in flight"
+            )
+        else:
+            self.say(f"{pair_name}: reconcile #{run.pk} failed: {run.error}")
+        return run
+
+    # --- the running demo ---------------------------------------------------------------
+
+    def trickle(self, step: scenario.TrickleStep) -> None:
+        plan = next(p for p in self.plans if p.name == step.pair)
+        if step.fail:
+            self.faults.throttled.add(step.key)
+        self.deliver(plan.name, [self.put(plan.source_bucket, step.key)])
+
+
+def _key(record: dict) -> str:
+    # Records built by scenario.s3_record carry the key form-encoded, as S3 does.
+    return urllib.parse.unquote_plus(record["s3"]["object"]["key"])
+
+
+KEY_NAME = "demo-lambda"
+
+
+def reset_database(plans=scenario.PAIRS) -> tuple[IngestKey, str]:
+    """Start the demo's rows afresh: its pairs (with their events and runs) and ingest key.
+
+    Other pairs and users are left alone. Returns the new ingest key and the demo user's
+    new password (a fresh one each run, printed by the command).
+    """
+    from django.contrib.auth import get_user_model
+
+    BucketPair.objects.filter(name__in=[p.name for p in plans]).delete()
+    IngestKey.objects.filter(name=KEY_NAME).delete()
+    for plan in plans:
+        pair = BucketPair(
+            name=plan.name,
+            source_bucket=plan.source_bucket,
+            source_prefix=plan.source_prefix,
+            backup_bucket=plan.backup_bucket,
+            mirror_deletes=plan.mirror_deletes,
+            grace_seconds=plan.grace_seconds,
+            reconcile_every_minutes=None,
+        )
+        pair.full_clean()
+        pair.save()
+    key = IngestKey.objects.create(name=KEY_NAME)
+    users = get_user_model()
+    user = users.objects.filter(username=scenario.DEMO_USER).first() or users(
+        username=scenario.DEMO_USER, email="demo@localhost"
+    )
+    password = secrets.token_urlsafe(9)
+    user.is_staff = user.is_superuser = True
+    user.set_password(password)
+    user.save()
+    return key, password

@@ -1,0 +1,197 @@
+"""The demo (`make demo`) and the one local S3 that every process of a local setup shares."""
+
+import threading
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import boto3
+import pytest
+from django.core.management import call_command
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.s3.models import s3_backends
+
+from replication import lambda_function
+from replication import s3 as s3_clients
+from replication.demo import scenario, seed
+from replication.models import BucketPair, CopyEvent, ObjectState, ReconcileRun
+
+# --- the scenario (pure) ----------------------------------------------------------------------
+
+
+def test_demo_records_decode_to_the_key_as_s3_names_it():
+    key = "originals/albums/été/holiday 00001+edit.jpg"
+    record = scenario.s3_record(
+        "demo-photos-src",
+        key,
+        etag='"abc"',
+        size=3,
+        sequencer="00AA",
+        event_time=datetime(2026, 11, 28, 12, tzinfo=UTC),
+    )
+    (event,) = lambda_function.parse_event({"Records": [record]}).records
+    assert (event.key, event.etag, event.event_time) == (key, "abc", "2026-11-28T12:00:00.000Z")
+
+
+def test_sequencers_grow_and_keep_one_width():
+    sequencer = scenario.Sequencers(start=0xFF)
+    first, second = sequencer(), sequencer()
+    assert first < second
+    assert len(first) == len(second) == 20
+
+
+def test_the_three_demo_pairs_hold_a_few_thousand_objects_with_distinct_keys():
+    keys = [key for plan in scenario.PAIRS for key in scenario.object_keys(plan)]
+    assert len(scenario.PAIRS) == 3
+    assert 2000 <= len(keys) < 5000
+    assert len(set(keys)) == len(keys)
+
+
+def test_an_objects_body_depends_only_on_its_key_and_version():
+    assert scenario.body_for("a") == scenario.body_for("a")
+    assert scenario.body_for("a") != scenario.body_for("a", version=2)
+
+
+# --- one local S3 -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def local_s3(settings, monkeypatch):
+    """A local S3 server on a free port, as `make run` starts it, and the settings using it.
+
+    In a test the server shares this process's moto backend: it is emptied before and after.
+    """
+    backend = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
+    backend.reset()
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    server = s3_clients.make_local_s3_server(0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    settings.EMBEDDED_S3 = True
+    settings.EMBEDDED_S3_PORT = server.server_port
+    monkeypatch.setattr(s3_clients, "_embedded_endpoint", None)
+    s3_clients.reset_clients()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+    backend.reset()
+
+
+def test_a_process_uses_the_local_s3_already_running_on_the_known_port(local_s3, caplog):
+    s3_clients.client().create_bucket(Bucket="shared-bucket")
+    other_process = boto3.client(
+        "s3",
+        endpoint_url=local_s3,
+        aws_access_key_id=s3_clients.LOCAL_ACCESS_KEY_ID,
+        aws_secret_access_key=s3_clients.LOCAL_SECRET_ACCESS_KEY,
+        region_name="us-east-1",
+    )
+    assert [b["Name"] for b in other_process.list_buckets()["Buckets"]] == ["shared-bucket"]
+    assert "started an empty one" not in caplog.text
+
+
+def test_a_process_that_finds_no_local_s3_starts_one_on_the_port_and_says_so(
+    settings, monkeypatch, caplog
+):
+    probe = s3_clients.make_local_s3_server(0)
+    port = probe.server_port
+    probe.server_close()
+    settings.EMBEDDED_S3, settings.EMBEDDED_S3_PORT = True, port
+    monkeypatch.setattr(s3_clients, "_embedded_endpoint", None)
+
+    assert s3_clients.endpoint_url() == f"http://127.0.0.1:{port}"
+    assert s3_clients.is_listening(port)
+    assert f"No local S3 was running at http://127.0.0.1:{port}" in caplog.text
+
+
+def test_aws_endpoint_url_alone_needs_no_credentials_outside_production(local_s3, settings):
+    settings.EMBEDDED_S3 = False
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("AWS_ENDPOINT_URL", local_s3)
+        env.delenv("AWS_ACCESS_KEY_ID", raising=False)
+        env.delenv("AWS_SECRET_ACCESS_KEY", raising=False)
+        env.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+        env.setenv("AWS_CONFIG_FILE", "/nonexistent")
+        s3_clients.reset_clients()
+        assert s3_clients.client().list_buckets()["Buckets"] == []
+
+
+def test_describe_names_the_s3_a_process_talks_to(settings, monkeypatch):
+    settings.EMBEDDED_S3, settings.EMBEDDED_S3_PORT = True, 5055
+    assert s3_clients.describe() == "the local S3 (moto) at http://127.0.0.1:5055"
+    settings.EMBEDDED_S3 = False
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://minio:9000")
+    assert (
+        s3_clients.describe() == "the S3-compatible server at http://minio:9000 (AWS_ENDPOINT_URL)"
+    )
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    monkeypatch.setenv("AWS_PROFILE", "backups")
+    assert s3_clients.describe() == "AWS S3 (profile backups, default region us-east-1)"
+
+
+def test_create_buckets_creates_them_in_the_local_s3_and_says_where(local_s3, capsys):
+    call_command("create_buckets", "my-source", "my-backup")
+    call_command("create_buckets", "my-source")
+
+    captured = capsys.readouterr()
+    assert captured.out.splitlines() == [
+        "Created s3://my-source",
+        "Created s3://my-backup",
+        "Already there: s3://my-source",
+    ]
+    assert f"S3: the local S3 (moto) at {local_s3}" in captured.err
+    names = {b["Name"] for b in s3_clients.client().list_buckets()["Buckets"]}
+    assert names == {"my-backup", "my-source"}
+
+
+# --- seeding through the real handler and ingest API ---------------------------------------
+
+SMALL = scenario.PairPlan(
+    name="demo-small",
+    source_bucket="demo-small-src",
+    backup_bucket="demo-small-bak",
+    objects=12,
+    grace_seconds=0,
+    denied=("secret.txt",),
+    throttled=4,
+    unannounced=2,
+    late_and_out_of_order=True,
+)
+
+
+def test_seeding_reports_copies_failures_and_finds_the_unannounced_objects_missing(
+    transactional_db, live_server, local_s3
+):
+    key, password = seed.reset_database([SMALL])
+    lines = []
+    demo = seed.Demo(f"{live_server.url}/api/v1/events", key, say=lines.append, plans=[SMALL])
+
+    demo.seed()
+
+    pair = BucketPair.objects.get(name="demo-small")
+    failed = dict(
+        CopyEvent.objects.filter(pair=pair, status="failed").values_list("key", "error_code")
+    )
+    assert failed["secret.txt"] == "AccessDenied"
+    assert sorted(failed.values()).count("SlowDown") == 4
+    # Half of the burst was copied when SQS redelivered it: those failures are resolved.
+    assert ObjectState.objects.filter(pair=pair, status="failed").count() == 1 + 2
+    cover = ObjectState.objects.get(pair=pair, key="2026/edited/cover.jpg")
+    assert cover.status == "copied"  # the older event, arriving last, did not win
+    late = CopyEvent.objects.get(pair=pair, key="2026/late/delivered-25-minutes-late.jpg")
+    assert late.lag >= scenario.LATE_BY
+    run = ReconcileRun.objects.get(pair=pair)
+    assert run.status == "succeeded"
+    assert run.missing == 2 + 1 + 2  # unannounced, denied, throttled and never retried
+    assert password
+
+
+def test_running_the_seed_again_starts_the_demo_pairs_afresh(
+    transactional_db, live_server, local_s3
+):
+    plan = replace(SMALL, throttled=0, denied=(), unannounced=0, late_and_out_of_order=False)
+    for _ in range(2):
+        key, _ = seed.reset_database([plan])
+        seed.Demo(f"{live_server.url}/api/v1/events", key, say=print, plans=[plan]).seed()
+
+    assert CopyEvent.objects.filter(pair__name="demo-small").count() == 12
+    assert ReconcileRun.objects.get(pair__name="demo-small").missing == 0
