@@ -53,3 +53,35 @@ def event_payload(**fields) -> dict:
     }
     values.update(fields)
     return values
+
+
+def record_events(pair: BucketPair, *events: dict) -> None:
+    """Store copy results for ``pair`` through the real ingest path (events and state).
+
+    Each dict overrides ``event_payload``'s fields; datetimes may be given as such.
+    """
+    import json
+    from datetime import datetime
+
+    from django.utils import timezone
+
+    from replication.ingest.schema import parse_batch
+    from replication.ingest.store import store_batch
+
+    def as_json(value):
+        return value.isoformat() if isinstance(value, datetime) else value
+
+    payloads = [
+        {
+            **event_payload(
+                source_bucket=pair.source_bucket,
+                destination_bucket=pair.backup_bucket,
+                key=pair.source_prefix + f"img/{next(_event_seq)}.jpg",
+            ),
+            **{name: as_json(value) for name, value in fields.items()},
+        }
+        for fields in events
+    ]
+    body = json.dumps({"events": payloads}).encode()
+    result = store_batch(parse_batch(body, max_events=10_000), timezone.now())
+    assert not result.rejected, result.rejected

@@ -11,8 +11,9 @@ from datetime import UTC, datetime
 
 from django.db import connection
 
-from replication.dashboard.stats import (
+from replication.dashboard.windows import (
     COPIED,
+    DELETED,
     FAILED,
     SPARKLINE_WINDOW,
     Bucket,
@@ -27,7 +28,7 @@ SELECT pair_id,
        count(*) FILTER (WHERE status = %(copied)s) AS copies,
        count(*) FILTER (WHERE status = %(failed)s) AS failures,
        percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY extract(epoch FROM lag))
-           FILTER (WHERE status = %(copied)s) AS lag
+           FILTER (WHERE status IN (%(copied)s, %(deleted)s)) AS lag
 FROM {table}
 WHERE pair_id = ANY(%(pairs)s) AND finished_at >= %(start)s AND finished_at <= %(now)s
 GROUP BY 1, 2
@@ -60,6 +61,7 @@ def _postgres_series(
         "size": window.bucket_seconds,
         "copied": COPIED,
         "failed": FAILED,
+        "deleted": DELETED,
         "pairs": list(pair_ids),
         "start": start,
         "now": now,
