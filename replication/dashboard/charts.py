@@ -24,9 +24,7 @@ def _fmt(number: float) -> str:
     return f"{number:.1f}".rstrip("0").rstrip(".")
 
 
-def polylines(
-    values: Sequence[float | None], width: float, height: float, top: float
-) -> list[str]:
+def polylines(values: Sequence[float | None], width: float, height: float, top: float) -> list[str]:
     """SVG ``points`` strings, one per run of consecutive known values (gaps stay gaps).
 
     A run of a single value becomes a short flat segment so it is still visible.
