@@ -117,8 +117,8 @@ def _gridlines(top: float, height: float) -> list[tuple[float, float]]:
 
 def line_chart(
     series: dict[str, Sequence[float | None]],
-    width: int = 640,
-    height: int = 160,
+    width: int = 1200,
+    height: int = 150,
     reference: float | None = None,
 ) -> Chart:
     """Several series over the same buckets, sharing one y axis rounded up to a nice value.
@@ -143,8 +143,8 @@ def bar_chart(
     copies: Sequence[int],
     failures: Sequence[int],
     labels: Sequence[str],
-    width: int = 640,
-    height: int = 120,
+    width: int = 1200,
+    height: int = 100,
 ) -> Chart:
     """Copies and failures per bucket, stacked (failures on top, so they stand out)."""
     totals = [c + f for c, f in zip(copies, failures, strict=True)]
