@@ -213,14 +213,17 @@ def test_pair_page_links_to_the_active_run_instead_of_the_buttons(client, operat
 def dead_broker():
     """Tasks really go to a broker, and that broker is a port nobody listens on."""
     old = {key: app.conf[key] for key in ("task_always_eager", "broker_url", "task_publish_retry")}
+    # Fresh connection and producer pools for the dead URL; the suite's own come back after.
+    pools = (app._pool, app.amqp._producer_pool)
+    app._pool = app.amqp._producer_pool = None
     app.conf.update(
         task_always_eager=False, broker_url="redis://127.0.0.1:9/0", task_publish_retry=False
     )
-    app.pool.force_close_all()
-    app._pool = None
     yield
+    if app._pool is not None:
+        app._pool.force_close_all()
     app.conf.update(old)
-    app._pool = None
+    app._pool, app.amqp._producer_pool = pools
 
 
 def test_reconcile_with_the_broker_down_says_the_queue_is_unavailable(
