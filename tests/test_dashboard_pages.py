@@ -107,7 +107,7 @@ def test_overview_runs_a_bounded_number_of_queries(client, viewer, django_assert
         finished_run(pair, status="failed", verdict="", error="boom") if n % 2 else finished_run(
             pair
         )
-    with django_assert_max_num_queries(12):
+    with django_assert_max_num_queries(15):
         assert client.get("/").status_code == 200
 
 
@@ -168,7 +168,7 @@ def test_pair_page_runs_a_bounded_number_of_queries(
     for _ in range(3):
         finished_run(pair)
     for window in ("1h", "24h", "7d", "30d"):
-        with django_assert_max_num_queries(16):
+        with django_assert_max_num_queries(19):
             assert client.get(f"/pairs/photos/?window={window}").status_code == 200
 
 
