@@ -1,7 +1,6 @@
 from django.contrib import admin
 from django.http import HttpResponse
-from django.urls import path
-from django.views.generic import RedirectView
+from django.urls import include, path
 
 from replication.ingest.views import post_events
 
@@ -15,6 +14,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("api/v1/events", post_events, name="ingest-events"),
-    # Until the dashboard pages exist, the admin is where pairs are seen and managed.
-    path("", RedirectView.as_view(pattern_name="admin:index"), name="home"),
+    path("", include("replication.dashboard.urls")),
 ]

@@ -51,8 +51,8 @@ def test_the_timeline_partial_shows_each_change_with_its_utc_time():
         "dashboard/_health_timeline.html", {"health_changes": recent_changes(pair)}
     )
     assert html.index("reason 2") < html.index("reason 1")
-    assert '<time datetime="2026-11-28T03:02:00+00:00" title="2026-11-28 03:02:00 UTC">' in html
-    assert 'state-ok">ok</span> &rarr; <strong class="state state-critical">critical' in html
+    assert '<time datetime="2026-11-28T03:02:00Z" title="2026-11-28 03:02:00 UTC"' in html
+    assert 'state-ok">OK</span> &rarr; <span class="badge state-critical">CRITICAL' in html
     assert "first seen" in html
 
 

@@ -4,7 +4,7 @@ def test_healthz_answers_without_login(client):
     assert response.content == b"ok"
 
 
-def test_home_leads_to_the_admin_until_the_dashboard_exists(client):
+def test_home_is_the_dashboard_behind_a_login(client):
     response = client.get("/")
     assert response.status_code == 302
-    assert response["Location"] == "/admin/"
+    assert response["Location"] == "/admin/login/?next=/"

@@ -1,0 +1,212 @@
+"""Server time of the dashboard's overview and of a pair page, on a big PostgreSQL database.
+
+    .venv/bin/python bench/bench_dashboard.py [--pairs 50] [--events 2000000] [--days 30]
+                                              [--requests 40] [--keep]
+
+What it does:
+1. recreates a PostgreSQL database of its own (default ``bench_dashboard`` on 127.0.0.1,
+   user postgres) and migrates it (``--keep`` reuses a database filled by an earlier run);
+2. registers ``--pairs`` pairs and generates ``--events`` copy events spread evenly over the
+   last ``--days`` days and over the pairs, inside PostgreSQL (INSERT ... SELECT from
+   generate_series: no rows travel through Python), with lags of a few seconds and 0.5%
+   failures; one object state per event's key; a reconcile run per pair per day, the last
+   one out of sync on a few pairs; then ANALYZE;
+3. logs a superuser in with Django's test Client (in this process: server time, no network)
+   and times ``/`` and ``/pairs/<name>/?window=7d``, after two warm-up requests each;
+4. prints p50/p95 in milliseconds and the number of SQL queries of each page.
+
+Not a test: filling takes a few minutes and the figures are from a shared machine.
+"""
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def psql(sql: str, host: str, user: str) -> None:
+    subprocess.run(
+        ["psql", "-h", host, "-U", user, "-d", "postgres", "-qc", sql],
+        check=True,
+        capture_output=True,
+    )
+
+
+EVENTS_SQL = """
+INSERT INTO replication_copyevent (
+    pair_id, key, version_id, event_name, event_time, sequencer, sequencer_order, attempt,
+    size, etag, status, error_code, error_message, finished_at, started_at, lag, request_id,
+    received_at)
+SELECT p.id,
+       'data/' || g || '.bin', '', 'ObjectCreated:Put',
+       e.finished_at - e.lag, lpad(to_hex(g), 18, '0'),
+       upper(rpad(lpad(to_hex(g), 18, '0'), 32, '0')),
+       1, 1024 + mod(g, 100000), '"' || md5(g::text) || '"',
+       CASE WHEN mod(g, 200) = 0 THEN 'failed' ELSE 'copied' END,
+       CASE WHEN mod(g, 200) = 0 THEN 'AccessDenied' ELSE '' END,
+       CASE WHEN mod(g, 200) = 0 THEN 'Access Denied' ELSE '' END,
+       e.finished_at, e.finished_at - e.lag / 2, e.lag, 'req-' || g, e.finished_at
+FROM generate_series(1, %(events)s) AS g
+JOIN LATERAL (
+    SELECT now() - make_interval(secs => %(span)s * (g::double precision / %(events)s))
+               AS finished_at,
+           make_interval(secs => 0.2 + mod(g, 97) * 0.08
+                                 + CASE WHEN mod(g, 1000) = 0 THEN 600 ELSE 0 END) AS lag
+) AS e ON true
+JOIN (SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM replication_bucketpair) AS p
+  ON p.n = mod(g, %(pairs)s)
+"""
+
+STATES_SQL = """
+INSERT INTO replication_objectstate (
+    pair_id, key, version_id, event_name, event_time, sequencer, sequencer_order, attempt,
+    size, etag, status, error_code, error_message, finished_at, updated_at, finding,
+    finding_at, source_modified_at, lacking_since, finding_run_id)
+SELECT pair_id, key, version_id, event_name, event_time, sequencer, sequencer_order, attempt,
+       size, etag, status, error_code, error_message, finished_at, received_at, '',
+       NULL, NULL, NULL, NULL
+FROM replication_copyevent
+"""
+
+RUNS_SQL = """
+INSERT INTO replication_reconcilerun (
+    pair_id, trigger, repair, status, verdict, celery_task_id, created_at, started_at,
+    finished_at, heartbeat_at, error, objects_scanned, source_objects, destination_objects,
+    source_bytes, destination_bytes, in_sync, missing, extra, mismatched, unverified,
+    in_flight, checksum_settled, repaired, repair_failed, discrepancies_stored, ranges_total,
+    ranges_done, range_boundaries, requested_by_id)
+SELECT p.id, 'scheduled', false, 'succeeded',
+       CASE WHEN d = 0 AND mod(p.id, 10) = 0 THEN 'out_of_sync' ELSE 'in_sync' END, '',
+       now() - make_interval(days => d), now() - make_interval(days => d),
+       now() - make_interval(days => d) + interval '40 seconds', now() - make_interval(days => d),
+       '', 80000, 40000, 40000, 0, 0, 40000,
+       CASE WHEN d = 0 AND mod(p.id, 10) = 0 THEN 12 ELSE 0 END, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1,
+       '[]', NULL
+FROM replication_bucketpair AS p, generate_series(0, %(days)s - 1) AS d
+"""
+
+
+def fill(pairs: int, events: int, days: int) -> None:
+    from django.db import connection
+
+    from replication.models import BucketPair
+
+    started = time.perf_counter()
+    BucketPair.objects.bulk_create(
+        BucketPair(
+            name=f"pair-{i:02d}",
+            source_bucket=f"source-{i:02d}",
+            backup_bucket=f"backup-{i:02d}",
+            reconcile_every_minutes=1440,
+        )
+        for i in range(pairs)
+    )
+    params = {"events": events, "pairs": pairs, "span": days * 86_400, "days": days}
+    with connection.cursor() as cursor:
+        for label, sql in (("events", EVENTS_SQL), ("states", STATES_SQL), ("runs", RUNS_SQL)):
+            step = time.perf_counter()
+            cursor.execute(sql, params)
+            print(f"  {label}: {cursor.rowcount:,} rows in {time.perf_counter() - step:.0f} s")
+        cursor.execute("ANALYZE")
+    print(f"filled in {time.perf_counter() - started:.0f} s")
+
+
+def measure(client, url: str, requests: int) -> dict[str, float]:
+    """p50/p95 of the whole request and of its SQL, in ms, and the queries per request."""
+    from django.db import connection
+
+    sql_ms: list[float] = []
+
+    def timed(execute, sql, params, many, context):
+        start = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            sql_ms.append((time.perf_counter() - start) * 1000)
+
+    for _ in range(2):
+        assert client.get(url).status_code == 200, url
+    totals, sqls, queries = [], [], 0
+    with connection.execute_wrapper(timed):
+        for _ in range(requests):
+            sql_ms.clear()
+            start = time.perf_counter()
+            response = client.get(url)
+            totals.append((time.perf_counter() - start) * 1000)
+            assert response.status_code == 200
+            sqls.append(sum(sql_ms))
+            queries = len(sql_ms)
+
+    def p95(values):
+        return statistics.quantiles(values, n=20, method="inclusive")[18]
+
+    return {
+        "p50": statistics.median(totals),
+        "p95": p95(totals),
+        "sql_p50": statistics.median(sqls),
+        "sql_p95": p95(sqls),
+        "queries": queries,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--pairs", type=int, default=50)
+    parser.add_argument("--events", type=int, default=2_000_000)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--requests", type=int, default=40)
+    parser.add_argument("--database", default="bench_dashboard")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--user", default="postgres")
+    parser.add_argument("--keep", action="store_true", help="reuse a database already filled")
+    args = parser.parse_args()
+
+    url = f"postgres://{args.user}@{args.host}:5432/{args.database}"
+    os.environ.update(
+        {"DATABASE_URL": url, "DEBUG": "false", "ALLOWED_HOSTS": "testserver", "LOG_LEVEL": "ERROR"}
+    )
+    os.environ.pop("REDIS_URL", None)
+    # Connections are kept between requests, as a deployment does (DATABASE_CONN_MAX_AGE).
+    os.environ.setdefault("DATABASE_CONN_MAX_AGE", "60")
+    if not args.keep:
+        psql(f'DROP DATABASE IF EXISTS "{args.database}"', args.host, args.user)
+        psql(f'CREATE DATABASE "{args.database}"', args.host, args.user)
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
+            cwd=ROOT,
+            env=os.environ,
+            check=True,
+        )
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backupsite.settings")
+    import django
+
+    django.setup()
+    from django.contrib.auth.models import User
+    from django.test import Client
+
+    if not args.keep:
+        print(f"filling: {args.pairs} pairs, {args.events:,} events over {args.days} days")
+        fill(args.pairs, args.events, args.days)
+    user, _ = User.objects.get_or_create(
+        username="bench", defaults={"is_staff": True, "is_superuser": True}
+    )
+    client = Client()
+    client.force_login(user)
+    print(f"{args.requests} requests each (after 2 warm-up), server time in ms:")
+    pair = f"pair-{min(7, args.pairs - 1):02d}"
+    for label, page in (("/", "/"), ("pair, 7 d", f"/pairs/{pair}/?window=7d")):
+        m = measure(client, page, args.requests)
+        print(
+            f"  {label:<10} p50 {m['p50']:6.1f}  p95 {m['p95']:6.1f}   of which SQL: "
+            f"p50 {m['sql_p50']:6.1f}  p95 {m['sql_p95']:6.1f}  ({m['queries']} queries)"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,18 @@
+from django.urls import path
+
+from replication.dashboard import views
+
+app_name = "dashboard"
+
+urlpatterns = [
+    path("", views.overview, name="overview"),
+    path("pairs/<slug:name>/", views.pair_detail, name="pair"),
+    path("pairs/<slug:name>/reconcile/", views.pair_reconcile, name="pair-reconcile"),
+    path("runs/<int:run_id>/", views.run_detail, name="run"),
+    path("runs/<int:run_id>/progress/", views.run_progress, name="run-progress"),
+    path(
+        "runs/<int:run_id>/discrepancies.csv",
+        views.run_discrepancies_csv,
+        name="run-discrepancies-csv",
+    ),
+]

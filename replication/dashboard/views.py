@@ -1,0 +1,262 @@
+"""The dashboard's pages. Thin: queries live in facts.py and series.py, rules in health.py,
+geometry in charts.py; a view picks what a page needs and renders it."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required, permission_required
+from django.core.paginator import Paginator
+from django.db.models import Count
+from django.http import StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+
+from replication.alerts.history import recent_changes
+from replication.dashboard import charts, facts, series
+from replication.dashboard.export import csv_lines
+from replication.dashboard.windows import SPARKLINE_WINDOW, WINDOWS, window_named
+from replication.models import BucketPair, CopyEvent, Discrepancy, ObjectState, ReconcileRun
+from replication.tasks import start_reconcile
+
+FAILURES_PER_PAGE = 25
+DISCREPANCIES_PER_PAGE = 50
+RECENT_EVENTS = 20
+RECENT_RUNS = 10
+# Progress is polled this often while a run is queued or running.
+POLL_SECONDS = 2
+
+
+@login_required
+@require_GET
+def overview(request):
+    now = timezone.now()
+    rows = facts.pair_health(now=now)
+    ids = [row.pair.pk for row in rows]
+    day = series.sparklines(ids, now)
+    lags = facts.lag_percentiles(ids, since=now - facts.LAG_WINDOW)
+    runs = {r.id: r for r in ReconcileRun.objects.filter(id__in=_last_run_ids(rows))}
+    active = dict(
+        ReconcileRun.objects.filter(pair_id__in=ids, status__in=ReconcileRun.ACTIVE).values_list(
+            "pair_id", "id"
+        )
+    )
+    table = []
+    for row in rows:
+        buckets = day.get(row.pair.pk, [])
+        table.append(
+            {
+                "pair": row.pair,
+                "health": row.health,
+                "facts": row.facts,
+                "copies": sum(b.copies for b in buckets),
+                "failures": sum(b.failures for b in buckets),
+                "lag": lags.get(row.pair.pk),
+                "spark": charts.sparkline([b.p95 for b in buckets]),
+                "last_run": runs.get(row.facts.last_run.id) if row.facts.last_run else None,
+                "active_run_id": active.get(row.pair.pk),
+                "behind": _behind(row.facts, now),
+            }
+        )
+    totals = {
+        "pairs": len(table),
+        "by_state": {},
+        "copies": sum(r["copies"] for r in table),
+        "failures": sum(r["failures"] for r in table),
+        "open_failures": sum(r["facts"].open_failures for r in table),
+        "lacking": sum(r["facts"].lacking for r in table),
+    }
+    for r in table:
+        state = r["health"].state.value
+        totals["by_state"][state] = totals["by_state"].get(state, 0) + 1
+    return render(
+        request,
+        "dashboard/overview.html",
+        {"rows": table, "totals": totals, "now": now, "spark_window": SPARKLINE_WINDOW},
+    )
+
+
+def _last_run_ids(rows) -> set[int]:
+    return {row.facts.last_run.id for row in rows if row.facts.last_run is not None}
+
+
+def _behind(pair_facts, now):
+    """The age of the oldest object the backup lacks: an open failure or a reconcile finding."""
+    oldest = [
+        t for t in (pair_facts.oldest_open_failure_at, pair_facts.lacking_since) if t is not None
+    ]
+    return now - min(oldest) if oldest else None
+
+
+@login_required
+@require_GET
+def pair_detail(request, name):
+    pair = get_object_or_404(BucketPair, name=name)
+    now = timezone.now()
+    window = window_named(request.GET.get("window"))
+    row = facts.pair_health(BucketPair.objects.filter(pk=pair.pk), now=now)[0]
+    buckets = series.series_by_pair([pair.pk], window, now)[pair.pk]
+    labels = [f"{b.start:%Y-%m-%d %H:%M} UTC" for b in buckets]
+    lag_chart = charts.line_chart(
+        {
+            "p50": [b.p50 for b in buckets],
+            "p95": [b.p95 for b in buckets],
+            "p99": [b.p99 for b in buckets],
+        },
+        reference=pair.lag_objective_seconds,
+    )
+    throughput = charts.bar_chart(
+        [b.copies for b in buckets], [b.failures for b in buckets], labels
+    )
+    window_lag = facts.lag_percentiles([pair.pk], since=window.start(now)).get(pair.pk)
+
+    query = request.GET.get("q", "").strip()[:1024]
+    failures = ObjectState.objects.open_failures().filter(pair=pair).order_by("-finished_at", "id")
+    if query:
+        failures = failures.filter(key__icontains=query)
+    failures_page = Paginator(failures, FAILURES_PER_PAGE).get_page(request.GET.get("page"))
+
+    runs = list(pair.reconcile_runs.select_related("requested_by")[:RECENT_RUNS])
+    active_run = next((r for r in runs if r.is_active), None)
+    context = {
+        "pair": pair,
+        "health": row.health,
+        "facts": row.facts,
+        "behind": _behind(row.facts, now),
+        "window": window,
+        "windows": WINDOWS.values(),
+        "lag_chart": lag_chart,
+        "throughput": throughput,
+        "window_lag": window_lag,
+        "window_copies": sum(b.copies for b in buckets),
+        "window_failures": sum(b.failures for b in buckets),
+        "first_label": labels[0] if labels else "",
+        "query": query,
+        "failures_page": failures_page,
+        "events": CopyEvent.objects.filter(pair=pair)[:RECENT_EVENTS],
+        "runs": runs,
+        "active_run": active_run,
+        "health_changes": recent_changes(pair),
+        "can_reconcile": request.user.has_perm("replication.reconcile_bucketpair"),
+    }
+    return render(request, "dashboard/pair.html", context)
+
+
+@login_required
+@require_POST
+@permission_required("replication.reconcile_bucketpair", raise_exception=True)
+def pair_reconcile(request, name):
+    pair = get_object_or_404(BucketPair, name=name)
+    repair = request.POST.get("repair") == "1"
+    run, created = start_reconcile(
+        pair, trigger=ReconcileRun.Trigger.MANUAL, requested_by=request.user, repair=repair
+    )
+    if not created:
+        messages.info(
+            request, f"A reconcile of {pair.name} is already {run.status}: this is that run."
+        )
+    elif run.status == ReconcileRun.Status.FAILED:
+        # start_reconcile saved the run as failed with the broker's error: nothing stays queued.
+        messages.error(
+            request,
+            "The queue is unavailable: the run could not be queued and was marked failed. "
+            "Check that Redis and a Celery worker are running, then try again.",
+        )
+    else:
+        kind = "reconcile and repair" if repair else "reconcile"
+        messages.success(request, f"The {kind} of {pair.name} is {run.status}.")
+    return redirect("dashboard:run", run_id=run.pk)
+
+
+def _run_or_404(run_id):
+    return get_object_or_404(ReconcileRun.objects.select_related("pair", "requested_by"), pk=run_id)
+
+
+def _expected_objects(run: ReconcileRun) -> int | None:
+    """Objects the previous successful run listed: the scale of a live progress bar."""
+    if not run.is_active or run.ranges_total > 1:
+        return None
+    previous = (
+        ReconcileRun.objects.filter(pair_id=run.pair_id, status=ReconcileRun.Status.SUCCEEDED)
+        .order_by("-created_at", "-id")
+        .values_list("source_objects", "destination_objects")
+        .first()
+    )
+    return sum(previous) if previous else None
+
+
+@login_required
+@require_GET
+def run_detail(request, run_id):
+    run = _run_or_404(run_id)
+    kinds = Discrepancy.Kind
+    kind = request.GET.get("kind", "")
+    if kind not in kinds.values:
+        kind = ""
+    query = request.GET.get("q", "").strip()[:1024]
+    rows = run.discrepancies.all()
+    if kind:
+        rows = rows.filter(kind=kind)
+    if query:
+        rows = rows.filter(key__icontains=query)
+    page = Paginator(rows.order_by("id"), DISCREPANCIES_PER_PAGE).get_page(request.GET.get("page"))
+    outcomes = {
+        row["repair_outcome"]: row["n"]
+        for row in run.discrepancies.exclude(repair_outcome="")
+        .values("repair_outcome")
+        .annotate(n=Count("id"))
+        .order_by()
+    }
+    context = {
+        "run": run,
+        "expected": _expected_objects(run),
+        "poll_seconds": POLL_SECONDS,
+        "kinds": [(value, label, getattr(run, value)) for value, label in kinds.choices],
+        "kind": kind,
+        "query": query,
+        "page": page,
+        "outcomes": [
+            (label, outcomes[value])
+            for value, label in Discrepancy.Repair.choices
+            if value in outcomes
+        ],
+    }
+    return render(request, "dashboard/run.html", context)
+
+
+@login_required
+@require_GET
+def run_progress(request, run_id):
+    """The run's summary alone, polled by htmx while the run is active. Once it has ended,
+    a page that was watching it reloads whole, to show the discrepancies too."""
+    run = _run_or_404(run_id)
+    if not run.is_active and request.GET.get("watching"):
+        response = render(request, "dashboard/_run_summary.html", {"run": run})
+        response["HX-Refresh"] = "true"
+        return response
+    context = {"run": run, "expected": _expected_objects(run), "poll_seconds": POLL_SECONDS}
+    return render(request, "dashboard/_run_summary.html", context)
+
+
+@login_required
+@require_GET
+def run_discrepancies_csv(request, run_id):
+    run = get_object_or_404(ReconcileRun, pk=run_id)
+    rows = (
+        run.discrepancies.order_by("id")
+        .values_list(
+            "key",
+            "kind",
+            "source_size",
+            "source_etag",
+            "source_last_modified",
+            "backup_size",
+            "backup_etag",
+            "backup_last_modified",
+            "repair_outcome",
+            "repair_error",
+        )
+        .iterator(chunk_size=2000)
+    )
+    response = StreamingHttpResponse(csv_lines(rows), content_type="text/csv; charset=utf-8")
+    filename = f"{run.pair_id}-run-{run.pk}-discrepancies.csv"
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
