@@ -67,7 +67,8 @@ def test_objects_found_missing_count_as_lacking_until_a_copy_arrives():
     pair = make_pair()
     run = finished_run(pair, verdict="out_of_sync", missing=2)
     found_at = timezone.now() - timedelta(minutes=5)
-    for key in ("a.jpg", "b.jpg"):
+    written_at = {"a.jpg": found_at - timedelta(days=2), "b.jpg": found_at - timedelta(days=3)}
+    for key, modified in written_at.items():
         ObjectState.objects.create(
             pair=pair,
             key=key,
@@ -75,10 +76,13 @@ def test_objects_found_missing_count_as_lacking_until_a_copy_arrives():
             finding_run=run,
             finding_at=found_at,
             lacking_since=found_at,
+            source_modified_at=modified,
         )
     record_events(pair, {"key": "b.jpg", "event_time": timezone.now()})
     entry = health_of(pair)
     assert (entry.facts.lacking, entry.facts.lacking_since) == (1, found_at)
+    # How far behind: the age of the oldest object still lacking, not when it was found.
+    assert entry.facts.oldest_lacking_modified_at == written_at["a.jpg"]
     assert entry.health.state == State.CRITICAL
 
 

@@ -62,7 +62,7 @@ def pair_facts(pairs: Iterable[BucketPair], now: datetime) -> dict[int, PairFact
         for row in ObjectState.objects.lacking()
         .filter(pair_id__in=ids)
         .values("pair_id")
-        .annotate(n=Count("id"), since=Min("lacking_since"))
+        .annotate(n=Count("id"), since=Min("lacking_since"), oldest=Min("source_modified_at"))
         .order_by()
     }
     lags = lag_percentiles(ids, since=now - LAG_WINDOW)
@@ -79,10 +79,12 @@ def pair_facts(pairs: Iterable[BucketPair], now: datetime) -> dict[int, PairFact
             mirror_deletes=p.mirror_deletes,
             has_events=p.has_events,
             lag_p95=lags[p.pk][1] if p.pk in lags else None,
+            lag=lags.get(p.pk),
             open_failures=failures.get(p.pk, {}).get("n", 0),
             oldest_open_failure_at=failures.get(p.pk, {}).get("oldest"),
             lacking=lacking.get(p.pk, {}).get("n", 0),
             lacking_since=lacking.get(p.pk, {}).get("since"),
+            oldest_lacking_modified_at=lacking.get(p.pk, {}).get("oldest"),
             last_run=runs.get(p.last_run_id),
             last_verdict_run=runs.get(p.last_verdict_run_id),
         )

@@ -73,10 +73,12 @@ class PairFacts:
     mirror_deletes: bool = False
     has_events: bool = False
     lag_p95: timedelta | None = None  # over the last hour; None when nothing was copied
+    lag: tuple[timedelta, ...] | None = None  # p50, p95, p99 over the same hour, for pages
     open_failures: int = 0
     oldest_open_failure_at: datetime | None = None  # event time of the oldest
     lacking: int = 0  # found missing or mismatched by a reconcile, not copied since
-    lacking_since: datetime | None = None
+    lacking_since: datetime | None = None  # when a reconcile first found one lacking
+    oldest_lacking_modified_at: datetime | None = None  # the oldest lacking object's age
     last_run: RunFacts | None = None  # the latest finished run, succeeded or failed
     last_verdict_run: RunFacts | None = None  # the latest succeeded run
 

@@ -32,7 +32,6 @@ def overview(request):
     rows = facts.pair_health(now=now)
     ids = [row.pair.pk for row in rows]
     day = series.sparklines(ids, now)
-    lags = facts.lag_percentiles(ids, since=now - facts.LAG_WINDOW)
     runs = {r.id: r for r in ReconcileRun.objects.filter(id__in=_last_run_ids(rows))}
     active = dict(
         ReconcileRun.objects.filter(pair_id__in=ids, status__in=ReconcileRun.ACTIVE).values_list(
@@ -49,7 +48,7 @@ def overview(request):
                 "facts": row.facts,
                 "copies": sum(b.copies for b in buckets),
                 "failures": sum(b.failures for b in buckets),
-                "lag": lags.get(row.pair.pk),
+                "lag": row.facts.lag,
                 "spark": charts.sparkline([b.p95 for b in buckets]),
                 "last_run": runs.get(row.facts.last_run.id) if row.facts.last_run else None,
                 "active_run_id": active.get(row.pair.pk),
@@ -80,9 +79,8 @@ def _last_run_ids(rows) -> set[int]:
 
 def _behind(pair_facts, now):
     """The age of the oldest object the backup lacks: an open failure or a reconcile finding."""
-    oldest = [
-        t for t in (pair_facts.oldest_open_failure_at, pair_facts.lacking_since) if t is not None
-    ]
+    candidates = (pair_facts.oldest_open_failure_at, pair_facts.oldest_lacking_modified_at)
+    oldest = [t for t in candidates if t is not None]
     return now - min(oldest) if oldest else None
 
 
