@@ -177,7 +177,10 @@ class Discrepancy(models.Model):
         FAILED = "failed"
 
     run = models.ForeignKey(ReconcileRun, on_delete=models.CASCADE, related_name="discrepancies")
-    key = models.TextField(help_text="Without either side's prefix.")
+    # The source key as S3 names it, prefix included, like CopyEvent.key and ObjectState.key
+    # (for an extra, the key the source would have): one convention for every page, export
+    # and message. Reconcile compares keys without the prefixes and adds it back here.
+    key = models.TextField(help_text="The source key, prefix included.")
     kind = models.CharField(max_length=16, choices=Kind.choices)
     source_size = models.BigIntegerField(null=True, blank=True)
     source_etag = models.CharField(max_length=80, blank=True)
