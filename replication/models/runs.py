@@ -108,7 +108,8 @@ class ReconcileRun(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"reconcile #{self.pk} ({self.status})"
+        # The verdict once there is one: "succeeded" says nothing about the backup.
+        return f"reconcile #{self.pk} ({self.get_verdict_display() or self.status})"
 
     @property
     def is_active(self) -> bool:
