@@ -54,7 +54,9 @@ def make_run(pair_name: str, problems: list[str]):
 
     from replication.models import BucketPair, ObjectState, ReconcileRun
 
-    pair = BucketPair.objects.create(name=pair_name, source_bucket="bench-src", backup_bucket="bench-bak")
+    pair = BucketPair.objects.create(
+        name=pair_name, source_bucket="bench-src", backup_bucket="bench-bak"
+    )
     now = timezone.now()
     ObjectState.objects.bulk_create(
         ObjectState(
