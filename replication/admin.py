@@ -1,11 +1,13 @@
 from django.conf import settings
 from django.contrib import admin, messages
 from django.template.response import TemplateResponse
+from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
 from replication import access, deployment, s3
 from replication.alerts.admin import AlertChannelPairInline
 from replication.models import BucketPair, Discrepancy, IngestKey, ObjectState, ReconcileRun
+from replication.reconcile.wording import outcome
 from replication.tasks import start_reconcile
 
 _LEVEL = {
@@ -13,6 +15,14 @@ _LEVEL = {
     access.Level.WARNING: messages.WARNING,
     access.Level.ERROR: messages.ERROR,
 }
+
+
+def run_url(run: ReconcileRun) -> str:
+    """The run's page: the dashboard's when it exists, else the run's admin page."""
+    try:
+        return reverse("dashboard:run", args=[run.pk])
+    except NoReverseMatch:
+        return reverse("admin:replication_reconcilerun_change", args=[run.pk])
 
 
 def report_url() -> str:
@@ -91,20 +101,18 @@ class BucketPairAdmin(admin.ModelAdmin):
             run, created = start_reconcile(
                 pair, trigger=ReconcileRun.Trigger.MANUAL, requested_by=request.user, repair=repair
             )
+            text = outcome(run)
+            if not created:
+                text = f"Run #{run.pk} of {pair.name} is already {run.status}"
             if run.status == ReconcileRun.Status.FAILED:
-                self.message_user(
-                    request, f"Pair {pair.name}: run #{run.pk} failed: {run.error}", messages.ERROR
-                )
+                level = messages.ERROR
             elif created:
-                self.message_user(
-                    request, f"Pair {pair.name}: run #{run.pk} is {run.status}.", messages.SUCCESS
-                )
+                level = messages.SUCCESS
             else:
-                self.message_user(
-                    request,
-                    f"Pair {pair.name}: run #{run.pk} is already {run.status}.",
-                    messages.INFO,
-                )
+                level = messages.INFO
+            self.message_user(
+                request, format_html('{} (<a href="{}">see the run</a>)', text, run_url(run)), level
+            )
 
     @admin.display(description="Lambda environment")
     def lambda_environment(self, pair):
@@ -216,6 +224,7 @@ class ReconcileRunAdmin(ReadOnlyAdmin):
         "id",
         "pair",
         "status",
+        "verdict",
         "trigger",
         "repair",
         "created_at",
@@ -227,7 +236,7 @@ class ReconcileRunAdmin(ReadOnlyAdmin):
         "in_flight",
         "repaired",
     ]
-    list_filter = ["status", "trigger", "repair", "pair"]
+    list_filter = ["status", "verdict", "trigger", "repair", "pair"]
     list_select_related = ["pair"]
     search_fields = ["pair__name", "error"]
     date_hierarchy = "created_at"
@@ -244,7 +253,11 @@ class ObjectStateAdmin(ReadOnlyAdmin):
         "event_time",
         "finished_at",
         "error_code",
+        "finding",
+        "finding_run",
+        "finding_at",
+        "lacking_since",
     ]
-    list_filter = ["status", "pair"]
+    list_filter = ["status", "finding", "pair"]
     list_select_related = ["pair"]
     search_fields = ["key", "error_code"]

@@ -188,8 +188,14 @@ class TestReconcileFromTheAdmin:
         run = ReconcileRun.objects.get(pair=pair)
         assert run.status == ReconcileRun.Status.SUCCEEDED
         assert run.source_objects == 1
-        assert f"Pair photos: run #{run.pk} is succeeded." in messages_of(response)
-        page = admin_client.get(reverse("admin:replication_reconcilerun_change", args=[run.pk]))
+        run_page = reverse("admin:replication_reconcilerun_change", args=[run.pk])
+        # The verdict, not "is succeeded"; the dashboard's run page replaces the admin's link
+        # once it exists.
+        [message] = messages_of(response)
+        assert message.startswith(f"Run #{run.pk} of photos finished: {run.get_verdict_display()}")
+        assert f'<a href="{run_page}">see the run</a>' in message
+        assert "succeeded" not in message
+        page = admin_client.get(run_page)
         assert page.status_code == 200
 
     def test_staff_without_the_permission_cannot_start_a_run(self, client, pair, django_user_model):

@@ -112,9 +112,11 @@ def reconcile_now(pair, **options) -> ReconcileRun:
 
 
 def found(run: ReconcileRun) -> dict[str, set[str]]:
+    """Each kind's keys, relative to the source prefix (rows store the full source key)."""
     kinds: dict[str, set[str]] = {}
     for d in run.discrepancies.all():
-        kinds.setdefault(d.kind, set()).add(d.key)
+        assert d.key.startswith(SRC_PREFIX)
+        kinds.setdefault(d.kind, set()).add(d.key.removeprefix(SRC_PREFIX))
     return kinds
 
 

@@ -31,6 +31,7 @@ JSON_KEYS = [
     "in_flight",
     "repaired",
     "duration_s",
+    "verdict",
 ]
 
 
@@ -80,6 +81,7 @@ def test_json_prints_exactly_the_contract_fields_and_exits_zero_when_out_of_sync
         "in_flight": 1,
         "repaired": 0,
         "duration_s": run.duration_s,
+        "verdict": "out_of_sync",
     }
     assert isinstance(summary["duration_s"], float)
     assert out.count("\n") == 1
@@ -87,7 +89,9 @@ def test_json_prints_exactly_the_contract_fields_and_exits_zero_when_out_of_sync
 
 def test_repair_copies_what_is_missing_and_reports_it(site, capsys):
     assert manage("reconcile", "site", "--repair", "--json") == 0
-    assert json.loads(capsys.readouterr().out)["repaired"] == 2
+    repaired = json.loads(capsys.readouterr().out)
+    # Both missing objects copied; the extra is allowed (the pair keeps what the source lost).
+    assert (repaired["missing"], repaired["repaired"], repaired["verdict"]) == (2, 2, "in_sync")
 
     assert manage("reconcile", "site", "--json") == 0
     after = json.loads(capsys.readouterr().out)
@@ -98,7 +102,11 @@ def test_plain_output_is_a_readable_summary(site, capsys):
     assert manage("reconcile", "site") == 0
     out = capsys.readouterr().out
     run = ReconcileRun.objects.get()
-    assert out.startswith(f"reconcile #{run.pk} of site: finished in ")
+    # The verdict first, then the counts that explain it.
+    assert out.startswith(
+        f"Run #{run.pk} of site finished: out of sync, 2 missing, 1 extra, 1 in flight\n"
+        "  finished in "
+    )
     assert "source 4 objects, 40 B; backup 2 objects, 30 B" in out
     assert "in sync 1, missing 2, extra 1, mismatched 0, unverified 0, in flight 1" in out
 
@@ -132,9 +140,9 @@ def test_missing_bucket_exits_non_zero_with_one_line_and_saves_the_failed_run(si
 
     captured = capsys.readouterr()
     run = ReconcileRun.objects.get()
-    assert json.loads(captured.out)["status"] == "failed"
+    assert captured.out == ""
     assert captured.err == (
-        f"CommandError: reconcile #{run.pk} of site failed: "
+        f"CommandError: Run #{run.pk} of site failed: "
         "backup bucket 'cmd-bak' does not exist (S3: AWS S3 (the default AWS credentials, "
         "default region us-east-1))\n"
     )
@@ -149,8 +157,10 @@ def test_unreachable_endpoint_exits_non_zero_with_one_line(site, settings, monke
 
     assert manage("reconcile", "site") == 1
 
-    err = capsys.readouterr().err
-    assert err.startswith("CommandError: reconcile #")
+    captured = capsys.readouterr()
+    err = captured.err
+    assert captured.out == ""
+    assert err.startswith("CommandError: Run #")
     assert "cannot reach the S3 endpoint for source bucket 'cmd-src'" in err
     assert err.count("\n") == 1
 
@@ -191,3 +201,33 @@ def test_progress_bar_stays_silent_on_a_pipe():
     bar.advance(5)
     bar.close()
     assert pipe.getvalue() == ""
+
+
+def test_denied_access_exits_non_zero_with_one_line(site, monkeypatch, capsys):
+    from botocore.exceptions import ClientError
+
+    from replication import s3 as s3_clients
+
+    real_client = s3_clients.client
+
+    def denying_client(*args, **kwargs):
+        client = real_client(*args, **kwargs)
+
+        def deny(**_):
+            error = {"Error": {"Code": "AccessDenied", "Message": "denied"}}
+            error["ResponseMetadata"] = {"HTTPStatusCode": 403, "HTTPHeaders": {}}
+            raise ClientError(error, "ListObjectsV2")
+
+        client.meta.events.register("before-call.s3.ListObjectsV2", deny)
+        return client
+
+    monkeypatch.setattr(s3_clients, "client", denying_client)
+
+    assert manage("reconcile", "site", "--json") == 1
+
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1
+    assert captured.err.startswith("CommandError: Run #")
+    assert "access denied to source bucket 'cmd-src'" in captured.err
+    assert "Traceback" not in captured.err

@@ -55,9 +55,11 @@ def reconcile_now(pair, **options) -> ReconcileRun:
 
 
 def found(run: ReconcileRun) -> dict[str, set[str]]:
+    """Each kind's keys, relative to the source prefix (rows store the full source key)."""
     kinds: dict[str, set[str]] = {}
     for d in run.discrepancies.all():
-        kinds.setdefault(d.kind, set()).add(d.key)
+        assert d.key.startswith(run.pair.source_prefix)
+        kinds.setdefault(d.kind, set()).add(d.key[len(run.pair.source_prefix) :])
     return kinds
 
 
@@ -125,7 +127,8 @@ def test_discrepancy_rows_keep_both_sides_of_a_mismatch(s3, docs):
         put_source(s3, "k", b"longer")
         put_backup(s3, "k", b"short")
     row = reconcile_now(docs).discrepancies.get()
-    assert (row.kind, row.key) == ("mismatched", "k")
+    # The source key as S3 names it, prefix included: the one convention for people.
+    assert (row.kind, row.key) == ("mismatched", SRC_PREFIX + "k")
     assert (row.source_size, row.backup_size) == (6, 5)
     assert row.source_etag and row.backup_etag and row.source_etag != row.backup_etag
     assert row.source_last_modified and row.backup_last_modified
@@ -214,7 +217,7 @@ def test_repair_copies_missing_and_changed_objects_then_rerun_finds_nothing(s3, 
     after = reconcile_now(docs)
 
     assert repaired.repaired == 2
-    rows = {d.key: d for d in repaired.discrepancies.all()}
+    rows = {d.key.removeprefix(SRC_PREFIX): d for d in repaired.discrepancies.all()}
     assert (rows["missing"].repaired, rows["missing"].repair_outcome) == (True, "copied")
     assert (rows["changed"].repaired, rows["changed"].repair_outcome) == (True, "copied")
     # The pair keeps what its source lost.

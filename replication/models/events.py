@@ -144,7 +144,9 @@ class ObjectState(CopyResult):
     - ingest upserts the event columns (those of ``CopyResult``) with a conditional
       ON CONFLICT DO UPDATE, so whatever order results arrive in, the newest by sequencer wins;
     - reconcile and repair write the ``finding`` columns, in bulk, for the objects they
-      found lacking, repaired, or found in sync while an older problem was open.
+      found lacking, repaired, or found in sync while an older problem was open
+      (replication/reconcile/findings.py); a finding never replaces one with a later
+      ``finding_at`` (a redelivered range of an older run changes nothing).
 
     A row may hold only a finding (an object written without an event, found missing), in
     which case its event columns are empty. Which side is current is a matter of time: a

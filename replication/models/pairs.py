@@ -121,6 +121,16 @@ class BucketPair(models.Model):
                     }
                 )
 
+    def backup_key(self, source_key: str) -> str:
+        """Where the backup keeps the object that the source names ``source_key``."""
+        return self.backup_prefix + self.relative_source_key(source_key)
+
+    def relative_source_key(self, source_key: str) -> str:
+        """``source_key`` without the source prefix: how reconcile compares the two sides."""
+        if not source_key.startswith(self.source_prefix):
+            raise ValueError(f"{source_key!r} is not under the prefix {self.source_prefix!r}")
+        return source_key[len(self.source_prefix) :]
+
     @property
     def source_location(self) -> str:
         return f"{self.source_bucket}/{self.source_prefix}"

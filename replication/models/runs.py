@@ -108,7 +108,8 @@ class ReconcileRun(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"reconcile #{self.pk} ({self.status})"
+        # The verdict once there is one: "succeeded" says nothing about the backup.
+        return f"reconcile #{self.pk} ({self.get_verdict_display() or self.status})"
 
     @property
     def is_active(self) -> bool:
@@ -177,7 +178,10 @@ class Discrepancy(models.Model):
         FAILED = "failed"
 
     run = models.ForeignKey(ReconcileRun, on_delete=models.CASCADE, related_name="discrepancies")
-    key = models.TextField(help_text="Without either side's prefix.")
+    # The source key as S3 names it, prefix included, like CopyEvent.key and ObjectState.key
+    # (for an extra, the key the source would have): one convention for every page, export
+    # and message. Reconcile compares keys without the prefixes and adds it back here.
+    key = models.TextField(help_text="The source key, prefix included.")
     kind = models.CharField(max_length=16, choices=Kind.choices)
     source_size = models.BigIntegerField(null=True, blank=True)
     source_etag = models.CharField(max_length=80, blank=True)

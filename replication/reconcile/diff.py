@@ -25,6 +25,9 @@ MISMATCHED = "mismatched"  # in both, and provably different
 UNVERIFIED = "unverified"  # in both, same size, no reliable way to compare contents
 IN_FLIGHT = "in_flight"  # would be missing or different, but the source is still young
 KINDS = (MISSING, EXTRA, MISMATCHED, UNVERIFIED, IN_FLIGHT)
+# Not a difference: yielded only when asked (``diff(..., in_sync=True)``), for callers that
+# record what a run established about objects found in sync.
+IN_SYNC = "in_sync"
 
 
 class Entry(NamedTuple):
@@ -122,8 +125,10 @@ def diff(
     *,
     in_flight_after: datetime,
     tally: Tally | None = None,
+    in_sync: bool = False,
 ) -> Iterator[Difference]:
-    """Yield every difference between two listings sorted by key, counting all into ``tally``.
+    """Yield every difference between two listings sorted by key, counting all into ``tally``;
+    with ``in_sync``, objects found in sync too (kind IN_SYNC), all in key order.
 
     Source objects modified after ``in_flight_after`` (now minus the pair's grace period)
     that are missing or differ are IN_FLIGHT: the copy may simply not have happened yet.
@@ -166,6 +171,8 @@ def diff(
             kind = compare(s, b)
             if kind is None:
                 tally.in_sync += 1
+                if in_sync:
+                    yield Difference(IN_SYNC, s.key, s, b)
             else:
                 if s.last_modified > in_flight_after:
                     kind = IN_FLIGHT

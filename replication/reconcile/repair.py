@@ -52,9 +52,9 @@ def _copy(s3, pair: BucketPair, row: Discrepancy) -> None:
     outcome = copy_object(
         s3,
         pair.source_bucket,
-        pair.source_prefix + row.key,
+        row.key,  # the source key, prefix included (see Discrepancy.key)
         pair.backup_bucket,
-        pair.backup_prefix + row.key,
+        pair.backup_key(row.key),
         # The listing's ETag: if the source changed since, the copy is skipped, not made.
         expected_etag=row.source_etag or None,
     )
@@ -66,9 +66,9 @@ def _delete_extra(s3, pair: BucketPair, row: Discrepancy) -> None:
     outcome = mirror_delete(
         s3,
         pair.source_bucket,
-        pair.source_prefix + row.key,
+        row.key,
         pair.backup_bucket,
-        pair.backup_prefix + row.key,
+        pair.backup_key(row.key),
     )
     _record(row, outcome, done=Repair.DELETED)
 

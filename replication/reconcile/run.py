@@ -21,7 +21,8 @@ from django.utils import timezone
 
 from replication import s3 as s3_clients
 from replication.models import BucketPair, Discrepancy, ReconcileRange, ReconcileRun
-from replication.reconcile.diff import Difference, Entry, ListingOrderError, Tally, diff
+from replication.reconcile.diff import IN_SYNC, Difference, Entry, ListingOrderError, Tally, diff
+from replication.reconcile.findings import FindingWriter
 from replication.reconcile.listing import ListingError, ParallelListing, Side, probe_keys
 from replication.reconcile.ranges import BoundarySampler, KeyRange, first_run_cuts, split
 from replication.reconcile.repair import repair, repairable_kinds
@@ -232,7 +233,7 @@ def run_range(run_id: int, index: int, *, on_progress: ProgressCallback | None =
     key_range = ReconcileRange.objects.select_related("run__pair").get(run_id=run_id, index=index)
     run = key_range.run
     try:
-        tally, boundaries, repaired, repair_failed = _reconcile(run, key_range, on_progress)
+        tally, boundaries, repaired = _reconcile(run, key_range, on_progress)
     except RunAbandoned:
         _set_range(key_range, RangeStatus.FAILED)
         return
@@ -245,7 +246,7 @@ def run_range(run_id: int, index: int, *, on_progress: ProgressCallback | None =
         _set_range(key_range, RangeStatus.FAILED)
         fail_run(run_id, f"unexpected error: {type(exc).__name__}: {exc}")
         return
-    counts = tally.as_dict() | {"repaired": repaired, "repair_failed": repair_failed}
+    counts = tally.as_dict() | {"repaired": 0, "repair_failed": 0} | repaired
     with transaction.atomic():
         ReconcileRange.objects.filter(id=key_range.id).update(
             status=RangeStatus.SUCCEEDED, counts=counts, boundaries=boundaries
@@ -259,7 +260,7 @@ def _set_range(key_range: ReconcileRange, status: str) -> None:
 
 def _reconcile(
     run: ReconcileRun, key_range: ReconcileRange, on_progress: ProgressCallback | None
-) -> tuple[Tally, list[str], int, int]:
+) -> tuple[Tally, list[str], dict[str, int]]:
     pair = run.pair
     s3 = s3_clients.client(pair.region)
     source = Side("source", pair.source_bucket, pair.source_prefix)
@@ -268,6 +269,7 @@ def _reconcile(
     heartbeat = Heartbeat(run.id, on_progress)
     sampler = BoundarySampler(settings.RECONCILE_RANGE_SIZE)
     writer = DiscrepancyWriter(run, keep_for_repair=run.repair)
+    findings = FindingWriter(run, bounds)
     tally = Tally()
     in_flight_after = timezone.now() - pair.grace_period
 
@@ -276,7 +278,11 @@ def _reconcile(
         source_entries = _ticking(_sampled(listing.source, sampler), heartbeat, tally)
         backup_entries = _ticking(listing.backup, heartbeat, tally)
         differences = diff(
-            source_entries, backup_entries, in_flight_after=in_flight_after, tally=tally
+            source_entries,
+            backup_entries,
+            in_flight_after=in_flight_after,
+            tally=tally,
+            in_sync=True,
         )
         for difference in second_opinion(
             differences,
@@ -286,14 +292,17 @@ def _reconcile(
             backup=backup,
             threads=settings.RECONCILE_CHECKSUM_THREADS,
         ):
-            writer.add(difference)
+            findings.see(difference)
+            if difference.kind != IN_SYNC:
+                writer.add(difference)
     writer.flush()
+    findings.flush()
     heartbeat.beat(tally.scanned, force=True)
 
-    repaired = repair_failed = 0
+    repaired: dict[str, int] = {}
     if run.repair:
-        repaired, repair_failed = _repair(s3, pair, writer.kept, heartbeat, tally)
-    return tally, sampler.boundaries, repaired, repair_failed
+        repaired = _repair(s3, pair, writer.kept, heartbeat, tally, findings)
+    return tally, sampler.boundaries, repaired
 
 
 def _sampled(entries: Iterator[Entry], sampler: BoundarySampler) -> Iterator[Entry]:
@@ -309,7 +318,10 @@ def _ticking(entries: Iterator[Entry], heartbeat: "Heartbeat", tally: Tally) -> 
         yield entry
 
 
-def _repair(s3, pair, rows: list[Discrepancy], heartbeat: "Heartbeat", tally: Tally):
+def _repair(
+    s3, pair, rows: list[Discrepancy], heartbeat: "Heartbeat", tally: Tally, findings
+) -> dict[str, int]:
+    """Repair the kept rows; the counts of what it fixed, by kind, and of what failed."""
     wanted_kinds = repairable_kinds(pair)
     wanted = [row for row in rows if row.kind in wanted_kinds]
     repair(
@@ -322,8 +334,17 @@ def _repair(s3, pair, rows: list[Discrepancy], heartbeat: "Heartbeat", tally: Ta
     Discrepancy.objects.bulk_update(
         wanted, ["repaired", "repair_outcome", "repair_error"], batch_size=_FLUSH_ROWS
     )
-    repaired = sum(1 for row in wanted if row.repaired)
-    return repaired, sum(1 for row in wanted if row.repair_outcome == Discrepancy.Repair.FAILED)
+    counts = {"repaired": 0, "repair_failed": 0}
+    for row in wanted:
+        if row.repaired:
+            counts["repaired"] += 1
+            counts[f"repaired_{row.kind}"] = counts.get(f"repaired_{row.kind}", 0) + 1
+            if row.repair_outcome == Discrepancy.Repair.COPIED:
+                findings.repaired(pair.relative_source_key(row.key), row.source_last_modified)
+        elif row.repair_outcome == Discrepancy.Repair.FAILED:
+            counts["repair_failed"] += 1
+    findings.flush()
+    return counts
 
 
 class Heartbeat:
@@ -378,7 +399,8 @@ class DiscrepancyWriter:
         self.pending.append(
             Discrepancy(
                 run=self.run,
-                key=difference.key,
+                # The source key as S3 names it, the one convention for people (see Discrepancy).
+                key=self.run.pair.source_prefix + difference.key,
                 kind=difference.kind,
                 source_size=source.size if source else None,
                 source_etag=source.etag if source else "",
@@ -434,20 +456,24 @@ def finish_run(run_id: int) -> ReconcileRun | None:
             return run
         tally = Tally()
         boundaries: list[str] = []
+        fixed = {kind: 0 for kind in ("missing", "mismatched", "extra")}
         for r in ranges:
             tally.add(Tally.from_dict(r.counts))
             run.repaired += r.counts.get("repaired", 0)
             run.repair_failed += r.counts.get("repair_failed", 0)
+            for kind in fixed:
+                fixed[kind] += r.counts.get(f"repaired_{kind}", 0)
             boundaries.extend(r.boundaries)
         for name, value in tally.as_dict().items():
             setattr(run, name, value)
         run.objects_scanned = tally.scanned
         run.range_boundaries = boundaries
         run.status = Status.SUCCEEDED
+        # The raw counts stay as found; the verdict is about the backup as the repair left it.
         run.verdict = verdict(
-            missing=run.missing,
-            mismatched=run.mismatched,
-            extra=run.extra,
+            missing=run.missing - fixed["missing"],
+            mismatched=run.mismatched - fixed["mismatched"],
+            extra=run.extra - fixed["extra"],
             unverified=run.unverified,
             mirror_deletes=run.pair.mirror_deletes,
         )

@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 from replication import s3
 from replication.models import BucketPair, ReconcileRun
 from replication.reconcile import run as reconcile
+from replication.reconcile.wording import one_line, outcome
 
 
 class ProgressBar:
@@ -95,14 +96,14 @@ class Command(BaseCommand):
             bar.close()
         run.refresh_from_db()
 
+        if run.status != ReconcileRun.Status.SUCCEEDED:
+            # Exactly one line, on stderr, whatever the output format (a DESIGN.md contract).
+            # Failures name the S3 they talked to: the usual cause is the wrong one.
+            raise CommandError(one_line(f"{outcome(run)} (S3: {s3.describe()})"))
         if options["json"]:
             self.stdout.write(json.dumps(summary(run)))
         else:
             self.stdout.write(describe(run))
-        if run.status != ReconcileRun.Status.SUCCEEDED:
-            raise CommandError(
-                f"reconcile #{run.pk} of {pair.name} failed: {run.error} (S3: {s3.describe()})"
-            )
 
 
 def summary(run: ReconcileRun) -> dict:
@@ -119,14 +120,15 @@ def summary(run: ReconcileRun) -> dict:
         "in_flight": run.in_flight,
         "repaired": run.repaired,
         "duration_s": run.duration_s,
+        "verdict": run.verdict or None,
     }
 
 
 def describe(run: ReconcileRun) -> str:
-    if run.status != ReconcileRun.Status.SUCCEEDED:
-        return f"reconcile #{run.pk} of {run.pair.name}: {run.status}"
+    """The verdict first, then the figures; keys are shown as the source names them."""
     lines = [
-        f"reconcile #{run.pk} of {run.pair.name}: finished in {run.duration_s:.1f} s",
+        outcome(run),
+        f"  finished in {run.duration_s:.1f} s",
         f"  source {run.source_objects:,} objects, {_size(run.source_bytes)}; "
         f"backup {run.destination_objects:,} objects, {_size(run.destination_bytes)}",
         f"  in sync {run.in_sync:,}, missing {run.missing:,}, extra {run.extra:,}, "
@@ -140,9 +142,7 @@ def describe(run: ReconcileRun) -> str:
     if run.repair:
         failed = f", {run.repair_failed:,} failed" if run.repair_failed else ""
         lines.append(f"  repaired {run.repaired:,}{failed}")
-    if run.differences == 0:
-        lines.append("  the backup is in sync")
-    elif run.discrepancies_stored < run.differences:
+    if run.discrepancies_stored < run.differences:
         lines.append(f"  {run.discrepancies_stored:,} of the differing keys are listed on the run")
     return "\n".join(lines)
 

@@ -1,0 +1,201 @@
+"""What a reconcile establishes about each object, written into its ObjectState. ORM edge.
+
+A run writes a finding for every object it found missing or mismatched, every object its
+repair copied, and every object it found in sync that had an open problem (an open failure,
+or a lacking finding): so a failure whose later success report was lost does not stay open
+forever. In-flight, unverified and extra objects get none.
+
+It works in the same streaming pass as the diff and keeps memory flat: findings go out in
+batched upserts, and the pair's problem keys in the range are read from the database in
+pages, in S3's key order, and merged with the listing as it goes by. A pair with no open
+problem costs one empty query per range.
+"""
+
+from collections.abc import Iterator
+from datetime import datetime
+
+from django.db import connection
+from django.db.models import F, Q
+from django.db.models.functions import Collate
+
+from replication.models import ObjectState, ReconcileRun
+from replication.models.events import LACKING_FINDINGS, CopyStatus, Finding
+from replication.reconcile.diff import IN_SYNC, MISMATCHED, MISSING, Difference
+from replication.reconcile.ranges import KeyRange
+
+_FLUSH_ROWS = 500
+_PAGE = 1000
+_UNREAD = object()
+
+# The finding a difference's kind establishes.
+_FINDING_OF_KIND = {MISSING: Finding.MISSING, MISMATCHED: Finding.MISMATCHED}
+
+
+def problems(pair_id: int) -> Q:
+    """ObjectState rows of a pair with an open problem: an open failure, or a lacking finding
+    that no newer event superseded (the two queryset methods of ObjectState, in one filter)."""
+    open_failure = Q(status=CopyStatus.FAILED) & (
+        Q(finding_at__isnull=True) | Q(finding_at__lt=F("event_time"))
+    )
+    lacking = Q(finding__in=LACKING_FINDINGS) & (
+        Q(event_time__isnull=True) | Q(event_time__lte=F("finding_at"))
+    )
+    return Q(pair_id=pair_id) & (open_failure | lacking)
+
+
+def _byte_ordered(field: str):
+    # S3 lists keys in UTF-8 byte order; PostgreSQL's default collation does not sort that
+    # way, its "C" collation does. SQLite compares text as bytes already.
+    return Collate(F(field), "C") if connection.vendor == "postgresql" else F(field)
+
+
+def problem_keys(pair_id: int, prefix: str, bounds: KeyRange) -> Iterator[str]:
+    """The keys (relative to ``prefix``) of the pair's open problems in ``bounds``, in S3's
+    key order, read a page at a time."""
+    rows = (
+        ObjectState.objects.filter(problems(pair_id), key__startswith=prefix)
+        .annotate(byte_key=_byte_ordered("key"))
+        .order_by("byte_key")
+    )
+    if bounds.end is not None:
+        rows = rows.filter(byte_key__lte=prefix + bounds.end)
+    after = None if bounds.start_after is None else prefix + bounds.start_after
+    while True:
+        page = rows if after is None else rows.filter(byte_key__gt=after)
+        keys = list(page.values_list("key", flat=True)[:_PAGE])
+        for key in keys:
+            yield key[len(prefix) :]
+        if len(keys) < _PAGE:
+            return
+        after = keys[-1]
+
+
+class FindingWriter:
+    """Collects one range's findings from the difference stream and upserts them in batches.
+
+    ``see`` takes every difference of the range, in key order, including those of kind
+    IN_SYNC (``diff(..., in_sync=True)``); ``repaired`` takes the keys a repair copied.
+    """
+
+    def __init__(self, run: ReconcileRun, bounds: KeyRange):
+        self.run = run
+        self.pair = run.pair
+        self.prefix = self.pair.source_prefix
+        # When the run began listing: every event before then, the listing could see.
+        self.at: datetime = run.started_at
+        self._problems = problem_keys(self.pair.id, self.prefix, bounds)
+        # Read on first need (a range with nothing in sync asks nothing); None when exhausted.
+        self._next_problem: object = _UNREAD
+        self.pending: list[dict] = []
+        self.written = 0
+
+    def see(self, difference: Difference) -> None:
+        finding = _FINDING_OF_KIND.get(difference.kind)
+        if finding is not None:
+            self._add(difference.key, finding, difference.source.last_modified)
+        elif difference.kind == IN_SYNC and self._is_problem(difference.key):
+            self._add(difference.key, Finding.IN_SYNC, difference.source.last_modified)
+
+    def repaired(self, key: str, source_modified_at: datetime | None) -> None:
+        self._add(key, Finding.REPAIRED, source_modified_at)
+
+    def _is_problem(self, key: str) -> bool:
+        if self._next_problem is _UNREAD:
+            self._next_problem = next(self._problems, None)
+        while self._next_problem is not None and self._next_problem < key:
+            self._next_problem = next(self._problems, None)
+        return self._next_problem == key
+
+    def _add(self, key: str, finding: str, source_modified_at: datetime | None) -> None:
+        lacking = finding in LACKING_FINDINGS
+        self.pending.append(
+            {
+                "key": self.prefix + key,
+                "finding": finding,
+                "source_modified_at": source_modified_at,
+                "lacking_since": self.at if lacking else None,
+            }
+        )
+        if len(self.pending) >= _FLUSH_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            upsert_findings(self.pair.id, self.run.id, self.at, self.pending)
+            self.written += len(self.pending)
+            self.pending = []
+
+
+# --- The upsert ------------------------------------------------------------------------------
+
+# A row that only a finding creates: the event columns empty (see ObjectState).
+_NO_EVENT = {
+    "version_id": "",
+    "event_name": "",
+    "event_time": None,
+    "sequencer": "",
+    "sequencer_order": None,
+    "attempt": 1,
+    "size": None,
+    "etag": "",
+    "status": "",
+    "error_code": "",
+    "error_message": "",
+    "finished_at": None,
+    "updated_at": None,
+}
+_FINDING_FIELDS = ["finding", "finding_run", "finding_at", "source_modified_at", "lacking_since"]
+
+
+def _upsert_clause() -> str:
+    q = connection.ops.quote_name
+    table = q(ObjectState._meta.db_table)
+    column = {name: q(ObjectState._meta.get_field(name).column) for name in _FINDING_FIELDS}
+    lacking = ", ".join(f"'{value}'" for value in LACKING_FINDINGS)
+    assignments = [f"{column[name]} = EXCLUDED.{column[name]}" for name in _FINDING_FIELDS[:-1]]
+    # Lacking since the first of consecutive runs that found it lacking: kept while the stored
+    # finding is lacking and no newer event came between; restarted otherwise.
+    still_lacking = (
+        f"EXCLUDED.{column['lacking_since']} IS NOT NULL "
+        f"AND {table}.{column['finding']} IN ({lacking}) "
+        f"AND {table}.{column['lacking_since']} IS NOT NULL "
+        f"AND ({table}.{q('event_time')} IS NULL "
+        f"OR {table}.{q('event_time')} <= {table}.{column['finding_at']})"
+    )
+    assignments.append(
+        f"{column['lacking_since']} = CASE WHEN {still_lacking} "
+        f"THEN {table}.{column['lacking_since']} ELSE EXCLUDED.{column['lacking_since']} END"
+    )
+    # An older run never overwrites a newer run's finding (a redelivered range, say).
+    newer = (
+        f"{table}.{column['finding_at']} IS NULL "
+        f"OR {table}.{column['finding_at']} <= EXCLUDED.{column['finding_at']}"
+    )
+    return (
+        f"ON CONFLICT ({q('pair_id')}, {q('key')}) DO UPDATE SET {', '.join(assignments)} "
+        f"WHERE {newer}"
+    )
+
+
+def upsert_findings(pair_id: int, run_id: int, at: datetime, findings: list[dict]) -> None:
+    """INSERT ... ON CONFLICT (pair, key) DO UPDATE of the finding columns only: the event
+    columns belong to ingest. ``findings`` holds key, finding, source_modified_at and
+    lacking_since; keys must be unique within the call."""
+    fields = [f for f in ObjectState._meta.concrete_fields if not f.primary_key]
+    rows = [
+        {**_NO_EVENT, **row, "pair_id": pair_id, "finding_run_id": run_id, "finding_at": at}
+        for row in findings
+    ]
+    quote = connection.ops.quote_name
+    into = f"{quote(ObjectState._meta.db_table)} ({', '.join(quote(f.column) for f in fields)})"
+    one_row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    batch_size = connection.ops.bulk_batch_size(fields, rows) or len(rows)
+    clause = _upsert_clause()
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start : start + batch_size]
+            params = [
+                f.get_db_prep_save(row[f.attname], connection) for row in chunk for f in fields
+            ]
+            values = ", ".join([one_row] * len(chunk))
+            cursor.execute(f"INSERT INTO {into} VALUES {values} {clause}", params)  # noqa: S608
