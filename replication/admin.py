@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.contrib import admin, messages
 from django.template.response import TemplateResponse
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 from django.utils.html import format_html
 
 from replication import access, deployment, s3
@@ -18,11 +18,8 @@ _LEVEL = {
 
 
 def run_url(run: ReconcileRun) -> str:
-    """The run's page: the dashboard's when it exists, else the run's admin page."""
-    try:
-        return reverse("dashboard:run", args=[run.pk])
-    except NoReverseMatch:
-        return reverse("admin:replication_reconcilerun_change", args=[run.pk])
+    """The run's page on the dashboard."""
+    return reverse("dashboard:run", args=[run.pk])
 
 
 def report_url() -> str:

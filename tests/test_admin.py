@@ -188,9 +188,8 @@ class TestReconcileFromTheAdmin:
         run = ReconcileRun.objects.get(pair=pair)
         assert run.status == ReconcileRun.Status.SUCCEEDED
         assert run.source_objects == 1
-        run_page = reverse("admin:replication_reconcilerun_change", args=[run.pk])
-        # The verdict, not "is succeeded"; the dashboard's run page replaces the admin's link
-        # once it exists.
+        run_page = reverse("dashboard:run", args=[run.pk])
+        # The verdict, not "is succeeded", and a link to the run's page.
         [message] = messages_of(response)
         assert message.startswith(f"Run #{run.pk} of photos finished: {run.get_verdict_display()}")
         assert f'<a href="{run_page}">see the run</a>' in message

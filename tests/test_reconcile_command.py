@@ -208,20 +208,21 @@ def test_denied_access_exits_non_zero_with_one_line(site, monkeypatch, capsys):
 
     from replication import s3 as s3_clients
 
-    real_client = s3_clients.client
+    def deny(**_):
+        error = {"Error": {"Code": "AccessDenied", "Message": "denied"}}
+        error["ResponseMetadata"] = {"HTTPStatusCode": 403, "HTTPHeaders": {}}
+        raise ClientError(error, "ListObjectsV2")
 
-    def denying_client(*args, **kwargs):
-        client = real_client(*args, **kwargs)
+    # Both the plain clients and the lean listing clients are refused.
+    for factory in ("client", "listing_client"):
+        real = getattr(s3_clients, factory)
 
-        def deny(**_):
-            error = {"Error": {"Code": "AccessDenied", "Message": "denied"}}
-            error["ResponseMetadata"] = {"HTTPStatusCode": 403, "HTTPHeaders": {}}
-            raise ClientError(error, "ListObjectsV2")
+        def denying(*args, _real=real, **kwargs):
+            client = _real(*args, **kwargs)
+            client.meta.events.register("before-call.s3.ListObjectsV2", deny)
+            return client
 
-        client.meta.events.register("before-call.s3.ListObjectsV2", deny)
-        return client
-
-    monkeypatch.setattr(s3_clients, "client", denying_client)
+        monkeypatch.setattr(s3_clients, factory, denying)
 
     assert manage("reconcile", "site", "--json") == 1
 
