@@ -13,7 +13,10 @@ from tests.factories import make_ingest_key, make_pair
 def _isolated_aws(monkeypatch, settings):
     """No test may reach AWS: fake credentials, no embedded server, fresh clients."""
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_CA_BUNDLE"):
-        monkeypatch.delenv(name, raising=False)
+        # Set, then delete: monkeypatch then also removes what the test itself sets (the
+        # demo seeder points the Lambda's client at its S3 through AWS_ENDPOINT_URL).
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
