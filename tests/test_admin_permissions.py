@@ -1,6 +1,6 @@
 """Staff who may only look cannot act: the admin's actions and audit records by permission."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.contrib.auth.models import Permission
@@ -44,7 +44,7 @@ def audit_rows(pair):
         "finished_at": when,
     }
     state = ObjectState.objects.create(**common, updated_at=timezone.now())
-    event = CopyEvent.objects.create(**common, lag="PT1S", received_at=timezone.now())
+    event = CopyEvent.objects.create(**common, lag=timedelta(seconds=1), received_at=timezone.now())
     return {
         "reconcilerun": run,
         "discrepancy": discrepancy,
