@@ -109,10 +109,14 @@ def test_envlist_splits_on_commas(monkeypatch):
     assert envlist("HOSTS", []) == ["a.example", "b.example"]
 
 
-def test_system_checks_warn_about_a_production_without_real_s3_or_a_broker(settings):
+def test_system_checks_refuse_a_production_without_a_broker_and_warn_about_fake_s3(settings):
+    from django.core.checks import ERROR
+
     from replication.checks import check_configuration
 
     settings.PRODUCTION, settings.EMBEDDED_S3, settings.REDIS_URL = True, True, ""
-    assert {w.id for w in check_configuration(None)} == {"replication.W001", "replication.W002"}
+    problems = {p.id: p.level for p in check_configuration(None)}
+    assert set(problems) == {"replication.W001", "replication.E002"}
+    assert problems["replication.E002"] >= ERROR
     settings.EMBEDDED_S3, settings.REDIS_URL = False, "redis://127.0.0.1:6379/0"
     assert check_configuration(None) == []

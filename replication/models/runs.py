@@ -128,6 +128,11 @@ class ReconcileRange(models.Model):
     start_after = models.TextField(null=True, blank=True)  # noqa: DJ001
     end = models.TextField(null=True, blank=True)  # noqa: DJ001
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    # Each claim of the range (a redelivery after its worker died claims it again) takes the
+    # next attempt; an older attempt that wakes up finds itself superseded and stops.
+    attempt = models.PositiveSmallIntegerField(default=0)
+    # The range's own heartbeat: the run's is kept fresh by its other ranges.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     counts = models.JSONField(default=dict, blank=True)
     boundaries = models.JSONField(default=list, blank=True)
 
@@ -161,6 +166,8 @@ class Discrepancy(models.Model):
 
     run = models.ForeignKey(ReconcileRun, on_delete=models.CASCADE, related_name="discrepancies")
     key = models.TextField(help_text="Without either side's prefix.")
+    # The range that found it: a range claimed again drops its dead attempt's rows.
+    range_index = models.PositiveIntegerField(null=True, blank=True)
     kind = models.CharField(max_length=16, choices=Kind.choices)
     source_size = models.BigIntegerField(null=True, blank=True)
     source_etag = models.CharField(max_length=80, blank=True)
