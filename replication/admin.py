@@ -133,7 +133,8 @@ class IngestKeyAdmin(admin.ModelAdmin):
     list_display = ["name", "key_id", "created_at", "last_used_at", "is_active"]
     list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
     search_fields = ["name", "key_id"]
-    fields = ["name", "key_id", "created_at", "last_used_at", "revoked_at"]
+    fields = ["name", "pairs", "key_id", "created_at", "last_used_at", "revoked_at"]
+    filter_horizontal = ["pairs"]
     readonly_fields = ["key_id", "created_at", "last_used_at", "revoked_at"]
     actions = ["revoke"]
 
