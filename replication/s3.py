@@ -13,6 +13,7 @@ import threading
 from datetime import UTC, datetime
 
 import boto3
+import botocore.session
 import botocore.utils
 from botocore.config import Config
 from django.conf import settings
@@ -46,10 +47,13 @@ def client(region: str | None = None):
     cache_key = (region, endpoint)
     with _lock:
         if cache_key not in _clients:
-            session = boto3.session.Session()
-            # boto3 keeps its botocore session as _session; the parser factory is its component.
-            parsers = session._session.get_component("response_parser_factory")
-            parsers.set_parser_defaults(timestamp_parser=parse_timestamp)
+            # A botocore session of our own, handed to boto3, so that the parser factory is
+            # reached through botocore's public API rather than boto3's private attributes.
+            core = botocore.session.get_session()
+            core.get_component("response_parser_factory").set_parser_defaults(
+                timestamp_parser=parse_timestamp
+            )
+            session = boto3.session.Session(botocore_session=core)
             _clients[cache_key] = session.client(
                 "s3", region_name=region, endpoint_url=endpoint, config=client_config()
             )

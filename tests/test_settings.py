@@ -75,6 +75,39 @@ def test_production_settings_pass_the_deploy_check():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+PRINT_HSTS = """
+import json, django
+django.setup()
+from django.conf import settings
+print(json.dumps([settings.SECURE_HSTS_SECONDS, settings.SECURE_HSTS_INCLUDE_SUBDOMAINS,
+                  settings.SECURE_HSTS_PRELOAD]))
+"""
+PRODUCTION_ENV = {
+    "BACKUPSITE_ENV": "production",
+    "SECRET_KEY": "k" * 20 + "-not-a-real-key-but-long-and-varied-1234567890",
+    "ALLOWED_HOSTS": "backups.example.com",
+    "REDIS_URL": "redis://127.0.0.1:6379/0",
+}
+
+
+def test_hsts_covers_subdomains_and_preload_only_when_asked():
+    result = run_python(PRINT_HSTS, PRODUCTION_ENV)
+    assert json.loads(result.stdout) == [31_536_000, False, False], result.stderr
+    opted_in = {
+        **PRODUCTION_ENV,
+        "SECURE_HSTS_INCLUDE_SUBDOMAINS": "true",
+        "SECURE_HSTS_PRELOAD": "true",
+    }
+    assert json.loads(run_python(PRINT_HSTS, opted_in).stdout) == [31_536_000, True, True]
+
+
+def test_production_without_a_broker_fails_the_system_check():
+    env = {k: v for k, v in PRODUCTION_ENV.items() if k != "REDIS_URL"}
+    result = run_python("", env, "manage.py", "check", "--deploy")
+    assert result.returncode != 0
+    assert "replication.E002" in result.stderr
+
+
 def test_production_refuses_to_start_without_a_secret_key():
     result = run_python(PRINT_SETTINGS, {"BACKUPSITE_ENV": "production"})
     assert result.returncode != 0
