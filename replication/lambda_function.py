@@ -29,7 +29,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -188,6 +188,8 @@ class ObjectEvent:
     etag: str = ""  # unquoted, as S3 notifications carry it
     message_id: str | None = None  # the SQS message it came in, for partial batch failures
     attempt: int = 1
+    # EventBridge only: the key as delivered, when decoding changed it (see _from_eventbridge).
+    delivered_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -324,10 +326,18 @@ def _eventbridge_event_name(detail_type: str, detail: dict) -> str:
 def _from_eventbridge(event: dict, *, message_id: str | None, attempt: int) -> ObjectEvent:
     detail = event["detail"]
     obj = detail["object"]
+    delivered = obj["key"]
+    # AWS's own Lambda library (Powertools, S3EventBridgeNotificationObject.key) decodes
+    # EventBridge keys exactly like notification keys, so we do too. Should a key arrive
+    # unencoded after all, resolve_delivered_key falls back to it when only it exists.
+    try:
+        key = decode_notification_key(delivered)
+    except UnicodeDecodeError:
+        key = delivered  # not valid form encoding, so it can only be the key itself
     return ObjectEvent(
         bucket=detail["bucket"]["name"],
-        # EventBridge carries the key as it is, not form-encoded like notifications.
-        key=obj["key"],
+        key=key,
+        delivered_key=delivered if delivered != key else "",
         event_name=_eventbridge_event_name(event["detail-type"], detail),
         event_time=event.get("time", ""),
         sequencer=obj.get("sequencer", ""),
@@ -943,6 +953,7 @@ def handle(event: dict, context: Any, *, s3, config: Config) -> dict:
 
     for record in parsed.records:
         started_at = utc_now()
+        record = resolve_delivered_key(s3, record, request_id=request_id)
         destination, outcome = process_record(s3, config, record)
         entry = report_entry(
             record,
@@ -970,6 +981,40 @@ def handle(event: dict, context: Any, *, s3, config: Config) -> dict:
             f"{counts[FAILED]} of {len(parsed.records)} records failed; see the log lines"
         )
     return counts
+
+
+def resolve_delivered_key(s3, event: ObjectEvent, *, request_id: str = "") -> ObjectEvent:
+    """The event with the key to copy: the decoded key, or, when only it exists, the key as
+    EventBridge delivered it (logged, since it means the delivery was not encoded)."""
+    if not event.delivered_key or action_for(event.event_name) != COPY:
+        return event
+    if _object_exists(s3, event.bucket, event.key) is not False:
+        return event
+    if not _object_exists(s3, event.bucket, event.delivered_key):
+        return event
+    log.warning(
+        json.dumps(
+            {
+                "message": "key copied as delivered: its decoded form does not exist",
+                "bucket": event.bucket,
+                "decoded_key": event.key,
+                "delivered_key": event.delivered_key,
+                "request_id": request_id,
+            }
+        )
+    )
+    return replace(event, key=event.delivered_key, delivered_key="")
+
+
+def _object_exists(s3, bucket: str, key: str) -> bool | None:
+    """True or False from a HEAD; None when the HEAD could not tell (denied, throttled)."""
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as error:
+        return False if describe_error(error)[0] in ("NoSuchKey", "404", "NotFound") else None
+    except BotoCoreError:
+        return None
+    return True
 
 
 def process_record(s3, config: Config, event: ObjectEvent) -> tuple[str, CopyOutcome]:

@@ -149,7 +149,7 @@ def eventbridge_event(
     version_id: str | None = None,
     deletion_type: str | None = None,
 ) -> dict:
-    """An EventBridge event from S3: the key is carried as it is, not form-encoded."""
+    """An EventBridge event from S3 carrying ``key`` exactly as given (encode it yourself)."""
     obj = {"key": key, "sequencer": next_sequencer()}
     if etag is not None:
         obj["etag"] = etag.strip('"')
