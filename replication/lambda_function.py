@@ -69,6 +69,7 @@ class Config:
     report_url: str = ""
     report_key_id: str = ""
     report_secret: str = field(default="", repr=False)
+    max_copy_bytes: int = 0  # larger multipart sources are reported failed (0: no limit)
 
     def route_for(self, source_bucket: str) -> Route | None:
         return self.routes.get(source_bucket, self.default_route)
@@ -80,6 +81,12 @@ class Config:
             buckets.add(self.default_route.destination_bucket)
         return frozenset(buckets)
 
+
+# The largest object the function copies. A function killed at Lambda's 15-minute limit
+# cannot abort its multipart upload, so larger objects are refused up front and left to a
+# reconcile's repair, which runs on a worker without that limit. docs/lambda.md gives the
+# reasoning behind the figure; MAX_COPY_GIB changes it.
+DEFAULT_MAX_COPY_BYTES = 50 * 1024**3
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
@@ -128,7 +135,15 @@ def load_config(environ: Mapping[str, str]) -> Config:
         raise ConfigError(f"REPORT_URL must be an http(s) URL, not {report_url!r}")
     if report_url and not (key_id and secret):
         raise ConfigError("REPORT_URL is set: REPORT_KEY_ID and REPORT_SECRET are needed too")
+    raw_max = environ.get("MAX_COPY_GIB", "").strip()
+    try:
+        max_copy_bytes = int(float(raw_max) * 1024**3) if raw_max else DEFAULT_MAX_COPY_BYTES
+    except ValueError:
+        raise ConfigError(f"MAX_COPY_GIB must be a number of GiB, not {raw_max!r}") from None
+    if max_copy_bytes < 0:
+        raise ConfigError(f"MAX_COPY_GIB must not be negative, not {raw_max!r}")
     return Config(
+        max_copy_bytes=max_copy_bytes,
         routes=routes,
         default_route=default_route,
         storage_class=environ.get("DESTINATION_STORAGE_CLASS", "").strip() or None,
@@ -519,8 +534,12 @@ def copy_object(
     version_id: str | None = None,
     expected_etag: str | None = None,
     storage_class: str | None = None,
+    max_bytes: int = 0,
 ) -> CopyOutcome:
     """Copy one object server-side so that the backup keeps the source's ETag.
+
+    A multipart source larger than ``max_bytes`` (when not 0) is not copied: "failed", with
+    the reason, because it could not finish within Lambda's time limit.
 
     ``expected_etag`` is the content the caller means to copy (the event's ETag, quoted or
     not); when the source no longer has it, the outcome is "skipped" (superseded).
@@ -547,6 +566,7 @@ def copy_object(
         etag=quote_etag(expected_etag) if expected_etag else None,
         version_id=version_id,
         storage_class=storage_class,
+        max_bytes=max_bytes,
     )
 
 
@@ -604,6 +624,7 @@ def _copy_after_head(
     etag: str | None,
     version_id,
     storage_class,
+    max_bytes: int = 0,
 ) -> CopyOutcome:
     """Read the source's headers first: multipart sources, and copies without an ETag."""
     guard = {"IfMatch": etag} if etag else {}
@@ -617,6 +638,16 @@ def _copy_after_head(
     size = head.get("ContentLength")
     if version_id and head.get("VersionId", "null") != version_id:
         return _skipped("superseded: a newer version of the key was written after the event", size)
+    if max_bytes and size is not None and size > max_bytes:
+        return CopyOutcome(
+            FAILED,
+            size=size,
+            error_code="ObjectTooLarge",
+            error_message=(
+                f"too large: {size} bytes is more than the {max_bytes} bytes (MAX_COPY_GIB) this "
+                "function copies within Lambda's 15-minute limit; repair it with a reconcile"
+            ),
+        )
     if version_id:
         source = {**source, "VersionId": version_id}
     try:
@@ -1041,6 +1072,7 @@ def process_record(s3, config: Config, event: ObjectEvent) -> tuple[str, CopyOut
             version_id=event.version_id or None,
             expected_etag=event.etag or None,
             storage_class=config.storage_class,
+            max_bytes=config.max_copy_bytes,
         )
     elif action == DELETE and config.mirror_deletes:
         outcome = mirror_delete(s3, event.bucket, event.key, route.destination_bucket, dest_key)

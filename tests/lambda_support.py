@@ -27,6 +27,7 @@ CONFIG_VARS = (
     "REPORT_URL",
     "REPORT_KEY_ID",
     "REPORT_SECRET",
+    "MAX_COPY_GIB",
 )
 
 _sequencer = itertools.count(0x0055AED6DCAE1A0000)
