@@ -8,6 +8,8 @@ import pytest
 
 from tests.factories import make_ingest_key, make_pair
 
+pytest_plugins = ["tests.ci_plugin"]
+
 
 @pytest.fixture(autouse=True)
 def _isolated_aws(monkeypatch, settings):
