@@ -128,6 +128,8 @@ LOGGING = {
     },
 }
 
+DEFAULT_EXCEPTION_REPORTER_FILTER = "backupsite.errors.SecretsHiddenFilter"
+
 if PRODUCTION:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", True)
