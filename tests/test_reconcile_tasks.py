@@ -266,3 +266,21 @@ def test_an_attempt_superseded_by_a_redelivery_stops_without_counting(logs, sett
 
     with pytest.raises(reconcile.RangeSuperseded):
         reconcile.Heartbeat(run.pk, key_range=old_attempt).beat(10, force=True)
+
+
+def test_a_redelivered_one_range_run_whose_worker_went_silent_is_finished(logs):
+    run = died_mid_range(logs, silent_for=timedelta(minutes=6))
+
+    tasks.reconcile_pair.delay(logs.pk, run_id=run.pk).get()
+
+    run.refresh_from_db()
+    assert results(run) == ("succeeded", 2, 1, 1, 9, 23)
+
+
+def test_a_run_delivered_twice_while_its_worker_reports_is_left_to_it(logs):
+    run = died_mid_range(logs, silent_for=timedelta(seconds=10))
+
+    tasks.reconcile_pair.delay(logs.pk, run_id=run.pk).get()
+
+    run.refresh_from_db()
+    assert run.status == "running"
