@@ -177,8 +177,14 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Redis redelivers an unacknowledged task after this long; longer than the longest run.
+_VISIBILITY_TIMEOUT = envint("CELERY_VISIBILITY_TIMEOUT", 43_200)
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT", 43_200)
+    "visibility_timeout": _VISIBILITY_TIMEOUT,
+    # Workers look for overdue unacknowledged tasks every this many seconds (kombu's default
+    # sweep is about 100 s apart, too slow for a short visibility timeout): one cheap Redis
+    # query per worker per sweep.
+    "unacked_restore_interval": max(1, min(10, _VISIBILITY_TIMEOUT)),
+    "unacked_restore_throttle": 1,
 }
 CELERY_RESULT_EXPIRES = 86_400
 CELERY_TIMEZONE = "UTC"
