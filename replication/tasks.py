@@ -110,7 +110,9 @@ def start_reconcile(
     try:
         result = reconcile_pair.apply_async(args=(pair.id,), kwargs={"run_id": run.id})
     except Exception as exc:
-        reconcile.fail_run(run.id, f"could not queue the run: {exc}")
+        reconcile.fail_run(
+            run.id, f"the task queue is unavailable, so the run was not queued: {exc}"
+        )
         run.refresh_from_db()
         return run, True
     ReconcileRun.objects.filter(id=run.id, celery_task_id="").update(celery_task_id=result.id)

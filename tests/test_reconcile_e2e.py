@@ -39,33 +39,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def moto_server():
-    from moto.server import ThreadedMotoServer
-
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
-
-
-@pytest.fixture
-def fill():
-    """Put objects straight into the moto backend the server serves (HTTP PUTs are slow)."""
-    from moto.core import DEFAULT_ACCOUNT_ID
-    from moto.s3.models import s3_backends
-
-    backend = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
-
-    def fill(bucket: str, objects: dict[str, bytes]) -> None:
-        backend.create_bucket(bucket, "us-east-1")
-        for key, body in objects.items():
-            backend.put_object(bucket, key, body)
-
-    return fill
-
-
 class Worker:
     """`celery -A backupsite worker` in its own process group, consuming a queue of its own."""
 

@@ -180,7 +180,8 @@ def test_a_broker_outage_saves_the_run_as_failed_instead_of_raising(logs, monkey
     assert created
     assert run.status == "failed"
     assert run.error == (
-        "could not queue the run: Error 111 connecting to 127.0.0.1:6379. Connection refused."
+        "the task queue is unavailable, so the run was not queued: "
+        "Error 111 connecting to 127.0.0.1:6379. Connection refused."
     )
     assert reconcile.request_run(logs)[1], "a failed enqueue must not block the next run"
 
