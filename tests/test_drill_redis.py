@@ -60,6 +60,13 @@ class PrivateRedis:
             self.process.wait(timeout=20)
 
 
+def forget_broker_connections() -> None:
+    """Drop the app's pooled connections and producers, which keep the broker they were made
+    for: the next publish then connects to the current broker_url. Celery does exactly this
+    in a forked child; its public close() would also unregister the app."""
+    app._after_fork()
+
+
 @pytest.fixture
 def private_redis(tmp_path):
     binary = shutil.which("redis-server")
@@ -69,13 +76,13 @@ def private_redis(tmp_path):
     names = ("broker_url", "broker_write_url", "broker_read_url", "result_backend")
     saved = {name: app.conf.get(name) for name in (*names, "task_always_eager")}
     app.conf.update(dict.fromkeys(names, redis.url), task_always_eager=False)
-    app.close()  # drop connections to the configured broker
+    forget_broker_connections()
     try:
         yield redis
     finally:
         redis.stop()
         app.conf.update(saved)
-        app.close()
+        forget_broker_connections()
 
 
 def reconcile_now(client, pair) -> list[str]:
