@@ -6,7 +6,14 @@ from django.utils.html import format_html
 
 from replication import access, deployment, s3
 from replication.alerts.admin import AlertChannelPairInline
-from replication.models import BucketPair, Discrepancy, IngestKey, ObjectState, ReconcileRun
+from replication.models import (
+    BucketPair,
+    CopyEvent,
+    Discrepancy,
+    IngestKey,
+    ObjectState,
+    ReconcileRun,
+)
 from replication.reconcile.wording import outcome
 from replication.tasks import start_reconcile
 
@@ -74,7 +81,9 @@ class BucketPairAdmin(admin.ModelAdmin):
         ("History", {"fields": ["created_at", "updated_at"]}),
     ]
 
-    @admin.action(description="Check access to the selected pairs' buckets")
+    # Checking access writes and deletes a probe object with the server's credentials: it
+    # needs the right to change pairs, not merely to see them.
+    @admin.action(description="Check access to the selected pairs' buckets", permissions=["change"])
     def check_access(self, request, queryset):
         for pair in queryset:
             for finding in access.check_pair(pair, s3.client(pair.region)):
@@ -136,7 +145,8 @@ class IngestKeyAdmin(admin.ModelAdmin):
     list_display = ["name", "key_id", "created_at", "last_used_at", "is_active"]
     list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
     search_fields = ["name", "key_id"]
-    fields = ["name", "key_id", "created_at", "last_used_at", "revoked_at"]
+    fields = ["name", "pairs", "key_id", "created_at", "last_used_at", "revoked_at"]
+    filter_horizontal = ["pairs"]
     readonly_fields = ["key_id", "created_at", "last_used_at", "revoked_at"]
     actions = ["revoke"]
     Media = AdminStyles
@@ -169,7 +179,8 @@ class IngestKeyAdmin(admin.ModelAdmin):
         response["Cache-Control"] = "no-store"
         return response
 
-    @admin.action(description="Revoke the selected keys")
+    # Revoking stops a Lambda's reporting: the right to change keys, not merely to see them.
+    @admin.action(description="Revoke the selected keys", permissions=["change"])
     def revoke(self, request, queryset):
         revoked = 0
         for key in queryset.filter(revoked_at__isnull=True):
@@ -179,15 +190,19 @@ class IngestKeyAdmin(admin.ModelAdmin):
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
-    """Written by the product, not by hand: viewable, never edited in the admin."""
+    """Audit records, written by the product: viewable, never added or edited in the admin,
+    and deleted only by a superuser (whatever delete permission a staff user was given)."""
 
     Media = AdminStyles
 
-    def has_add_permission(self, request) -> bool:
+    def has_add_permission(self, request, obj=None) -> bool:
         return False
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return request.user.is_active and request.user.is_superuser
 
 
 class DiscrepancyInline(admin.TabularInline):
@@ -258,3 +273,19 @@ class ObjectStateAdmin(ReadOnlyAdmin):
     list_filter = ["status", "finding", "pair"]
     list_select_related = ["pair"]
     search_fields = ["key", "error_code"]
+
+
+@admin.register(CopyEvent)
+class CopyEventAdmin(ReadOnlyAdmin):
+    list_display = ["key", "pair", "status", "event_name", "attempt", "finished_at", "error_code"]
+    list_filter = ["status", "pair"]
+    list_select_related = ["pair"]
+    search_fields = ["key", "error_code"]
+
+
+@admin.register(Discrepancy)
+class DiscrepancyAdmin(ReadOnlyAdmin):
+    list_display = ["key", "run", "kind", "repair_outcome", "repair_error"]
+    list_filter = ["kind", "repair_outcome"]
+    list_select_related = ["run__pair"]
+    search_fields = ["key"]

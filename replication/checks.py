@@ -1,7 +1,7 @@
 """System checks: configuration problems surface at startup, with ids, not at request time."""
 
 from django.conf import settings
-from django.core.checks import Warning, register
+from django.core.checks import Error, Warning, register
 
 
 @register()
@@ -17,11 +17,14 @@ def check_configuration(app_configs, **kwargs):
             )
         )
     if settings.PRODUCTION and not settings.REDIS_URL:
+        # Without a broker a reconcile runs inside the web request: a worker timeout kills it
+        # mid-run, and with no beat nothing reaps it until someone asks for the pair again.
         problems.append(
-            Warning(
-                "REDIS_URL is not set: reconciles run inside web requests instead of on workers.",
+            Error(
+                "REDIS_URL is not set in production: reconciles would run inside web requests, "
+                "where a worker timeout kills them, with no beat to reap or schedule them.",
                 hint="Set REDIS_URL and run a Celery worker and beat.",
-                id="replication.W002",
+                id="replication.E002",
             )
         )
     return problems

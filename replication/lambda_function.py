@@ -29,7 +29,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -69,6 +69,7 @@ class Config:
     report_url: str = ""
     report_key_id: str = ""
     report_secret: str = field(default="", repr=False)
+    max_copy_bytes: int = 0  # larger multipart sources are reported failed (0: no limit)
 
     def route_for(self, source_bucket: str) -> Route | None:
         return self.routes.get(source_bucket, self.default_route)
@@ -80,6 +81,12 @@ class Config:
             buckets.add(self.default_route.destination_bucket)
         return frozenset(buckets)
 
+
+# The largest object the function copies. A function killed at Lambda's 15-minute limit
+# cannot abort its multipart upload, so larger objects are refused up front and left to a
+# reconcile's repair, which runs on a worker without that limit. docs/lambda.md gives the
+# reasoning behind the figure; MAX_COPY_GIB changes it.
+DEFAULT_MAX_COPY_BYTES = 50 * 1024**3
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
@@ -128,7 +135,15 @@ def load_config(environ: Mapping[str, str]) -> Config:
         raise ConfigError(f"REPORT_URL must be an http(s) URL, not {report_url!r}")
     if report_url and not (key_id and secret):
         raise ConfigError("REPORT_URL is set: REPORT_KEY_ID and REPORT_SECRET are needed too")
+    raw_max = environ.get("MAX_COPY_GIB", "").strip()
+    try:
+        max_copy_bytes = int(float(raw_max) * 1024**3) if raw_max else DEFAULT_MAX_COPY_BYTES
+    except ValueError:
+        raise ConfigError(f"MAX_COPY_GIB must be a number of GiB, not {raw_max!r}") from None
+    if max_copy_bytes < 0:
+        raise ConfigError(f"MAX_COPY_GIB must not be negative, not {raw_max!r}")
     return Config(
+        max_copy_bytes=max_copy_bytes,
         routes=routes,
         default_route=default_route,
         storage_class=environ.get("DESTINATION_STORAGE_CLASS", "").strip() or None,
@@ -188,6 +203,8 @@ class ObjectEvent:
     etag: str = ""  # unquoted, as S3 notifications carry it
     message_id: str | None = None  # the SQS message it came in, for partial batch failures
     attempt: int = 1
+    # EventBridge only: the key as delivered, when decoding changed it (see _from_eventbridge).
+    delivered_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -324,10 +341,18 @@ def _eventbridge_event_name(detail_type: str, detail: dict) -> str:
 def _from_eventbridge(event: dict, *, message_id: str | None, attempt: int) -> ObjectEvent:
     detail = event["detail"]
     obj = detail["object"]
+    delivered = obj["key"]
+    # AWS's own Lambda library (Powertools, S3EventBridgeNotificationObject.key) decodes
+    # EventBridge keys exactly like notification keys, so we do too. Should a key arrive
+    # unencoded after all, resolve_delivered_key falls back to it when only it exists.
+    try:
+        key = decode_notification_key(delivered)
+    except UnicodeDecodeError:
+        key = delivered  # not valid form encoding, so it can only be the key itself
     return ObjectEvent(
         bucket=detail["bucket"]["name"],
-        # EventBridge carries the key as it is, not form-encoded like notifications.
-        key=obj["key"],
+        key=key,
+        delivered_key=delivered if delivered != key else "",
         event_name=_eventbridge_event_name(event["detail-type"], detail),
         event_time=event.get("time", ""),
         sequencer=obj.get("sequencer", ""),
@@ -509,8 +534,12 @@ def copy_object(
     version_id: str | None = None,
     expected_etag: str | None = None,
     storage_class: str | None = None,
+    max_bytes: int = 0,
 ) -> CopyOutcome:
     """Copy one object server-side so that the backup keeps the source's ETag.
+
+    A multipart source larger than ``max_bytes`` (when not 0) is not copied: "failed", with
+    the reason, because it could not finish within Lambda's time limit.
 
     ``expected_etag`` is the content the caller means to copy (the event's ETag, quoted or
     not); when the source no longer has it, the outcome is "skipped" (superseded).
@@ -537,6 +566,7 @@ def copy_object(
         etag=quote_etag(expected_etag) if expected_etag else None,
         version_id=version_id,
         storage_class=storage_class,
+        max_bytes=max_bytes,
     )
 
 
@@ -594,6 +624,7 @@ def _copy_after_head(
     etag: str | None,
     version_id,
     storage_class,
+    max_bytes: int = 0,
 ) -> CopyOutcome:
     """Read the source's headers first: multipart sources, and copies without an ETag."""
     guard = {"IfMatch": etag} if etag else {}
@@ -607,6 +638,16 @@ def _copy_after_head(
     size = head.get("ContentLength")
     if version_id and head.get("VersionId", "null") != version_id:
         return _skipped("superseded: a newer version of the key was written after the event", size)
+    if max_bytes and size is not None and size > max_bytes:
+        return CopyOutcome(
+            FAILED,
+            size=size,
+            error_code="ObjectTooLarge",
+            error_message=(
+                f"too large: {size} bytes is more than the {max_bytes} bytes (MAX_COPY_GIB) this "
+                "function copies within Lambda's 15-minute limit; repair it with a reconcile"
+            ),
+        )
     if version_id:
         source = {**source, "VersionId": version_id}
     try:
@@ -943,6 +984,7 @@ def handle(event: dict, context: Any, *, s3, config: Config) -> dict:
 
     for record in parsed.records:
         started_at = utc_now()
+        record = resolve_delivered_key(s3, record, request_id=request_id)
         destination, outcome = process_record(s3, config, record)
         entry = report_entry(
             record,
@@ -972,6 +1014,40 @@ def handle(event: dict, context: Any, *, s3, config: Config) -> dict:
     return counts
 
 
+def resolve_delivered_key(s3, event: ObjectEvent, *, request_id: str = "") -> ObjectEvent:
+    """The event with the key to copy: the decoded key, or, when only it exists, the key as
+    EventBridge delivered it (logged, since it means the delivery was not encoded)."""
+    if not event.delivered_key or action_for(event.event_name) != COPY:
+        return event
+    if _object_exists(s3, event.bucket, event.key) is not False:
+        return event
+    if not _object_exists(s3, event.bucket, event.delivered_key):
+        return event
+    log.warning(
+        json.dumps(
+            {
+                "message": "key copied as delivered: its decoded form does not exist",
+                "bucket": event.bucket,
+                "decoded_key": event.key,
+                "delivered_key": event.delivered_key,
+                "request_id": request_id,
+            }
+        )
+    )
+    return replace(event, key=event.delivered_key, delivered_key="")
+
+
+def _object_exists(s3, bucket: str, key: str) -> bool | None:
+    """True or False from a HEAD; None when the HEAD could not tell (denied, throttled)."""
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as error:
+        return False if describe_error(error)[0] in ("NoSuchKey", "404", "NotFound") else None
+    except BotoCoreError:
+        return None
+    return True
+
+
 def process_record(s3, config: Config, event: ObjectEvent) -> tuple[str, CopyOutcome]:
     """Apply one event to the backup: (destination bucket, outcome). Never raises for AWS."""
     if event.bucket in config.backup_buckets:
@@ -996,6 +1072,7 @@ def process_record(s3, config: Config, event: ObjectEvent) -> tuple[str, CopyOut
             version_id=event.version_id or None,
             expected_etag=event.etag or None,
             storage_class=config.storage_class,
+            max_bytes=config.max_copy_bytes,
         )
     elif action == DELETE and config.mirror_deletes:
         outcome = mirror_delete(s3, event.bucket, event.key, route.destination_bucket, dest_key)

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 import boto3
 import botocore.handlers
 import botocore.loaders
+import botocore.session
 import botocore.utils
 from botocore.config import Config
 from botocore.parsers import ResponseParserFactory
@@ -75,11 +76,14 @@ def client(region: str | None = None):
     cache_key = (region, endpoint)
     with _lock:
         if cache_key not in _clients:
-            session = boto3.session.Session(**_local_credentials(endpoint))
-            session._session.register_component("data_loader", _loader())
-            # boto3 keeps its botocore session as _session; the parser factory is its component.
-            parsers = session._session.get_component("response_parser_factory")
-            parsers.set_parser_defaults(timestamp_parser=parse_timestamp)
+            # A botocore session of our own, handed to boto3, so that its components are
+            # reached through botocore's public API rather than boto3's private attributes.
+            core = botocore.session.get_session()
+            core.register_component("data_loader", _loader())
+            core.get_component("response_parser_factory").set_parser_defaults(
+                timestamp_parser=parse_timestamp
+            )
+            session = boto3.session.Session(botocore_session=core, **_local_credentials(endpoint))
             _clients[cache_key] = session.client(
                 "s3", region_name=region, endpoint_url=endpoint, config=client_config()
             )
@@ -110,12 +114,13 @@ def listing_client(region: str | None = None):
     cache_key = (region, endpoint)
     with _lock:
         if cache_key not in _listing_clients:
-            session = boto3.session.Session(**_local_credentials(endpoint))
+            core = botocore.session.get_session()
             # The plain clients' loader: S3's service model is read and held once (12 MB).
-            session._session.register_component("data_loader", _loader())
+            core.register_component("data_loader", _loader())
             factory = LeanListingParserFactory()
             factory.set_parser_defaults(timestamp_parser=parse_timestamp)
-            session._session.register_component("response_parser_factory", factory)
+            core.register_component("response_parser_factory", factory)
+            session = boto3.session.Session(botocore_session=core, **_local_credentials(endpoint))
             lister = session.client(
                 "s3", region_name=region, endpoint_url=endpoint, config=client_config()
             )

@@ -65,7 +65,15 @@ def reconcile_pair(
         run_id = run.id
     run = reconcile.claim_run(run_id)
     if run is None:
-        return run_id  # delivered twice, or failed before a worker took it
+        # Delivered twice, failed before a worker took it, or redelivered after its worker
+        # died: a one-range run has no range task of its own, so its range is retried here
+        # (claim_range takes it only once its heartbeat is stale).
+        if ReconcileRun.objects.filter(
+            id=run_id, status=ReconcileRun.Status.RUNNING, ranges_total=1
+        ).exists():
+            reconcile.run_range(run_id, 0)
+            reconcile.finish_run(run_id)
+        return run_id
     if run.ranges_total == 1:
         reconcile.run_range(run_id, 0)
         reconcile.finish_run(run_id)
@@ -146,7 +154,9 @@ def start_reconcile(
         run.refresh_from_db()
         return run, True
     except Exception as exc:
-        reconcile.fail_run(run.id, f"could not queue the run: {exc}")
+        reconcile.fail_run(
+            run.id, f"the task queue is unavailable, so the run was not queued: {exc}"
+        )
         run.refresh_from_db()
         return run, True
     ReconcileRun.objects.filter(id=run.id, celery_task_id="").update(celery_task_id=result.id)

@@ -1,4 +1,5 @@
 import os
+import socket
 import subprocess
 import sys
 import uuid
@@ -7,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from tests.factories import make_ingest_key, make_pair
+
+pytest_plugins = ["tests.ci_plugin"]
 
 
 @pytest.fixture(autouse=True)
@@ -128,3 +131,32 @@ def redis_url_or_skip() -> str:
     if not url:
         pytest.skip("REDIS_URL is not set: this test needs a real Redis broker (CI sets it)")
     return url
+
+
+@pytest.fixture
+def moto_server():
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def fill():
+    """Put objects straight into the moto backend the server serves (HTTP PUTs are slow)."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.s3.models import s3_backends
+
+    backend = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
+
+    def fill(bucket: str, objects: dict[str, bytes]) -> None:
+        backend.create_bucket(bucket, "us-east-1")
+        for key, body in objects.items():
+            backend.put_object(bucket, key, body)
+
+    return fill

@@ -27,6 +27,7 @@ CONFIG_VARS = (
     "REPORT_URL",
     "REPORT_KEY_ID",
     "REPORT_SECRET",
+    "MAX_COPY_GIB",
 )
 
 _sequencer = itertools.count(0x0055AED6DCAE1A0000)
@@ -149,7 +150,7 @@ def eventbridge_event(
     version_id: str | None = None,
     deletion_type: str | None = None,
 ) -> dict:
-    """An EventBridge event from S3: the key is carried as it is, not form-encoded."""
+    """An EventBridge event from S3 carrying ``key`` exactly as given (encode it yourself)."""
     obj = {"key": key, "sequencer": next_sequencer()}
     if etag is not None:
         obj["etag"] = etag.strip('"')

@@ -239,6 +239,37 @@ def test_event_for_an_unregistered_pair_is_rejected_and_the_rest_stored(client, 
     assert list(CopyEvent.objects.values_list("key", flat=True)) == ["kept"]
 
 
+def test_a_key_limited_to_some_pairs_has_events_for_other_pairs_rejected(client, pair):
+    other = make_pair(source_bucket="other-src", backup_bucket="other-bak")
+    scoped = make_ingest_key(name="photos-only")
+    scoped.pairs.add(pair)
+    batch = events(
+        event_payload(key="mine.jpg"),
+        event_payload(source_bucket="other-src", destination_bucket="other-bak", key="theirs"),
+    )
+    body = post(client, scoped, batch).json()
+    assert body["accepted"] == 1
+    assert [r["index"] for r in body["rejected"]] == [1]
+    assert "may not report" in body["rejected"][0]["reason"]
+    assert not CopyEvent.objects.filter(pair=other).exists()
+
+
+def test_a_key_with_no_pairs_named_reports_for_every_pair(client, pair, ingest_key):
+    make_pair(source_bucket="other-src", backup_bucket="other-bak")
+    batch = events(
+        event_payload(key="mine.jpg"),
+        event_payload(source_bucket="other-src", destination_bucket="other-bak", key="theirs"),
+    )
+    assert post(client, ingest_key, batch).json()["accepted"] == 2
+
+
+def test_narrowing_a_keys_scope_applies_to_its_next_post(client, pair, ingest_key):
+    assert post(client, ingest_key, events(event_payload(key="a"))).json()["accepted"] == 1
+    ingest_key.pairs.add(make_pair(source_bucket="other-src", backup_bucket="other-bak"))
+    body = post(client, ingest_key, events(event_payload(key="b"))).json()
+    assert (body["accepted"], len(body["rejected"])) == (0, 1)
+
+
 def test_longest_matching_source_prefix_picks_the_pair(client, ingest_key):
     whole = make_pair(source_bucket="media", backup_bucket="media-bak")
     raw = make_pair(

@@ -17,6 +17,7 @@ from tests.lambda_support import (
     make_buckets,
     put_event,
     s3_event,
+    s3_record,
 )
 from tests.test_lambda_events import TRICKY_KEYS
 
@@ -166,6 +167,56 @@ def test_multipart_source_yields_backup_with_identical_etag_and_headers(s3):
     ]
     source_bytes = s3.get_object(Bucket=SOURCE, Key="video.mp4")["Body"].read()
     assert backup_body(s3, "video.mp4") == source_bytes
+
+
+def test_irregular_part_sizes_are_copied_with_every_boundary_and_the_etag_kept(s3):
+    sizes = [5 * MiB, 7 * MiB, 5 * MiB + 1, 1]
+    etag = upload_in_parts(s3, "odd.bin", sizes)
+
+    outcome = copy_object(s3, SOURCE, "odd.bin", BACKUP, "odd.bin", expected_etag=etag)
+
+    assert (outcome.status, outcome.etag, outcome.size) == ("copied", etag, sum(sizes))
+    # Part by part, in order: equal lengths put every boundary at the same byte.
+    for number, size in enumerate(sizes, start=1):
+        source = s3.head_object(Bucket=SOURCE, Key="odd.bin", PartNumber=number)
+        backup = s3.head_object(Bucket=BACKUP, Key="odd.bin", PartNumber=number)
+        assert backup["ContentLength"] == source["ContentLength"] == size
+    assert backup_body(s3, "odd.bin") == s3.get_object(Bucket=SOURCE, Key="odd.bin")["Body"].read()
+
+
+def test_a_multipart_object_larger_than_the_limit_is_failed_with_the_reason(s3, monkeypatch):
+    etag = upload_in_parts(s3, "huge.bin", [5 * MiB, 5 * MiB])
+    event = s3_event(s3_record("huge.bin", etag=etag, size=10 * MiB))
+
+    with pytest.raises(ReplicationFailed):
+        invoke(monkeypatch, s3, event, MAX_COPY_GIB=str(9 * MiB / 1024**3))
+
+    assert backup_keys(s3) == []
+    assert incomplete_uploads(s3) == []
+
+
+def test_copy_object_reports_too_large_objects_as_failed_not_copied(s3):
+    etag = upload_in_parts(s3, "huge.bin", [5 * MiB, 5 * MiB])
+
+    outcome = copy_object(
+        s3, SOURCE, "huge.bin", BACKUP, "huge.bin", expected_etag=etag, max_bytes=9 * MiB
+    )
+
+    assert (outcome.status, outcome.error_code, outcome.size) == (
+        "failed",
+        "ObjectTooLarge",
+        10 * MiB,
+    )
+    assert outcome.error_message.startswith("too large: 10485760 bytes")
+    assert "repair it with a reconcile" in outcome.error_message
+
+
+def test_the_size_limit_is_read_in_gib_and_refuses_words():
+    assert lambda_function.load_config({"DESTINATION_BUCKET": "b"}).max_copy_bytes == 50 * 1024**3
+    config = lambda_function.load_config({"DESTINATION_BUCKET": "b", "MAX_COPY_GIB": "0.5"})
+    assert config.max_copy_bytes == 512 * MiB
+    with pytest.raises(lambda_function.ConfigError, match="MAX_COPY_GIB"):
+        lambda_function.load_config({"DESTINATION_BUCKET": "b", "MAX_COPY_GIB": "lots"})
 
 
 def test_multipart_copy_that_fails_leaves_no_incomplete_upload(s3):

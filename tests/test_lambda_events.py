@@ -208,8 +208,8 @@ def test_eventbridge_object_created_maps_to_notification_names(reason, event_nam
     (event,) = parse_event(eventbridge_event("a+b c.txt", reason=reason, etag="e1")).records
 
     assert event.event_name == event_name
-    # EventBridge does not form-encode keys: "+" stays a plus.
-    assert event.key == "a+b c.txt"
+    # Decoded like a notification key (as AWS's Powertools does); the delivered form is kept.
+    assert (event.key, event.delivered_key) == ("a b c.txt", "a+b c.txt")
     assert event.event_time == "2026-11-27T12:00:00Z"
 
 

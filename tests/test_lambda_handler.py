@@ -36,12 +36,32 @@ def test_handler_copies_from_sns_event(s3, monkeypatch):
     assert backup_keys(s3) == ["via sns.txt"]
 
 
-def test_handler_copies_from_eventbridge_event(s3, monkeypatch):
+def test_handler_decodes_eventbridge_keys_like_notification_keys(s3, monkeypatch, caplog):
+    etag = s3.put_object(Bucket=SOURCE, Key="a b+c.txt", Body=b"eb")["ETag"]
+    event = eventbridge_event("a+b%2Bc.txt", etag=etag, size=2)
+
+    assert invoke(monkeypatch, s3, event)["copied"] == 1
+    assert backup_keys(s3) == ["a b+c.txt"]
+    assert "copied as delivered" not in caplog.text
+
+
+def test_handler_copies_an_eventbridge_key_as_delivered_when_only_that_exists(
+    s3, monkeypatch, caplog
+):
     etag = s3.put_object(Bucket=SOURCE, Key="a+b c.txt", Body=b"eb")["ETag"]
     event = eventbridge_event("a+b c.txt", etag=etag, size=2)
 
     assert invoke(monkeypatch, s3, event)["copied"] == 1
     assert backup_keys(s3) == ["a+b c.txt"]
+    assert "key copied as delivered: its decoded form does not exist" in caplog.text
+
+
+def test_handler_prefers_the_decoded_eventbridge_key_when_both_exist(s3, monkeypatch):
+    s3.put_object(Bucket=SOURCE, Key="a+b.txt", Body=b"raw")
+    s3.put_object(Bucket=SOURCE, Key="a b.txt", Body=b"decoded")
+
+    assert invoke(monkeypatch, s3, eventbridge_event("a+b.txt"))["copied"] == 1
+    assert backup_keys(s3) == ["a b.txt"]
 
 
 def test_handler_sqs_batch_returns_only_bad_messages_as_item_failures(s3, monkeypatch):

@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from backupsite.celery import app
 from replication import tasks
-from replication.models import ReconcileRun
+from replication.models import ReconcileRange, ReconcileRun
 from replication.reconcile import run as reconcile
 from tests.conftest import redis_url_or_skip
 from tests.factories import make_pair
@@ -39,40 +39,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def moto_server():
-    from moto.server import ThreadedMotoServer
-
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
-
-
-@pytest.fixture
-def fill():
-    """Put objects straight into the moto backend the server serves (HTTP PUTs are slow)."""
-    from moto.core import DEFAULT_ACCOUNT_ID
-    from moto.s3.models import s3_backends
-
-    backend = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
-
-    def fill(bucket: str, objects: dict[str, bytes]) -> None:
-        backend.create_bucket(bucket, "us-east-1")
-        for key, body in objects.items():
-            backend.put_object(bucket, key, body)
-
-    return fill
-
-
 class Worker:
     """`celery -A backupsite worker` in its own process group, consuming a queue of its own."""
 
-    def __init__(self, env: dict[str, str], log_dir: Path):
+    def __init__(self, env: dict[str, str], log_dir: Path, queue: str | None = None):
         self.env = env
-        self.queue = f"reconcile-e2e-{uuid.uuid4().hex[:8]}"
-        self.log = log_dir / f"{self.queue}.log"
+        self.queue = queue or f"reconcile-e2e-{uuid.uuid4().hex[:8]}"
+        self.log = log_dir / f"{self.queue}-{uuid.uuid4().hex[:4]}.log"
         self.process: subprocess.Popen | None = None
 
     def start(self) -> "Worker":
@@ -135,8 +108,8 @@ def worker_env(transactional_db, moto_server, tmp_path):
     app.conf.task_always_eager = False
     workers: list[Worker] = []
 
-    def start_worker() -> Worker:
-        workers.append(Worker(env, tmp_path).start())
+    def start_worker(queue: str | None = None, **extra_env: str) -> Worker:
+        workers.append(Worker({**env, **extra_env}, tmp_path, queue).start())
         return workers[-1]
 
     yield start_worker
@@ -220,3 +193,40 @@ def test_worker_killed_mid_run_is_failed_by_the_reaper_and_a_rerun_succeeds(work
     rerun = run_state(rerun_id)
     assert rerun.pk != running.pk
     assert (rerun.status, rerun.missing, rerun.source_objects) == ("succeeded", 400, 4000)
+
+
+def test_worker_killed_mid_range_has_the_task_redelivered_and_the_run_completes(worker_env, fill):
+    """acks late: the broker hands the killed worker's task to the next worker, which claims
+    the range again once its heartbeat is stale and finishes the run."""
+    source = {f"k{n:05d}": b"same" for n in range(4000)}
+    fill("redeliver-src", source)
+    fill("redeliver-bak", {key: body for key, body in source.items() if not key.endswith("1")})
+    pair = make_pair(source_bucket="redeliver-src", backup_bucket="redeliver-bak", grace_seconds=0)
+    # Short timeouts, so the drill takes seconds: the broker redelivers an unacknowledged
+    # task after the visibility timeout, and a range is stale after the heartbeat timeout.
+    quick = {"CELERY_VISIBILITY_TIMEOUT": "3", "RECONCILE_HEARTBEAT_TIMEOUT": "3"}
+    doomed = worker_env(**quick)
+
+    run, _ = reconcile.request_run(pair)  # as the admin and the schedule do: the run first
+    tasks.reconcile_pair.apply_async((pair.pk,), {"run_id": run.pk}, queue=doomed.queue)
+    wait_for(
+        lambda: ReconcileRange.objects.filter(run=run, status="running").exists(),
+        timeout=60,
+        worker=doomed,
+        what="the worker to start the range",
+    )
+    doomed.kill()
+    running = run_state(run.pk)
+    assert running.status == "running", "the run finished before the worker could be killed"
+
+    survivor = worker_env(doomed.queue, **quick)
+    done = wait_for(
+        lambda: (r := run_state(running.pk)).status != "running" and r,
+        timeout=90,
+        worker=survivor,
+        what="the redelivered task to finish the run",
+    )
+
+    assert (done.status, done.missing, done.source_objects) == ("succeeded", 400, 4000), done.error
+    assert done.ranges.get().attempt == 2
+    assert done.discrepancies.count() == 400

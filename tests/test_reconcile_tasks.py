@@ -183,7 +183,8 @@ def test_a_broker_outage_saves_the_run_as_failed_instead_of_raising(logs, monkey
     assert created
     assert run.status == "failed"
     assert run.error == (
-        "could not queue the run: Error 111 connecting to 127.0.0.1:6379. Connection refused."
+        "the task queue is unavailable, so the run was not queued: "
+        "Error 111 connecting to 127.0.0.1:6379. Connection refused."
     )
     assert reconcile.request_run(logs)[1], "a failed enqueue must not block the next run"
 
@@ -221,3 +222,89 @@ def test_a_failed_run_is_logged_as_a_failed_task_and_start_reconcile_returns_it(
     assert not any("succeeded" in message and "reconcile" in message for _, _, message in lines), (
         lines
     )
+
+
+# --- Runs whose worker died, with no beat and with a redelivery -------------------------------
+
+
+def test_asking_for_a_run_reaps_the_pairs_stalled_run_instead_of_returning_it(logs):
+    dead = started_run(logs, heartbeat_age=timedelta(minutes=10))
+
+    run, created = tasks.start_reconcile(logs, trigger="manual")
+
+    assert created and run.pk != dead.pk
+    assert results(run) == ("succeeded", 2, 1, 1, 9, 23)
+    dead.refresh_from_db()
+    assert dead.status == "failed"
+    assert dead.error.startswith("the worker stopped reporting")
+
+
+def test_asking_for_a_run_leaves_a_run_that_reports(logs):
+    alive = started_run(logs, heartbeat_age=timedelta(seconds=30))
+    run, created = reconcile.request_run(logs)
+    assert (run, created) == (alive, False)
+    alive.refresh_from_db()
+    assert alive.status == "running"
+
+
+def died_mid_range(pair, *, silent_for: timedelta) -> ReconcileRun:
+    """A one-range run whose worker claimed the range, stored a row, then was killed."""
+    run, _ = reconcile.request_run(pair)
+    reconcile.claim_run(run.pk)
+    key_range = reconcile.claim_range(run.pk, 0)
+    run.discrepancies.create(key="k03", kind="missing", range_index=0)
+    ReconcileRun.objects.filter(pk=run.pk).update(discrepancies_stored=1)
+    ReconcileRange.objects.filter(pk=key_range.pk).update(heartbeat_at=timezone.now() - silent_for)
+    return run
+
+
+def test_a_redelivered_range_whose_worker_went_silent_is_claimed_again_and_finishes_the_run(logs):
+    run = died_mid_range(logs, silent_for=timedelta(minutes=6))
+
+    tasks.reconcile_range.delay(run.pk, 0).get()
+    tasks.finish_reconcile.delay(run.pk).get()
+
+    run.refresh_from_db()
+    assert results(run) == ("succeeded", 2, 1, 1, 9, 23)
+    assert run.ranges.get().attempt == 2
+    # The dead attempt's row was dropped; the new attempt stored each difference once.
+    assert run.discrepancies.filter(key="k03").count() == 1
+    assert run.discrepancies_stored == run.discrepancies.count() == 4
+
+
+def test_a_redelivered_range_whose_worker_still_reports_is_left_to_it(logs):
+    run = died_mid_range(logs, silent_for=timedelta(seconds=30))
+
+    tasks.reconcile_range.delay(run.pk, 0).get()
+
+    run.refresh_from_db()
+    assert run.status == "running"
+    assert run.ranges.get().attempt == 1
+
+
+def test_an_attempt_superseded_by_a_redelivery_stops_without_counting(logs, settings):
+    settings.RECONCILE_PROGRESS_SECONDS = 0
+    run = died_mid_range(logs, silent_for=timedelta(minutes=6))
+    old_attempt = ReconcileRange.objects.get(run=run)
+    reconcile.claim_range(run.pk, 0)  # the redelivery took over
+
+    with pytest.raises(reconcile.RangeSuperseded):
+        reconcile.Heartbeat(run.pk, key_range=old_attempt).beat(10, force=True)
+
+
+def test_a_redelivered_one_range_run_whose_worker_went_silent_is_finished(logs):
+    run = died_mid_range(logs, silent_for=timedelta(minutes=6))
+
+    tasks.reconcile_pair.delay(logs.pk, run_id=run.pk).get()
+
+    run.refresh_from_db()
+    assert results(run) == ("succeeded", 2, 1, 1, 9, 23)
+
+
+def test_a_run_delivered_twice_while_its_worker_reports_is_left_to_it(logs):
+    run = died_mid_range(logs, silent_for=timedelta(seconds=10))
+
+    tasks.reconcile_pair.delay(logs.pk, run_id=run.pk).get()
+
+    run.refresh_from_db()
+    assert run.status == "running"

@@ -75,6 +75,39 @@ def test_production_settings_pass_the_deploy_check():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+PRINT_HSTS = """
+import json, django
+django.setup()
+from django.conf import settings
+print(json.dumps([settings.SECURE_HSTS_SECONDS, settings.SECURE_HSTS_INCLUDE_SUBDOMAINS,
+                  settings.SECURE_HSTS_PRELOAD]))
+"""
+PRODUCTION_ENV = {
+    "BACKUPSITE_ENV": "production",
+    "SECRET_KEY": "k" * 20 + "-not-a-real-key-but-long-and-varied-1234567890",
+    "ALLOWED_HOSTS": "backups.example.com",
+    "REDIS_URL": "redis://127.0.0.1:6379/0",
+}
+
+
+def test_hsts_covers_subdomains_and_preload_only_when_asked():
+    result = run_python(PRINT_HSTS, PRODUCTION_ENV)
+    assert json.loads(result.stdout) == [31_536_000, False, False], result.stderr
+    opted_in = {
+        **PRODUCTION_ENV,
+        "SECURE_HSTS_INCLUDE_SUBDOMAINS": "true",
+        "SECURE_HSTS_PRELOAD": "true",
+    }
+    assert json.loads(run_python(PRINT_HSTS, opted_in).stdout) == [31_536_000, True, True]
+
+
+def test_production_without_a_broker_fails_the_system_check():
+    env = {k: v for k, v in PRODUCTION_ENV.items() if k != "REDIS_URL"}
+    result = run_python("", env, "manage.py", "check", "--deploy")
+    assert result.returncode != 0
+    assert "replication.E002" in result.stderr
+
+
 def test_production_refuses_to_start_without_a_secret_key():
     result = run_python(PRINT_SETTINGS, {"BACKUPSITE_ENV": "production"})
     assert result.returncode != 0
@@ -109,10 +142,14 @@ def test_envlist_splits_on_commas(monkeypatch):
     assert envlist("HOSTS", []) == ["a.example", "b.example"]
 
 
-def test_system_checks_warn_about_a_production_without_real_s3_or_a_broker(settings):
+def test_system_checks_refuse_a_production_without_a_broker_and_warn_about_fake_s3(settings):
+    from django.core.checks import ERROR
+
     from replication.checks import check_configuration
 
     settings.PRODUCTION, settings.EMBEDDED_S3, settings.REDIS_URL = True, True, ""
-    assert {w.id for w in check_configuration(None)} == {"replication.W001", "replication.W002"}
+    problems = {p.id: p.level for p in check_configuration(None)}
+    assert set(problems) == {"replication.W001", "replication.E002"}
+    assert problems["replication.E002"] >= ERROR
     settings.EMBEDDED_S3, settings.REDIS_URL = False, "redis://127.0.0.1:6379/0"
     assert check_configuration(None) == []

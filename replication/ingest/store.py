@@ -11,7 +11,7 @@ Both writes let the database settle races, with no read-then-write:
 """
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Sequence, Set
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -41,13 +41,21 @@ class BatchResult:
         return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected}
 
 
-def store_batch(events: Sequence[Event], received_at: datetime) -> BatchResult:
-    """Store the events whose bucket pair is registered; report the others as rejected."""
+def store_batch(
+    events: Sequence[Event], received_at: datetime, *, allowed_pair_ids: Set[int] | None = None
+) -> BatchResult:
+    """Store the events whose bucket pair is registered; report the others as rejected.
+
+    ``allowed_pair_ids`` is the sending key's scope (None: every pair); an event for a pair
+    outside it is rejected, never stored.
+    """
     result = BatchResult()
     matched: list[tuple[int, Event]] = []
     for index, (event, pair) in enumerate(zip(events, _match_pairs(events), strict=True)):
         if pair is None:
             result.rejected.append({"index": index, "reason": _unregistered_reason(event)})
+        elif allowed_pair_ids is not None and pair.pk not in allowed_pair_ids:
+            result.rejected.append({"index": index, "reason": _out_of_scope_reason(event)})
         else:
             matched.append((pair.pk, event))
     if not matched:
@@ -141,6 +149,13 @@ def _unregistered_reason(event: Event) -> str:
     return (
         f"no registered pair backs up s3://{event.source_bucket}/{event.key} "
         f"to bucket {event.destination_bucket}"
+    )
+
+
+def _out_of_scope_reason(event: Event) -> str:
+    return (
+        f"this ingest key may not report for the pair that backs up "
+        f"s3://{event.source_bucket}/{event.key}"
     )
 
 

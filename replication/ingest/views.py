@@ -12,7 +12,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import DatabaseError
 from django.db.models import Q
-from django.db.models.signals import post_delete, post_save
+from django.db.models.signals import m2m_changed, post_delete, post_save
 from django.dispatch import receiver
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
@@ -107,15 +107,19 @@ def authenticate(request: HttpRequest) -> IngestKey:
 
 
 def _load_key(key_id: str) -> IngestKey | None:
-    return (
+    key = (
         IngestKey.objects.active()
         .filter(key_id=key_id)
         .only("pk", "secret", "last_used_at")
         .first()
     )
+    if key is not None:
+        key.scope = key.allowed_pair_ids()  # cached with the key: no query per post
+    return key
 
 
 @receiver([post_save, post_delete], sender=IngestKey)
+@receiver(m2m_changed, sender=IngestKey.pairs.through)
 def _forget_keys(**kwargs) -> None:
     _keys.clear()
 
@@ -148,5 +152,7 @@ def post_events(request: HttpRequest) -> JsonResponse:
         return error(413, str(refusal))
     except schema.InvalidBatch as refusal:
         return error(400, str(refusal), field=refusal.field)
-    result = store.store_batch(events, received_at=timezone.now())
+    result = store.store_batch(
+        events, received_at=timezone.now(), allowed_pair_ids=request.ingest_key.scope
+    )
     return JsonResponse(result.to_dict(), status=202)

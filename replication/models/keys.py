@@ -31,6 +31,13 @@ class IngestKey(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
     # Written at most once a minute per key (see ingest), so it never costs a write per request.
     last_used_at = models.DateTimeField(null=True, blank=True)
+    # Empty means every pair; otherwise the key may report only for these pairs.
+    pairs = models.ManyToManyField(
+        "replication.BucketPair",
+        blank=True,
+        related_name="ingest_keys",
+        help_text="Pairs this key may report for. Leave empty for all pairs.",
+    )
 
     objects = IngestKeyQuerySet.as_manager()
 
@@ -48,6 +55,11 @@ class IngestKey(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+    def allowed_pair_ids(self) -> set[int] | None:
+        """The pairs this key may report for; None when it may report for every pair."""
+        ids = set(self.pairs.values_list("id", flat=True))
+        return ids or None
 
     def revoke(self) -> None:
         if self.revoked_at is None:

@@ -146,6 +146,11 @@ class ReconcileRange(models.Model):
     start_after = models.TextField(null=True, blank=True)  # noqa: DJ001
     end = models.TextField(null=True, blank=True)  # noqa: DJ001
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    # Each claim of the range (a redelivery after its worker died claims it again) takes the
+    # next attempt; an older attempt that wakes up finds itself superseded and stops.
+    attempt = models.PositiveSmallIntegerField(default=0)
+    # The range's own heartbeat: the run's is kept fresh by its other ranges.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     counts = models.JSONField(default=dict, blank=True)
     boundaries = models.JSONField(default=list, blank=True)
 
@@ -182,6 +187,8 @@ class Discrepancy(models.Model):
     # (for an extra, the key the source would have): one convention for every page, export
     # and message. Reconcile compares keys without the prefixes and adds it back here.
     key = models.TextField(help_text="The source key, prefix included.")
+    # The range that found it: a range claimed again drops its dead attempt's rows.
+    range_index = models.PositiveIntegerField(null=True, blank=True)
     kind = models.CharField(max_length=16, choices=Kind.choices)
     source_size = models.BigIntegerField(null=True, blank=True)
     source_etag = models.CharField(max_length=80, blank=True)

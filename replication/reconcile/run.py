@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, connection, connections, transaction
-from django.db.models import F, Max
+from django.db.models import F, Max, Q
 from django.utils import timezone
 
 from replication import s3 as s3_clients
@@ -43,6 +43,10 @@ class RunAbandoned(Exception):
     """The run stopped being ours (failed by another range or by the reaper): stop working."""
 
 
+class RangeSuperseded(Exception):
+    """A redelivery claimed this range again after this attempt looked dead: stop working."""
+
+
 # --- Asking for a run -------------------------------------------------------------------------
 
 
@@ -52,8 +56,12 @@ def request_run(
     trigger: str = ReconcileRun.Trigger.MANUAL,
     requested_by=None,
     repair: bool = False,
+    _retries: int = 3,
 ) -> tuple[ReconcileRun, bool]:
-    """A new queued run for ``pair``, or the one already queued or running: ``(run, created)``."""
+    """A new queued run for ``pair``, or the one already queued or running: ``(run, created)``.
+
+    A stalled active run (its worker gone) is reaped here first, so it never blocks the pair.
+    """
     if trigger not in ReconcileRun.Trigger.values:
         raise ValueError(f"unknown trigger {trigger!r}: one of {ReconcileRun.Trigger.values}")
     now = timezone.now()
@@ -69,9 +77,20 @@ def request_run(
             )
         return run, True
     except IntegrityError:
+        # Without beat (no broker: runs go inside web requests) nothing else reaps a run whose
+        # worker died, and the one-active-run constraint would block the pair for good.
+        reap_stalled_runs(pair_id=pair.id)
         active = ReconcileRun.objects.filter(pair=pair, status__in=ReconcileRun.ACTIVE).first()
-        if active is None:  # it finished between our insert and this read: ask again
-            return request_run(pair, trigger=trigger, requested_by=requested_by, repair=repair)
+        if active is None:  # reaped, or it finished between our insert and this read
+            if _retries <= 0:
+                raise
+            return request_run(
+                pair,
+                trigger=trigger,
+                requested_by=requested_by,
+                repair=repair,
+                _retries=_retries - 1,
+            )
         return active, False
 
 
@@ -225,15 +244,14 @@ def _replace_ranges(run: ReconcileRun, ranges: list[KeyRange]) -> None:
 
 def run_range(run_id: int, index: int, *, on_progress: ProgressCallback | None = None) -> None:
     """Reconcile one key range of a running run; a failure fails the whole run, with why."""
-    claimed = ReconcileRange.objects.filter(
-        run_id=run_id, index=index, status=RangeStatus.QUEUED, run__status=Status.RUNNING
-    ).update(status=RangeStatus.RUNNING)
-    if not claimed:
-        return  # delivered twice, or the run already ended
-    key_range = ReconcileRange.objects.select_related("run__pair").get(run_id=run_id, index=index)
+    key_range = claim_range(run_id, index)
+    if key_range is None:
+        return  # delivered twice while its worker lives, or the run already ended
     run = key_range.run
     try:
         tally, boundaries, repaired = _reconcile(run, key_range, on_progress)
+    except RangeSuperseded:
+        return  # a redelivery claimed the range again: that attempt finishes it
     except RunAbandoned:
         _set_range(key_range, RangeStatus.FAILED)
         return
@@ -248,14 +266,59 @@ def run_range(run_id: int, index: int, *, on_progress: ProgressCallback | None =
         return
     counts = tally.as_dict() | {"repaired": 0, "repair_failed": 0} | repaired
     with transaction.atomic():
-        ReconcileRange.objects.filter(id=key_range.id).update(
-            status=RangeStatus.SUCCEEDED, counts=counts, boundaries=boundaries
+        done = ReconcileRange.objects.filter(
+            id=key_range.id, attempt=key_range.attempt, status=RangeStatus.RUNNING
+        ).update(status=RangeStatus.SUCCEEDED, counts=counts, boundaries=boundaries)
+        if done:
+            ReconcileRun.objects.filter(id=run_id).update(ranges_done=F("ranges_done") + 1)
+
+
+def claim_range(run_id: int, index: int) -> ReconcileRange | None:
+    """Take a queued range of a running run, or one whose worker went silent; else None.
+
+    A range task redelivered after its worker died (acks late) finds its range "running"
+    with a stale heartbeat: it takes the range over as a new attempt, dropping the rows the
+    dead attempt stored, so the run can still finish.
+    """
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.RECONCILE_HEARTBEAT_TIMEOUT)
+    claimable = Q(status=RangeStatus.QUEUED) | Q(status=RangeStatus.RUNNING, heartbeat_at__lt=stale)
+    with transaction.atomic():
+        key_range = (
+            ReconcileRange.objects.select_for_update(of=("self",))
+            .select_related("run__pair")
+            .filter(claimable, run_id=run_id, index=index, run__status=Status.RUNNING)
+            .first()
         )
-        ReconcileRun.objects.filter(id=run_id).update(ranges_done=F("ranges_done") + 1)
+        if key_range is None:
+            return None
+        if key_range.status == RangeStatus.RUNNING:
+            log.warning(
+                "reconcile run %s range %s: attempt %s went silent; claiming it again",
+                run_id,
+                index,
+                key_range.attempt,
+            )
+            _discard_rows_of(key_range)
+        key_range.status = RangeStatus.RUNNING
+        key_range.attempt += 1
+        key_range.heartbeat_at = now
+        key_range.save(update_fields=["status", "attempt", "heartbeat_at"])
+    return key_range
+
+
+def _discard_rows_of(key_range: ReconcileRange) -> None:
+    dropped, _ = Discrepancy.objects.filter(
+        run_id=key_range.run_id, range_index=key_range.index
+    ).delete()
+    if dropped:
+        ReconcileRun.objects.filter(id=key_range.run_id).update(
+            discrepancies_stored=F("discrepancies_stored") - dropped
+        )
 
 
 def _set_range(key_range: ReconcileRange, status: str) -> None:
-    ReconcileRange.objects.filter(id=key_range.id).update(status=status)
+    ReconcileRange.objects.filter(id=key_range.id, attempt=key_range.attempt).update(status=status)
 
 
 def _reconcile(
@@ -266,9 +329,9 @@ def _reconcile(
     source = Side("source", pair.source_bucket, pair.source_prefix)
     backup = Side("backup", pair.backup_bucket, pair.backup_prefix)
     bounds = KeyRange(key_range.start_after, key_range.end)
-    heartbeat = Heartbeat(run.id, on_progress)
+    heartbeat = Heartbeat(run.id, on_progress, key_range=key_range)
     sampler = BoundarySampler(settings.RECONCILE_RANGE_SIZE)
-    writer = DiscrepancyWriter(run, keep_for_repair=run.repair)
+    writer = DiscrepancyWriter(run, keep_for_repair=run.repair, range_index=key_range.index)
     findings = FindingWriter(run, bounds)
     tally = Tally()
     in_flight_after = timezone.now() - pair.grace_period
@@ -354,8 +417,15 @@ class Heartbeat:
     range or by the reaper) raises RunAbandoned here, and this range stops.
     """
 
-    def __init__(self, run_id: int, on_progress: ProgressCallback | None = None):
+    def __init__(
+        self,
+        run_id: int,
+        on_progress: ProgressCallback | None = None,
+        *,
+        key_range: ReconcileRange | None = None,
+    ):
         self.run_id = run_id
+        self.key_range = key_range
         self.on_progress = on_progress
         self.every = settings.RECONCILE_PROGRESS_SECONDS
         self.saved_at = time.monotonic()
@@ -371,6 +441,12 @@ class Heartbeat:
             )
             if not updated:
                 raise RunAbandoned
+            if self.key_range is not None:
+                ours = ReconcileRange.objects.filter(
+                    id=self.key_range.id, attempt=self.key_range.attempt
+                ).update(heartbeat_at=timezone.now())
+                if not ours:
+                    raise RangeSuperseded
             self.saved, self.saved_at = scanned, now
         if self.on_progress and scanned != self.reported:
             self.on_progress(scanned - self.reported)
@@ -384,8 +460,9 @@ class DiscrepancyWriter:
     on the run row; once the cap is reached rows are dropped (the counts stay complete).
     """
 
-    def __init__(self, run: ReconcileRun, *, keep_for_repair: bool):
+    def __init__(self, run: ReconcileRun, *, keep_for_repair: bool, range_index: int | None = None):
         self.run = run
+        self.range_index = range_index
         self.cap = settings.RECONCILE_MAX_DISCREPANCY_ROWS
         self.keep_for_repair = keep_for_repair
         self.pending: list[Discrepancy] = []
@@ -401,6 +478,7 @@ class DiscrepancyWriter:
                 run=self.run,
                 # The source key as S3 names it, the one convention for people (see Discrepancy).
                 key=self.run.pair.source_prefix + difference.key,
+                range_index=self.range_index,
                 kind=difference.kind,
                 source_size=source.size if source else None,
                 source_etag=source.etag if source else "",
@@ -509,13 +587,21 @@ def fail_run(
     return bool(failed)
 
 
-def reap_stalled_runs(now: datetime | None = None) -> list[int]:
-    """Fail runs whose worker is gone: running without a heartbeat, or queued for too long."""
+def reap_stalled_runs(now: datetime | None = None, *, pair_id: int | None = None) -> list[int]:
+    """Fail runs whose worker is gone: running without a heartbeat, or queued for too long.
+
+    Beat calls it every minute for all pairs; ``request_run`` for one pair, lazily.
+    """
     now = now or timezone.now()
     silent_since = now - timedelta(seconds=settings.RECONCILE_HEARTBEAT_TIMEOUT)
     queued_since = now - timedelta(seconds=settings.RECONCILE_QUEUED_TIMEOUT)
     reaped = []
-    stalled = ReconcileRun.objects.filter(status=Status.RUNNING, heartbeat_at__lt=silent_since)
+    runs = (
+        ReconcileRun.objects.all()
+        if pair_id is None
+        else ReconcileRun.objects.filter(pair_id=pair_id)
+    )
+    stalled = runs.filter(status=Status.RUNNING, heartbeat_at__lt=silent_since)
     for run_id, heartbeat_at in stalled.values_list("id", "heartbeat_at"):
         reason = (
             f"the worker stopped reporting (no heartbeat since {heartbeat_at:%Y-%m-%d %H:%M:%S} "
@@ -523,7 +609,7 @@ def reap_stalled_runs(now: datetime | None = None) -> list[int]:
         )
         if fail_run(run_id, reason, statuses=[Status.RUNNING], heartbeat_before=silent_since):
             reaped.append(run_id)
-    never_started = ReconcileRun.objects.filter(status=Status.QUEUED, heartbeat_at__lt=queued_since)
+    never_started = runs.filter(status=Status.QUEUED, heartbeat_at__lt=queued_since)
     for run_id in never_started.values_list("id", flat=True):
         reason = (
             f"no worker started it within {settings.RECONCILE_QUEUED_TIMEOUT // 60} minutes: "
