@@ -134,6 +134,15 @@ def reap_stalled_reconciles() -> list[int]:
     return reconcile.reap_stalled_runs()
 
 
+# The reason a run that never reached the queue is failed with; pages look for it.
+QUEUE_UNAVAILABLE = "the task queue is unavailable, so the run was not queued"
+
+
+def was_not_queued(run: ReconcileRun) -> bool:
+    """True for a run that failed because the broker refused it, not because it ran."""
+    return run.status == ReconcileRun.Status.FAILED and run.error.startswith(QUEUE_UNAVAILABLE)
+
+
 def start_reconcile(
     pair: BucketPair, *, trigger: str, requested_by=None, repair: bool = False
 ) -> tuple[ReconcileRun, bool]:
@@ -154,9 +163,7 @@ def start_reconcile(
         run.refresh_from_db()
         return run, True
     except Exception as exc:
-        reconcile.fail_run(
-            run.id, f"the task queue is unavailable, so the run was not queued: {exc}"
-        )
+        reconcile.fail_run(run.id, f"{QUEUE_UNAVAILABLE}: {exc}")
         run.refresh_from_db()
         return run, True
     ReconcileRun.objects.filter(id=run.id, celery_task_id="").update(celery_task_id=result.id)

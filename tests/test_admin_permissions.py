@@ -30,7 +30,9 @@ def staff_client(client, django_user_model):
 
 @pytest.fixture
 def audit_rows(pair):
-    run = ReconcileRun.objects.create(pair=pair, status=ReconcileRun.Status.SUCCEEDED)
+    run = ReconcileRun.objects.create(
+        pair=pair, status=ReconcileRun.Status.SUCCEEDED, verdict="in_sync"
+    )
     discrepancy = Discrepancy.objects.create(run=run, key="a.jpg", kind=Discrepancy.Kind.MISSING)
     when = datetime(2026, 11, 27, 12, tzinfo=UTC)
     common = {

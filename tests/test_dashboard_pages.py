@@ -236,7 +236,17 @@ def test_reconcile_with_the_broker_down_says_the_queue_is_unavailable(
     assert "The queue is unavailable" in body
     run = ReconcileRun.objects.get()
     assert run.status == ReconcileRun.Status.FAILED
-    assert run.error.startswith("could not queue the run")
+    assert run.error.startswith("the task queue is unavailable, so the run was not queued")
+
+
+def test_reconcile_without_a_broker_runs_in_process_and_says_what_it_found(client, operator, pair):
+    # No REDIS_URL: the run happens inside the request; a failure is the run's, not the queue's.
+    response = client.post("/pairs/photos/reconcile/", follow=True)
+    body = response.content.decode()
+    run = ReconcileRun.objects.get()
+    assert run.status == ReconcileRun.Status.FAILED  # no S3 in this test
+    assert f"Run #{run.pk} of photos failed: " in body
+    assert "The queue is unavailable" not in body
 
 
 # --- Run page ---------------------------------------------------------------------------------

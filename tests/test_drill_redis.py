@@ -107,7 +107,7 @@ def test_reconcile_now_with_redis_down_says_so_then_runs_once_it_is_back(
     (message,) = reconcile_now(admin_client, pair)
     refused = ReconcileRun.objects.get(pair=pair)
     assert refused.status == "failed"
-    assert message.startswith(f"Pair {pair.name}: run #{refused.pk} failed: the task queue is ")
+    assert message.startswith(f"Run #{refused.pk} of {pair.name} failed: the task queue is ")
     assert "unavailable" in message
 
     # Redis back, and a worker on it.
@@ -125,7 +125,7 @@ def test_reconcile_now_with_redis_down_says_so_then_runs_once_it_is_back(
     try:
         (message,) = reconcile_now(admin_client, pair)
         run = ReconcileRun.objects.exclude(pk=refused.pk).get(pair=pair)
-        assert message == f"Pair {pair.name}: run #{run.pk} is queued."
+        assert message.startswith(f"Run #{run.pk} of {pair.name} queued")
         done = wait_for(
             lambda: (
                 (r := ReconcileRun.objects.get(pk=run.pk)).status not in ReconcileRun.ACTIVE and r

@@ -118,9 +118,8 @@ def test_reconcile_and_repair_give_exact_counts_while_a_third_of_calls_are_throt
 
 
 def test_a_denied_listing_fails_the_run_with_a_clear_reason(s3, pair):
-    answer_with_error(
-        s3_clients.client(pair.region), "ListObjectsV2", status=403, code="AccessDenied"
-    )
+    for client in (s3_clients.client(pair.region), s3_clients.listing_client(pair.region)):
+        answer_with_error(client, "ListObjectsV2", status=403, code="AccessDenied")
     run = reconcile_now(pair)
     assert run.status == "failed"
     assert run.error == ERROR_DENIED

@@ -15,7 +15,8 @@ from replication.dashboard import charts, facts, series
 from replication.dashboard.export import csv_lines
 from replication.dashboard.windows import SPARKLINE_WINDOW, WINDOWS, window_named
 from replication.models import BucketPair, CopyEvent, Discrepancy, ObjectState, ReconcileRun
-from replication.tasks import start_reconcile
+from replication.reconcile.wording import outcome
+from replication.tasks import start_reconcile, was_not_queued
 
 FAILURES_PER_PAGE = 25
 DISCREPANCIES_PER_PAGE = 50
@@ -151,16 +152,20 @@ def pair_reconcile(request, name):
         messages.info(
             request, f"A reconcile of {pair.name} is already {run.status}: this is that run."
         )
-    elif run.status == ReconcileRun.Status.FAILED:
+    elif was_not_queued(run):
         # start_reconcile saved the run as failed with the broker's error: nothing stays queued.
         messages.error(
             request,
             "The queue is unavailable: the run could not be queued and was marked failed. "
             "Check that Redis and a Celery worker are running, then try again.",
         )
+    elif run.status == ReconcileRun.Status.FAILED:
+        messages.error(request, outcome(run))  # ran in-process (no broker) and failed
+    elif run.status == ReconcileRun.Status.SUCCEEDED:
+        messages.success(request, outcome(run))  # ran in-process (no broker)
     else:
         kind = "reconcile and repair" if repair else "reconcile"
-        messages.success(request, f"The {kind} of {pair.name} is {run.status}.")
+        messages.success(request, f"The {kind} of {pair.name} is queued as run #{run.pk}.")
     return redirect("dashboard:run", run_id=run.pk)
 
 
