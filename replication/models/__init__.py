@@ -4,14 +4,17 @@ from replication.models.events import CopyEvent, CopyStatus, Finding, ObjectStat
 from replication.models.keys import IngestKey
 from replication.models.pairs import BucketPair
 from replication.models.runs import Discrepancy, ReconcileRange, ReconcileRun
+from replication.models.tallies import CopyTally, IngestTally
 
 __all__ = [
     "BucketPair",
     "CopyEvent",
     "CopyStatus",
+    "CopyTally",
     "Discrepancy",
     "Finding",
     "IngestKey",
+    "IngestTally",
     "ObjectState",
     "ReconcileRange",
     "ReconcileRun",
