@@ -18,6 +18,10 @@ def report_url() -> str:
     return f"{settings.SITE_URL}/api/v1/events"
 
 
+def badge_url(pair: BucketPair) -> str:
+    return f"{settings.SITE_URL}/badge/{pair.badge_token}.svg"
+
+
 @admin.register(BucketPair)
 class BucketPairAdmin(admin.ModelAdmin):
     list_display = [
@@ -31,8 +35,14 @@ class BucketPairAdmin(admin.ModelAdmin):
     ]
     list_filter = ["enabled", "mirror_deletes", "region"]
     search_fields = ["name", "source_bucket", "source_prefix", "backup_bucket", "backup_prefix"]
-    readonly_fields = ["created_at", "updated_at", "lambda_environment", "iam_policy"]
-    actions = ["check_access", "reconcile_now", "reconcile_and_repair"]
+    readonly_fields = [
+        "created_at",
+        "updated_at",
+        "lambda_environment",
+        "iam_policy",
+        "badge",
+    ]
+    actions = ["check_access", "reconcile_now", "reconcile_and_repair", "regenerate_badge_token"]
     fieldsets = [
         (None, {"fields": ["name", "enabled"]}),
         (
@@ -57,6 +67,7 @@ class BucketPairAdmin(admin.ModelAdmin):
             },
         ),
         ("Deploying the Lambda", {"fields": ["lambda_environment", "iam_policy"]}),
+        ("Status badge", {"fields": ["badge"]}),
         ("History", {"fields": ["created_at", "updated_at"]}),
     ]
 
@@ -98,6 +109,32 @@ class BucketPairAdmin(admin.ModelAdmin):
                     f"Pair {pair.name}: run #{run.pk} is already {run.status}.",
                     messages.INFO,
                 )
+
+    @admin.action(
+        description="Regenerate the selected pairs' badge URLs (the old ones stop working)",
+        permissions=["change"],
+    )
+    def regenerate_badge_token(self, request, queryset):
+        for pair in queryset:
+            pair.regenerate_badge_token()
+            self.message_user(
+                request, f"Pair {pair.name}: new badge URL {badge_url(pair)}", messages.SUCCESS
+            )
+
+    @admin.display(description="Badge")
+    def badge(self, pair):
+        if pair.pk is None:
+            return "Shown once the pair is saved."
+        url = badge_url(pair)
+        return format_html(
+            '<img src="{}" alt="status badge"><pre>{}</pre><p>Markdown: <code>![{}]({})</code>. '
+            "Anyone with this URL sees the pair's name, state and reason; "
+            '"Regenerate the selected pairs\' badge URLs" on the list page replaces it.</p>',
+            url,
+            url,
+            pair.name,
+            url,
+        )
 
     @admin.display(description="Lambda environment")
     def lambda_environment(self, pair):

@@ -109,10 +109,18 @@ def test_envlist_splits_on_commas(monkeypatch):
     assert envlist("HOSTS", []) == ["a.example", "b.example"]
 
 
-def test_system_checks_warn_about_a_production_without_real_s3_or_a_broker(settings):
+def test_system_checks_warn_about_a_production_without_real_s3_a_broker_or_metrics_token(
+    settings,
+):
     from replication.checks import check_configuration
 
     settings.PRODUCTION, settings.EMBEDDED_S3, settings.REDIS_URL = True, True, ""
-    assert {w.id for w in check_configuration(None)} == {"replication.W001", "replication.W002"}
+    settings.METRICS_TOKEN = ""
+    assert {w.id for w in check_configuration(None)} == {
+        "replication.W001",
+        "replication.W002",
+        "replication.W003",
+    }
     settings.EMBEDDED_S3, settings.REDIS_URL = False, "redis://127.0.0.1:6379/0"
+    settings.METRICS_TOKEN = "scrape-secret"
     assert check_configuration(None) == []

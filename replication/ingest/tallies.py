@@ -25,7 +25,6 @@ logger = logging.getLogger(__name__)
 REJECTION_REASONS = {
     400: "invalid",
     401: "unauthenticated",
-    405: "method_not_allowed",
     413: "too_large",
     503: "unavailable",
 }

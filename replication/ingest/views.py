@@ -154,8 +154,8 @@ def note_use(key: IngestKey) -> None:
 
 
 @csrf_exempt  # authenticated by signature, never by cookie
-@counted
 @require_POST
+@counted
 @body_within_limit
 @database_errors_as_503
 @signed_by_ingest_key
