@@ -1,18 +1,15 @@
 from django.contrib import admin
-from django.http import HttpResponse
 from django.urls import include, path
 
 from replication.ingest.views import post_events
-
-
-def healthz(request):
-    """Liveness for load balancers: no login, no database."""
-    return HttpResponse("ok", content_type="text/plain")
-
+from replication.monitoring import views as monitoring
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("healthz", healthz, name="healthz"),
+    # No login on these three: machines and READMEs read them (see DESIGN.md, "Dashboard").
+    path("healthz", monitoring.healthz, name="healthz"),
+    path("metrics", monitoring.metrics_view, name="metrics"),
+    path("badge/<str:token>.svg", monitoring.badge, name="badge"),
     path("api/v1/events", post_events, name="ingest-events"),
     path("", include("replication.dashboard.urls")),
 ]

@@ -37,6 +37,10 @@ class AdminStyles:
     css = {"all": ["replication/admin.css"]}
 
 
+def badge_url(pair: BucketPair) -> str:
+    return f"{settings.SITE_URL}/badge/{pair.badge_token}.svg"
+
+
 @admin.register(BucketPair)
 class BucketPairAdmin(admin.ModelAdmin):
     list_display = [
@@ -50,8 +54,14 @@ class BucketPairAdmin(admin.ModelAdmin):
     ]
     list_filter = ["enabled", "mirror_deletes", "region"]
     search_fields = ["name", "source_bucket", "source_prefix", "backup_bucket", "backup_prefix"]
-    readonly_fields = ["created_at", "updated_at", "lambda_environment", "iam_policy"]
-    actions = ["check_access", "reconcile_now", "reconcile_and_repair"]
+    readonly_fields = [
+        "created_at",
+        "updated_at",
+        "lambda_environment",
+        "iam_policy",
+        "badge",
+    ]
+    actions = ["check_access", "reconcile_now", "reconcile_and_repair", "regenerate_badge_token"]
     inlines = [AlertChannelPairInline]
     Media = AdminStyles
     fieldsets = [
@@ -78,6 +88,7 @@ class BucketPairAdmin(admin.ModelAdmin):
             },
         ),
         ("Deploying the Lambda", {"fields": ["lambda_environment", "iam_policy"]}),
+        ("Status badge", {"fields": ["badge"]}),
         ("History", {"fields": ["created_at", "updated_at"]}),
     ]
 
@@ -119,6 +130,32 @@ class BucketPairAdmin(admin.ModelAdmin):
             self.message_user(
                 request, format_html('{} (<a href="{}">see the run</a>)', text, run_url(run)), level
             )
+
+    @admin.action(
+        description="Regenerate the selected pairs' badge URLs (the old ones stop working)",
+        permissions=["change"],
+    )
+    def regenerate_badge_token(self, request, queryset):
+        for pair in queryset:
+            pair.regenerate_badge_token()
+            self.message_user(
+                request, f"Pair {pair.name}: new badge URL {badge_url(pair)}", messages.SUCCESS
+            )
+
+    @admin.display(description="Badge")
+    def badge(self, pair):
+        if pair.pk is None:
+            return "Shown once the pair is saved."
+        url = badge_url(pair)
+        return format_html(
+            '<img src="{}" alt="status badge"><pre>{}</pre><p>Markdown: <code>![{}]({})</code>. '
+            "Anyone with this URL sees the pair's name, state and reason; "
+            '"Regenerate the selected pairs\' badge URLs" on the list page replaces it.</p>',
+            url,
+            url,
+            pair.name,
+            url,
+        )
 
     @admin.display(description="Lambda environment")
     def lambda_environment(self, pair):

@@ -27,4 +27,13 @@ def check_configuration(app_configs, **kwargs):
                 id="replication.E002",
             )
         )
+    if settings.PRODUCTION and not settings.METRICS_TOKEN:
+        problems.append(
+            Warning(
+                "METRICS_TOKEN is not set: /metrics, which names every pair and its state, "
+                "answers anyone.",
+                hint="Set METRICS_TOKEN and give it to Prometheus as a bearer token.",
+                id="replication.W003",
+            )
+        )
     return problems

@@ -15,7 +15,14 @@ from hypothesis import strategies as st
 
 from replication.ingest import schema, store, views
 from replication.ingest.signing import sign
-from replication.models import BucketPair, CopyEvent, CopyStatus, IngestKey, ObjectState
+from replication.models import (
+    BucketPair,
+    CopyEvent,
+    CopyStatus,
+    CopyTally,
+    IngestKey,
+    ObjectState,
+)
 from tests.factories import event_payload, make_ingest_key, make_pair
 
 URL = "/api/v1/events"
@@ -314,6 +321,7 @@ def test_pair_deleted_by_another_process_answers_503_then_rejects_on_retry(pair,
     # Deleted elsewhere (no signal here), while this process still holds it.
     CopyEvent.objects.all().delete()
     ObjectState.objects.all().delete()
+    CopyTally.objects.all().delete()
     BucketPair.objects.filter(pk=pair.pk)._raw_delete(using="default")
 
     first = post(client, ingest_key, events(event_payload()))

@@ -142,14 +142,16 @@ def test_envlist_splits_on_commas(monkeypatch):
     assert envlist("HOSTS", []) == ["a.example", "b.example"]
 
 
-def test_system_checks_refuse_a_production_without_a_broker_and_warn_about_fake_s3(settings):
+def test_system_checks_refuse_a_production_without_a_broker_and_warn_about_the_rest(settings):
     from django.core.checks import ERROR
 
     from replication.checks import check_configuration
 
     settings.PRODUCTION, settings.EMBEDDED_S3, settings.REDIS_URL = True, True, ""
+    settings.METRICS_TOKEN = ""
     problems = {p.id: p.level for p in check_configuration(None)}
-    assert set(problems) == {"replication.W001", "replication.E002"}
+    assert set(problems) == {"replication.W001", "replication.E002", "replication.W003"}
     assert problems["replication.E002"] >= ERROR
     settings.EMBEDDED_S3, settings.REDIS_URL = False, "redis://127.0.0.1:6379/0"
+    settings.METRICS_TOKEN = "scrape-secret"
     assert check_configuration(None) == []

@@ -7,9 +7,13 @@ Both writes let the database settle races, with no read-then-write:
 - events:  INSERT ... ON CONFLICT DO NOTHING; the unique constraint drops repeats, and the
            row count says how many were new;
 - state:   INSERT ... ON CONFLICT (pair, key) DO UPDATE ... WHERE the stored precedence is
-           lower; the newest result wins whatever order results arrive in.
+           lower; the newest result wins whatever order results arrive in;
+- totals:  the new events (only those really inserted) and the request itself are added to
+           the running totals /metrics reports (replication/ingest/tallies.py), in the same
+           transaction, so a counted event is a stored event.
 """
 
+import functools
 import json
 from collections.abc import Iterable, Sequence, Set
 from contextlib import AbstractContextManager, nullcontext
@@ -23,6 +27,16 @@ from django.dispatch import receiver
 from replication.ingest.cache import ExpiringCache
 from replication.ingest.ordering import newest_per_object
 from replication.ingest.schema import Event
+from replication.ingest.tallies import (
+    OUT_OF_SCOPE,
+    UNREGISTERED_PAIR,
+    RequestCounts,
+    add_copies,
+    add_requests,
+    copy_tally_cte,
+    copy_tally_rows,
+    ingest_tally_cte,
+)
 from replication.models import BucketPair, CopyEvent, ObjectState
 
 # How long a process may match events against a pair list it read earlier. A new pair is
@@ -42,23 +56,32 @@ class BatchResult:
 
 
 def store_batch(
-    events: Sequence[Event], received_at: datetime, *, allowed_pair_ids: Set[int] | None = None
+    events: Sequence[Event],
+    received_at: datetime,
+    *,
+    allowed_pair_ids: Set[int] | None = None,
+    counts: RequestCounts | None = None,
 ) -> BatchResult:
     """Store the events whose bucket pair is registered; report the others as rejected.
 
     ``allowed_pair_ids`` is the sending key's scope (None: every pair); an event for a pair
-    outside it is rejected, never stored.
+    outside it is rejected, never stored. ``counts``, the request's own contribution to the
+    ingest totals, is stored with the events (plus one rejection per rejected event).
     """
     result = BatchResult()
+    counts = counts or RequestCounts()
     matched: list[tuple[int, Event]] = []
     for index, (event, pair) in enumerate(zip(events, _match_pairs(events), strict=True)):
         if pair is None:
             result.rejected.append({"index": index, "reason": _unregistered_reason(event)})
+            counts.rejections[UNREGISTERED_PAIR] += 1
         elif allowed_pair_ids is not None and pair.pk not in allowed_pair_ids:
             result.rejected.append({"index": index, "reason": _out_of_scope_reason(event)})
+            counts.rejections[OUT_OF_SCOPE] += 1
         else:
             matched.append((pair.pk, event))
     if not matched:
+        add_requests(counts)
         return result
 
     # Rows in one order for every request: two batches touching the same rows then wait for
@@ -66,7 +89,7 @@ def store_batch(
     matched.sort(key=lambda m: (m[0], m[1].key, m[1].precedence, m[1].event_name, m[1].status))
     newest = newest_per_object(((pair_id, event.key), event) for pair_id, event in matched)
     try:
-        inserted = _insert_batch(matched, newest, received_at)
+        inserted = _insert_batch(matched, newest, received_at, counts)
     except IntegrityError:
         # Most likely a pair deleted since it was cached: the sender's retry must not meet it.
         _pairs.clear()
@@ -77,30 +100,39 @@ def store_batch(
 
 
 def _insert_batch(
-    matched: list[tuple[int, Event]], newest: dict[tuple[int, str], Event], received_at: datetime
+    matched: list[tuple[int, Event]],
+    newest: dict[tuple[int, str], Event],
+    received_at: datetime,
+    counts: RequestCounts,
 ) -> int:
-    """Insert the events and advance the objects' state, all or nothing; return rows new."""
+    """Insert the events, advance the objects' state and the totals, all or nothing; return
+    rows new."""
     event_rows = [_event_row(pair_id, event, received_at) for pair_id, event in matched]
     state_rows = [_state_row(pair_id, event, received_at) for (pair_id, _), event in newest.items()]
     if connection.vendor == "postgresql":
-        # Both writes in one statement, atomic on its own: one round trip instead of four
-        # (BEGIN, two INSERTs, COMMIT), which is most of the cost of a one-event post.
-        events_sql = _insert_from_json(CopyEvent, "ON CONFLICT DO NOTHING RETURNING 1")
-        state_sql = _insert_from_json(ObjectState, _STATE_UPSERT)
-        sql = (
-            f"WITH new_events AS ({events_sql}), new_state AS ({state_sql}) "  # noqa: S608
-            "SELECT count(*) FROM new_events"
-        )
-        params = [_as_json(CopyEvent, event_rows), _as_json(ObjectState, state_rows)]
+        # Every write in one statement, atomic on its own: one round trip instead of six
+        # (BEGIN, four INSERTs, COMMIT), which is most of the cost of a one-event post.
+        sql = _postgresql_batch(_STATE_UPSERT)
+        params = [
+            _as_json(CopyEvent, event_rows),
+            _as_json(ObjectState, state_rows),
+            json.dumps(counts.rows()),
+        ]
         # Inside a caller's transaction, a savepoint, so that a failure here leaves the
         # caller's transaction usable.
         with _savepoint_if_in_transaction(), connection.cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.fetchone()[0]
     with transaction.atomic():
-        inserted = _insert_values(CopyEvent, event_rows, "ON CONFLICT DO NOTHING")
+        new = _insert_values(
+            CopyEvent, event_rows, "ON CONFLICT DO NOTHING RETURNING pair_id, status, lag"
+        )
         _insert_values(ObjectState, state_rows, _STATE_UPSERT)
-    return inserted
+        add_copies(
+            copy_tally_rows((p, status, timedelta(microseconds=lag)) for p, status, lag in new)
+        )
+        add_requests(counts)
+    return len(new)
 
 
 def match_pair(pairs: Iterable[BucketPair], event: Event) -> BucketPair | None:
@@ -238,6 +270,21 @@ def _state_upsert() -> str:
 _STATE_UPSERT = _state_upsert()
 
 
+@functools.cache
+def _postgresql_batch(state_upsert: str) -> str:
+    # The events CTE returns only rows really inserted, so repeats are never counted twice.
+    events_sql = _insert_from_json(
+        CopyEvent, "ON CONFLICT DO NOTHING RETURNING pair_id, status, lag"
+    )
+    state_sql = _insert_from_json(ObjectState, state_upsert)
+    return (
+        f"WITH new_events AS ({events_sql}), new_state AS ({state_sql}), "  # noqa: S608
+        f"new_copies AS ({copy_tally_cte('new_events')}), "
+        f"new_requests AS ({ingest_tally_cte()}) "
+        "SELECT count(*) FROM new_events"
+    )
+
+
 def _savepoint_if_in_transaction() -> AbstractContextManager:
     return transaction.atomic() if connection.in_atomic_block else nullcontext()
 
@@ -273,14 +320,15 @@ def _as_json(model: type[models.Model], rows: list[dict]) -> str:
     )
 
 
-def _insert_values(model: type[models.Model], rows: list[dict], on_conflict: str) -> int:
-    """Elsewhere (SQLite): INSERT ... VALUES in chunks; return the rows written."""
+def _insert_values(model: type[models.Model], rows: list[dict], on_conflict: str) -> list:
+    """Elsewhere (SQLite): INSERT ... VALUES in chunks; return the rows written, as the
+    RETURNING clause in ``on_conflict`` gives them (empty tuples without one)."""
     fields = _columns(model)
     quote = connection.ops.quote_name
     into = f"{quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)})"
     one_row = "(" + ", ".join(["%s"] * len(fields)) + ")"
     batch_size = connection.ops.bulk_batch_size(fields, rows) or len(rows)
-    written = 0
+    written: list = []
     with connection.cursor() as cursor:
         for start in range(0, len(rows), batch_size):
             chunk = rows[start : start + batch_size]
@@ -289,8 +337,11 @@ def _insert_values(model: type[models.Model], rows: list[dict], on_conflict: str
                 f.get_db_prep_save(row[f.attname], connection) for row in chunk for f in fields
             ]
             cursor.execute(f"INSERT INTO {into} VALUES {values} {on_conflict}", params)  # noqa: S608
-            # SQLite counts only rows really inserted or updated, as PostgreSQL does.
-            written += cursor.rowcount
+            if "RETURNING" in on_conflict:
+                written += cursor.fetchall()
+            else:
+                # SQLite counts only rows really inserted or updated, as PostgreSQL does.
+                written += [()] * cursor.rowcount
     return written
 
 

@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from replication.ingest import schema, store
+from replication.ingest import schema, store, tallies
 from replication.ingest.cache import ExpiringCache
 from replication.ingest.signing import SignatureError, check_freshness, parse_timestamp, verify
 from replication.models import IngestKey
@@ -53,6 +53,23 @@ def body_within_limit(view):
         if length > limit:
             return error(413, f"body: at most {limit} bytes, got {length}")
         return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def counted(view):
+    """Adds every answer to the request (and rejection) totals /metrics reports.
+
+    An accepted batch is counted inside its own INSERT (the view marks it ``counted``), so
+    the common case costs no extra statement.
+    """
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs):
+        response = view(request, *args, **kwargs)
+        if not getattr(response, "counted", False):
+            tallies.add_requests_quietly(tallies.RequestCounts.for_status(response.status_code))
+        return response
 
     return wrapper
 
@@ -142,6 +159,7 @@ def note_use(key: IngestKey) -> None:
 
 @csrf_exempt  # authenticated by signature, never by cookie
 @require_POST
+@counted
 @body_within_limit
 @database_errors_as_503
 @signed_by_ingest_key
@@ -153,6 +171,11 @@ def post_events(request: HttpRequest) -> JsonResponse:
     except schema.InvalidBatch as refusal:
         return error(400, str(refusal), field=refusal.field)
     result = store.store_batch(
-        events, received_at=timezone.now(), allowed_pair_ids=request.ingest_key.scope
+        events,
+        received_at=timezone.now(),
+        allowed_pair_ids=request.ingest_key.scope,
+        counts=tallies.RequestCounts.for_status(202),
     )
-    return JsonResponse(result.to_dict(), status=202)
+    response = JsonResponse(result.to_dict(), status=202)
+    response.counted = True
+    return response

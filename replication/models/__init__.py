@@ -5,17 +5,20 @@ from replication.models.events import CopyEvent, CopyStatus, Finding, ObjectStat
 from replication.models.keys import IngestKey
 from replication.models.pairs import BucketPair
 from replication.models.runs import Discrepancy, ReconcileRange, ReconcileRun
+from replication.models.tallies import CopyTally, IngestTally
 
 __all__ = [
     "AlertChannel",
     "BucketPair",
     "CopyEvent",
     "CopyStatus",
+    "CopyTally",
     "Discrepancy",
     "Finding",
     "HealthChange",
     "HealthState",
     "IngestKey",
+    "IngestTally",
     "Notification",
     "ObjectState",
     "ReconcileRange",

@@ -1,3 +1,4 @@
+import secrets
 from datetime import timedelta
 
 from django.core.exceptions import ValidationError
@@ -12,6 +13,10 @@ def validate_bucket_name(value: str) -> None:
     problem = bucket_name_problem(value)
     if problem:
         raise ValidationError(f"{value!r} is not a valid S3 bucket name: it {problem}.")
+
+
+def new_badge_token() -> str:
+    return secrets.token_urlsafe(24)
 
 
 class BucketPair(models.Model):
@@ -55,6 +60,11 @@ class BucketPair(models.Model):
         default=False,
         help_text="Delete backup copies of objects deleted from the source. "
         "Off by default: a backup keeps what the source lost.",
+    )
+    # The secret part of the pair's public badge URL (/badge/<token>.svg): whoever has it
+    # sees the pair's name, state and reason, nothing else. Regenerated in the admin.
+    badge_token = models.CharField(
+        max_length=64, unique=True, default=new_badge_token, editable=False
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -130,6 +140,11 @@ class BucketPair(models.Model):
         if not source_key.startswith(self.source_prefix):
             raise ValueError(f"{source_key!r} is not under the prefix {self.source_prefix!r}")
         return source_key[len(self.source_prefix) :]
+
+    def regenerate_badge_token(self) -> None:
+        """A new badge URL; the old one answers 404 from now on."""
+        self.badge_token = new_badge_token()
+        self.save(update_fields=["badge_token", "updated_at"])
 
     @property
     def source_location(self) -> str:

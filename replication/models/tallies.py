@@ -1,0 +1,80 @@
+"""Running totals behind /metrics' counters: written by ingest, never by retention.
+
+Prometheus counters must never go down, but per-event rows are deleted after
+EVENT_RETENTION_DAYS; so ingest adds to these totals in the same statement that inserts the
+events, and retention leaves them alone.
+
+Each total is split into a few shards (by database connection), so concurrent ingest
+requests for one pair rarely wait on one row; /metrics sums the shards.
+"""
+
+from django.db import models
+from django.db.models import Q
+
+from replication.models.events import CopyStatus
+from replication.models.pairs import BucketPair
+
+# Rows per total; a connection writes to shard pg_backend_pid() % SHARDS.
+SHARDS = 8
+
+
+class CopyTally(models.Model):
+    """How many copy results of one status a pair has had, by lag bucket (see
+    replication/monitoring/lag.py), and the sum of their lags."""
+
+    pair = models.ForeignKey(
+        BucketPair, on_delete=models.CASCADE, related_name="copy_tallies", db_index=False
+    )
+    status = models.CharField(max_length=10, choices=CopyStatus)
+    lag_bucket = models.PositiveSmallIntegerField()
+    shard = models.PositiveSmallIntegerField(default=0)
+    copies = models.BigIntegerField(default=0)
+    lag_seconds_sum = models.FloatField(default=0.0)
+
+    class Meta:
+        ordering = ["pair", "status", "lag_bucket", "shard"]
+        constraints = [
+            # Ingest's ON CONFLICT target; it also serves /metrics' grouped sum.
+            models.UniqueConstraint(
+                name="copy_tally_unique", fields=["pair", "status", "lag_bucket", "shard"]
+            ),
+            models.CheckConstraint(
+                name="copy_tally_status_valid", condition=Q(status__in=CopyStatus.values)
+            ),
+            models.CheckConstraint(name="copy_tally_shard_in_range", condition=Q(shard__lt=SHARDS)),
+            models.CheckConstraint(name="copy_tally_copies_positive", condition=Q(copies__gte=0)),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.pair_id} {self.status} bucket {self.lag_bucket}: {self.copies}"
+
+
+class IngestTally(models.Model):
+    """Requests the ingest API answered, by HTTP status, and what it refused, by reason."""
+
+    class Counter(models.TextChoices):
+        REQUESTS = "requests"
+        REJECTIONS = "rejections"
+
+    counter = models.CharField(max_length=16, choices=Counter)
+    label = models.CharField(max_length=32, help_text="HTTP status, or rejection reason.")
+    shard = models.PositiveSmallIntegerField(default=0)
+    count = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["counter", "label", "shard"]
+        constraints = [
+            models.UniqueConstraint(
+                name="ingest_tally_unique", fields=["counter", "label", "shard"]
+            ),
+            models.CheckConstraint(
+                name="ingest_tally_counter_valid",
+                condition=Q(counter__in=["requests", "rejections"]),
+            ),
+            models.CheckConstraint(
+                name="ingest_tally_shard_in_range", condition=Q(shard__lt=SHARDS)
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.counter} {self.label}: {self.count}"
