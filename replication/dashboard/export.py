@@ -11,6 +11,7 @@ from datetime import datetime
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
+# The CSV's columns: Discrepancy fields, in this order (the view reads exactly these).
 HEADER = [
     "key",
     "kind",

@@ -12,7 +12,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from replication.alerts.history import recent_changes
 from replication.dashboard import charts, facts, series
-from replication.dashboard.export import csv_lines
+from replication.dashboard.export import HEADER, csv_lines
 from replication.dashboard.windows import SPARKLINE_WINDOW, WINDOWS, window_named
 from replication.models import BucketPair, CopyEvent, Discrepancy, ObjectState, ReconcileRun
 from replication.reconcile.wording import outcome
@@ -243,22 +243,7 @@ def run_progress(request, run_id):
 @require_GET
 def run_discrepancies_csv(request, run_id):
     run = get_object_or_404(ReconcileRun, pk=run_id)
-    rows = (
-        run.discrepancies.order_by("id")
-        .values_list(
-            "key",
-            "kind",
-            "source_size",
-            "source_etag",
-            "source_last_modified",
-            "backup_size",
-            "backup_etag",
-            "backup_last_modified",
-            "repair_outcome",
-            "repair_error",
-        )
-        .iterator(chunk_size=2000)
-    )
+    rows = run.discrepancies.order_by("id").values_list(*HEADER).iterator(chunk_size=2000)
     response = StreamingHttpResponse(csv_lines(rows), content_type="text/csv; charset=utf-8")
     filename = f"{run.pair_id}-run-{run.pk}-discrepancies.csv"
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
