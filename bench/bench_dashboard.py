@@ -9,8 +9,8 @@ What it does:
 2. registers ``--pairs`` pairs and generates ``--events`` copy events spread evenly over the
    last ``--days`` days and over the pairs, inside PostgreSQL (INSERT ... SELECT from
    generate_series: no rows travel through Python), with lags of a few seconds and 0.5%
-   failures; one object state per event's key; a reconcile run per pair per day, the last
-   one out of sync on a few pairs; then ANALYZE;
+   failures; one object state per event's key; the hourly tallies ingest would have kept;
+   a reconcile run per pair per day, the last one out of sync on a few pairs; then ANALYZE;
 3. logs a superuser in with Django's test Client (in this process: server time, no network)
    and times ``/`` and ``/pairs/<name>/?window=7d``, after two warm-up requests each;
 4. prints p50/p95 in milliseconds and the number of SQL queries of each page.
@@ -95,6 +95,7 @@ FROM replication_bucketpair AS p, generate_series(0, %(days)s - 1) AS d
 def fill(pairs: int, events: int, days: int) -> None:
     from django.db import connection
 
+    from replication.ingest.tallies import rebuild_hourly
     from replication.models import BucketPair
 
     started = time.perf_counter()
@@ -113,6 +114,10 @@ def fill(pairs: int, events: int, days: int) -> None:
             step = time.perf_counter()
             cursor.execute(sql, params)
             print(f"  {label}: {cursor.rowcount:,} rows in {time.perf_counter() - step:.0f} s")
+        # Ingest would have counted these events into the hourly tallies as it stored them.
+        step = time.perf_counter()
+        rows = rebuild_hourly()
+        print(f"  hourly tallies: {rows:,} rows in {time.perf_counter() - step:.0f} s")
         cursor.execute("ANALYZE")
     print(f"filled in {time.perf_counter() - started:.0f} s")
 

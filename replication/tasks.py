@@ -19,7 +19,9 @@ log = logging.getLogger(__name__)
 
 @shared_task(ignore_result=True)
 def purge_expired_events() -> int:
-    """Delete per-event rows older than EVENT_RETENTION_DAYS (scheduled by beat, hourly)."""
+    """Delete per-event rows older than EVENT_RETENTION_DAYS and fold closed hours' tally
+    shards (scheduled by beat, hourly)."""
+    retention.fold_hourly_shards()
     return retention.purge_expired_events()
 
 

@@ -1,26 +1,37 @@
 """Time series for the charts: one grouped query per chart, whatever the number of events.
 
-On PostgreSQL the database buckets the rows and computes the percentiles
-(``percentile_cont``), reading only the window through ``event_pair_finished_idx``. Other
-databases (SQLite, the laptop default) get the rows and bucket them in Python with the same
-maths (``stats.bucketise``); that path is for small local databases only.
+Windows cut into whole hours (the overview's 24 h sparkline, a pair's 7 and 30 days) read
+the hourly tallies ingest keeps (a lag histogram per pair, hour and status): at most a few
+rows per hour, however many events there were, and percentiles estimated from the
+histogram (replication/dashboard/histogram.py).
+
+Finer windows (1 h, 24 h) read the events themselves, exactly. On PostgreSQL the database
+buckets the rows and computes the percentiles (``percentile_cont``), reading only the window
+through ``event_pair_finished_idx``. Other databases (SQLite, the laptop default) get the
+rows and bucket them in Python with the same maths (``stats.bucketise``); that path is for
+small local databases only.
 """
 
-from collections import defaultdict
-from datetime import UTC, datetime
+from collections import Counter, defaultdict
+from datetime import UTC, datetime, timedelta
 
 from django.db import connection, transaction
 
+from replication.dashboard import histogram
+from replication.dashboard.facts import lag_percentiles
 from replication.dashboard.windows import (
     COPIED,
     DELETED,
     FAILED,
+    LAG_STATUSES,
     SPARKLINE_WINDOW,
     Bucket,
     Window,
     bucketise,
 )
-from replication.models import CopyEvent
+from replication.models import CopyEvent, HourlyTally
+
+HOUR = timedelta(hours=1)
 
 _SERIES_SQL = """
 SELECT pair_id,
@@ -39,6 +50,8 @@ def series_by_pair(pair_ids: list[int], window: Window, now: datetime) -> dict[i
     """Every bucket of ``window`` for each pair (empty buckets included), oldest first."""
     if not pair_ids:
         return {}
+    if _whole_hours(window):
+        return _from_hourly_tallies(pair_ids, window, now)
     start = window.start(now)
     if connection.vendor == "postgresql":
         return _postgres_series(pair_ids, window, start, now)
@@ -79,6 +92,96 @@ def _postgres_series(
             bucket.copies, bucket.failures = copies, failures
             if lag is not None:
                 bucket.p50, bucket.p95, bucket.p99 = (v.total_seconds() for v in lag)
+    return result
+
+
+def window_lag(pair_id: int, window: Window, now: datetime) -> tuple[timedelta, ...] | None:
+    """p50, p95 and p99 of the pair's lag over the whole window (one query): estimated from
+    the hourly tallies where the window's buckets are whole hours, exact otherwise."""
+    if not _whole_hours(window):
+        return lag_percentiles([pair_id], since=window.start(now)).get(pair_id)
+    whole = int((now - window.start(now)).total_seconds()) + 1  # one slot holds the window
+    for _, _, _, _, indexes, counts in _tally_rows([pair_id], window.start(now), now, whole):
+        values = histogram.percentiles_of_sorted(indexes, counts)
+        return tuple(timedelta(seconds=v) for v in values) if values else None
+    return None
+
+
+def _whole_hours(window: Window) -> bool:
+    return window.bucket % HOUR == timedelta(0)
+
+
+def _from_hourly_tallies(
+    pair_ids: list[int], window: Window, now: datetime
+) -> dict[int, list[Bucket]]:
+    starts = window.buckets(now)
+    result = {pair_id: [Bucket(start) for start in starts] for pair_id in pair_ids}
+    rows = _tally_rows(pair_ids, starts[0], now, window.bucket_seconds)
+    for pair_id, slot, copies, failures, indexes, counts in rows:
+        if not 0 <= slot < len(starts):
+            continue
+        bucket = result[pair_id][slot]
+        bucket.copies, bucket.failures = copies, failures
+        values = histogram.percentiles_of_sorted(indexes, counts)
+        if values:
+            bucket.p50, bucket.p95, bucket.p99 = values
+    return result
+
+
+# Per pair and slot of ``size`` seconds from ``start``: copies, failures, and the lag
+# histogram (bucket indexes in order, with their counts), shards and statuses summed. The
+# database does the summing, so a day of 50 pairs is some 1,200 short rows, not 15,000.
+_TALLY_SQL = """
+SELECT pair_id, slot, sum(copied)::bigint, sum(failed)::bigint,
+       coalesce(array_agg(lag_bucket ORDER BY lag_bucket) FILTER (WHERE lagged > 0), '{{}}'),
+       coalesce(array_agg(lagged::bigint ORDER BY lag_bucket) FILTER (WHERE lagged > 0), '{{}}')
+FROM (
+    SELECT pair_id,
+           floor(EXTRACT(EPOCH FROM hour - %(start)s) / %(size)s)::int AS slot,
+           lag_bucket,
+           coalesce(sum(copies) FILTER (WHERE status = %(copied)s), 0) AS copied,
+           coalesce(sum(copies) FILTER (WHERE status = %(failed)s), 0) AS failed,
+           coalesce(sum(copies) FILTER (WHERE status IN (%(copied)s, %(deleted)s)), 0) AS lagged
+    FROM {table}
+    WHERE pair_id = ANY(%(pairs)s) AND hour >= %(start)s AND hour <= %(now)s
+    GROUP BY 1, 2, 3
+) AS per_bucket
+GROUP BY 1, 2
+"""
+
+
+def _tally_rows(pair_ids: list[int], start: datetime, now: datetime, size: int) -> list[tuple]:
+    """(pair_id, slot, copies, failures, lag bucket indexes, their counts) per pair and slot."""
+    if connection.vendor == "postgresql":
+        sql = _TALLY_SQL.format(table=connection.ops.quote_name(HourlyTally._meta.db_table))
+        params = {
+            "pairs": list(pair_ids),
+            "start": start,
+            "now": now,
+            "size": size,
+            "copied": COPIED,
+            "failed": FAILED,
+            "deleted": DELETED,
+        }
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+    # Elsewhere (SQLite, small local databases): the same sums in Python.
+    slots: dict[tuple[int, int], list] = {}
+    rows = HourlyTally.objects.filter(pair_id__in=pair_ids, hour__gte=start, hour__lte=now)
+    for pair_id, hour, status, lag_bucket, copies in rows.values_list(
+        "pair_id", "hour", "status", "lag_bucket", "copies"
+    ).order_by():
+        slot = int((hour - start).total_seconds() // size)
+        entry = slots.setdefault((pair_id, slot), [0, 0, Counter()])
+        entry[0] += copies if status == COPIED else 0
+        entry[1] += copies if status == FAILED else 0
+        if status in LAG_STATUSES:
+            entry[2][lag_bucket] += copies
+    result = []
+    for (pair_id, slot), (copies, failures, lags) in slots.items():
+        indexes = sorted(lags)
+        result.append((pair_id, slot, copies, failures, indexes, [lags[i] for i in indexes]))
     return result
 
 

@@ -105,7 +105,7 @@ def pair_detail(request, name):
     throughput = charts.bar_chart(
         [b.copies for b in buckets], [b.failures for b in buckets], labels
     )
-    window_lag = facts.lag_percentiles([pair.pk], since=window.start(now)).get(pair.pk)
+    window_lag = series.window_lag(pair.pk, window, now)
 
     query = request.GET.get("q", "").strip()[:1024]
     failures = ObjectState.objects.open_failures().filter(pair=pair).order_by("-finished_at", "id")

@@ -9,8 +9,9 @@ Both writes let the database settle races, with no read-then-write:
 - state:   INSERT ... ON CONFLICT (pair, key) DO UPDATE ... WHERE the stored precedence is
            lower; the newest result wins whatever order results arrive in;
 - totals:  the new events (only those really inserted) and the request itself are added to
-           the running totals /metrics reports (replication/ingest/tallies.py), in the same
-           transaction, so a counted event is a stored event.
+           the running totals /metrics reports and to the hourly lag histograms the charts
+           read (replication/ingest/tallies.py), in the same transaction, so a counted event
+           is a stored event.
 """
 
 import functools
@@ -18,7 +19,7 @@ import json
 from collections.abc import Iterable, Sequence, Set
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.db import IntegrityError, connection, models, transaction
 from django.db.models.signals import post_delete, post_save
@@ -32,9 +33,12 @@ from replication.ingest.tallies import (
     UNREGISTERED_PAIR,
     RequestCounts,
     add_copies,
+    add_hourly,
     add_requests,
     copy_tally_cte,
     copy_tally_rows,
+    hourly_tally_cte,
+    hourly_tally_rows,
     ingest_tally_cte,
 )
 from replication.models import BucketPair, CopyEvent, ObjectState
@@ -124,13 +128,14 @@ def _insert_batch(
             cursor.execute(sql, params)
             return cursor.fetchone()[0]
     with transaction.atomic():
-        new = _insert_values(
-            CopyEvent, event_rows, "ON CONFLICT DO NOTHING RETURNING pair_id, status, lag"
-        )
+        new = _insert_values(CopyEvent, event_rows, f"ON CONFLICT DO NOTHING {_RETURNING}")
         _insert_values(ObjectState, state_rows, _STATE_UPSERT)
-        add_copies(
-            copy_tally_rows((p, status, timedelta(microseconds=lag)) for p, status, lag in new)
-        )
+        results = [
+            (pair_id, status, timedelta(microseconds=lag), _sqlite_datetime(finished_at))
+            for pair_id, status, lag, finished_at in new
+        ]
+        add_copies(copy_tally_rows(r[:3] for r in results))
+        add_hourly(hourly_tally_rows(results))
         add_requests(counts)
     return len(new)
 
@@ -268,18 +273,19 @@ def _state_upsert() -> str:
 
 
 _STATE_UPSERT = _state_upsert()
+# What the totals need of each event really inserted.
+_RETURNING = "RETURNING pair_id, status, lag, finished_at"
 
 
 @functools.cache
 def _postgresql_batch(state_upsert: str) -> str:
     # The events CTE returns only rows really inserted, so repeats are never counted twice.
-    events_sql = _insert_from_json(
-        CopyEvent, "ON CONFLICT DO NOTHING RETURNING pair_id, status, lag"
-    )
+    events_sql = _insert_from_json(CopyEvent, f"ON CONFLICT DO NOTHING {_RETURNING}")
     state_sql = _insert_from_json(ObjectState, state_upsert)
     return (
         f"WITH new_events AS ({events_sql}), new_state AS ({state_sql}), "  # noqa: S608
         f"new_copies AS ({copy_tally_cte('new_events')}), "
+        f"new_hours AS ({hourly_tally_cte('new_events')}), "
         f"new_requests AS ({ingest_tally_cte()}) "
         "SELECT count(*) FROM new_events"
     )
@@ -343,6 +349,13 @@ def _insert_values(model: type[models.Model], rows: list[dict], on_conflict: str
                 # SQLite counts only rows really inserted or updated, as PostgreSQL does.
                 written += [()] * cursor.rowcount
     return written
+
+
+def _sqlite_datetime(value: str | datetime) -> datetime:
+    """A RETURNING clause hands SQLite's stored text back unconverted."""
+    if isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(value).replace(tzinfo=UTC)
 
 
 def _json_value(value: datetime | timedelta) -> str:

@@ -1,4 +1,5 @@
-"""Running totals for /metrics, kept by ingest (see replication/models/tallies.py).
+"""Totals kept by ingest (see replication/models/tallies.py): running totals for /metrics
+and hourly lag histograms for the charts.
 
 On PostgreSQL the totals are advanced inside store.py's single statement (CTEs built here),
 so counting costs no extra round trip; elsewhere, and for requests that store nothing, by
@@ -10,11 +11,13 @@ import logging
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db import DatabaseError, connection
 
-from replication.models import CopyTally, IngestTally
+from replication.dashboard import histogram
+from replication.dashboard.windows import bucket_start
+from replication.models import CopyEvent, CopyTally, HourlyTally, IngestTally
 from replication.models.tallies import SHARDS
 from replication.monitoring.lag import bucket_index, bucket_index_sql
 
@@ -73,6 +76,16 @@ def copy_tally_rows(results: Iterable[tuple[int, str, timedelta]]) -> list[tuple
     return [(*key, n, s) for key, (n, s) in sorted(totals.items())]
 
 
+def hourly_tally_rows(results: Iterable[tuple[int, str, timedelta, datetime]]) -> list[tuple]:
+    """(pair_id, hour, status, lag_bucket, copies) from results' (pair_id, status, lag,
+    finished_at), sorted (pure; the SQL in hourly_tally_cte does the same)."""
+    totals: Counter = Counter()
+    for pair_id, status, lag, finished_at in results:
+        hour = bucket_start(finished_at, 3600)
+        totals[pair_id, hour, status, histogram.bucket_index(lag.total_seconds())] += 1
+    return [(*key, n) for key, n in sorted(totals.items())]
+
+
 def _q(name: str) -> str:
     return connection.ops.quote_name(name)
 
@@ -92,6 +105,21 @@ def copy_tally_cte(new_events: str) -> str:
         "ON CONFLICT (pair_id, status, lag_bucket, shard) DO UPDATE SET "
         f"copies = {table}.copies + EXCLUDED.copies, "
         f"lag_seconds_sum = {table}.lag_seconds_sum + EXCLUDED.lag_seconds_sum"
+    )
+
+
+def hourly_tally_cte(new_events: str) -> str:
+    """PostgreSQL: an INSERT adding the rows of CTE ``new_events`` (which returns pair_id,
+    status, lag and finished_at) to HourlyTally."""
+    table = _q(HourlyTally._meta.db_table)
+    seconds = "EXTRACT(EPOCH FROM lag)::double precision"
+    hour = "date_bin('1 hour', finished_at, 'epoch'::timestamptz)"
+    return (
+        f"INSERT INTO {table} (pair_id, hour, status, lag_bucket, shard, copies) "  # noqa: S608
+        f"SELECT pair_id, {hour}, status, {histogram.bucket_index_sql(seconds)}, "
+        f"{_SHARD_SQL}, count(*) FROM {new_events} GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4 "
+        "ON CONFLICT (pair_id, hour, status, lag_bucket, shard) DO UPDATE SET "
+        f"copies = {table}.copies + EXCLUDED.copies"
     )
 
 
@@ -121,6 +149,49 @@ def add_copies(rows: list[tuple]) -> None:
             f"lag_seconds_sum = {table}.lag_seconds_sum + excluded.lag_seconds_sum",
             rows,
         )
+
+
+def add_hourly(rows: list[tuple]) -> None:
+    """Elsewhere (SQLite): add hourly_tally_rows' rows to HourlyTally, shard 0."""
+    if not rows:
+        return
+    table = _q(HourlyTally._meta.db_table)
+    hour = HourlyTally._meta.get_field("hour")
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f"INSERT INTO {table} (pair_id, hour, status, lag_bucket, shard, copies) "  # noqa: S608
+            "VALUES (%s, %s, %s, %s, 0, %s) "
+            "ON CONFLICT (pair_id, hour, status, lag_bucket, shard) DO UPDATE SET "
+            f"copies = {table}.copies + excluded.copies",
+            [
+                (pair_id, hour.get_db_prep_save(start, connection), status, bucket, n)
+                for pair_id, start, status, bucket, n in rows
+            ],
+        )
+
+
+def rebuild_hourly(event_model=CopyEvent, tally_model=HourlyTally) -> int:
+    """Count every stored event into the hourly tallies from scratch; return rows written.
+
+    For the migration that introduced them (which passes its historical models) and for
+    benchmarks that fill events by SQL. Pair by pair, so memory stays bounded.
+    """
+    tally_model.objects.all().delete()
+    written = 0
+    for pair_id in event_model.objects.values_list("pair_id", flat=True).distinct().order_by():
+        results = (
+            event_model.objects.filter(pair_id=pair_id)
+            .values_list("pair_id", "status", "lag", "finished_at")
+            .order_by()
+            .iterator(chunk_size=20_000)
+        )
+        rows = [
+            tally_model(pair_id=p, hour=hour, status=status, lag_bucket=bucket, copies=n)
+            for p, hour, status, bucket, n in hourly_tally_rows(results)
+        ]
+        tally_model.objects.bulk_create(rows, batch_size=5_000)
+        written += len(rows)
+    return written
 
 
 def add_requests(counts: RequestCounts) -> None:

@@ -5,7 +5,7 @@ from replication.models.events import CopyEvent, CopyStatus, Finding, ObjectStat
 from replication.models.keys import IngestKey
 from replication.models.pairs import BucketPair
 from replication.models.runs import Discrepancy, ReconcileRange, ReconcileRun
-from replication.models.tallies import CopyTally, IngestTally
+from replication.models.tallies import CopyTally, HourlyTally, IngestTally
 
 __all__ = [
     "AlertChannel",
@@ -17,6 +17,7 @@ __all__ = [
     "Finding",
     "HealthChange",
     "HealthState",
+    "HourlyTally",
     "IngestKey",
     "IngestTally",
     "Notification",

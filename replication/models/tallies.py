@@ -1,11 +1,15 @@
-"""Running totals behind /metrics' counters: written by ingest, never by retention.
+"""Totals that ingest keeps as it stores events, so that readers never count events.
 
-Prometheus counters must never go down, but per-event rows are deleted after
-EVENT_RETENTION_DAYS; so ingest adds to these totals in the same statement that inserts the
-events, and retention leaves them alone.
+- CopyTally and IngestTally: running totals behind /metrics' counters. Prometheus counters
+  must never go down, but per-event rows are deleted after EVENT_RETENTION_DAYS; so
+  retention leaves these alone.
+- HourlyTally: each pair's copy results per hour with a lag histogram, behind the charts
+  that span days (the overview's sparkline, a pair's 7 and 30 days). Retention deletes
+  them with the events of their hour.
 
 Each total is split into a few shards (by database connection), so concurrent ingest
-requests for one pair rarely wait on one row; /metrics sums the shards.
+requests for one pair rarely wait on one row; readers sum the shards, and the hourly
+maintenance folds closed hours' shards into one row (replication/ingest/retention.py).
 """
 
 from django.db import models
@@ -78,3 +82,38 @@ class IngestTally(models.Model):
 
     def __str__(self) -> str:
         return f"{self.counter} {self.label}: {self.count}"
+
+
+class HourlyTally(models.Model):
+    """How many copy results of one status a pair had in one hour (by finish time), by lag
+    bucket of replication/dashboard/histogram.py."""
+
+    pair = models.ForeignKey(
+        BucketPair, on_delete=models.CASCADE, related_name="hourly_tallies", db_index=False
+    )
+    hour = models.DateTimeField(help_text="Start of the hour (UTC).")
+    status = models.CharField(max_length=10, choices=CopyStatus)
+    lag_bucket = models.PositiveSmallIntegerField()
+    shard = models.PositiveSmallIntegerField(default=0)
+    copies = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["pair", "hour", "status", "lag_bucket", "shard"]
+        constraints = [
+            # Ingest's ON CONFLICT target; it also serves the charts' range reads
+            # (WHERE pair_id = ANY(...) AND hour >= ...).
+            models.UniqueConstraint(
+                name="hourly_tally_unique",
+                fields=["pair", "hour", "status", "lag_bucket", "shard"],
+            ),
+            models.CheckConstraint(
+                name="hourly_tally_status_valid", condition=Q(status__in=CopyStatus.values)
+            ),
+            models.CheckConstraint(
+                name="hourly_tally_shard_in_range", condition=Q(shard__lt=SHARDS)
+            ),
+            models.CheckConstraint(name="hourly_tally_copies_positive", condition=Q(copies__gte=0)),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.pair_id} {self.hour:%Y-%m-%d %H:00} {self.status} bucket {self.lag_bucket}"

@@ -1,0 +1,153 @@
+"""Hourly tallies: ingest counts every new result into its pair's hour and lag bucket, and
+the charts that span days read them instead of the events."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import connection
+
+from replication.dashboard import histogram
+from replication.dashboard.series import series_by_pair, sparklines, window_lag
+from replication.dashboard.windows import WINDOWS
+from replication.ingest import retention
+from replication.ingest.tallies import rebuild_hourly
+from replication.models import CopyEvent, HourlyTally
+from replication.models.tallies import SHARDS
+from tests.factories import make_pair, record_events
+
+NOW = datetime(2026, 11, 28, 12, 30, tzinfo=UTC)
+
+
+def copy_at(finished: datetime, lag_s: float, status: str = "copied", **fields) -> dict:
+    lagged = finished - timedelta(seconds=lag_s)
+    return {"status": status, "event_time": lagged, "started_at": lagged, "finished_at": finished,
+            **fields}  # fmt: skip
+
+
+def tallies(pair) -> dict[tuple, int]:
+    """(hour, status, lag bucket) -> copies, shards summed."""
+    result: dict[tuple, int] = {}
+    for row in HourlyTally.objects.filter(pair=pair):
+        key = (row.hour, row.status, row.lag_bucket)
+        result[key] = result.get(key, 0) + row.copies
+    return result
+
+
+@pytest.mark.django_db
+def test_ingest_counts_each_result_in_its_hour_status_and_lag_bucket():
+    pair = make_pair()
+    record_events(
+        pair,
+        copy_at(NOW, 1.0),
+        copy_at(NOW - timedelta(minutes=10), 1.0),
+        copy_at(NOW, 30.0),
+        copy_at(NOW - timedelta(hours=3), 0.05, status="failed"),
+    )
+    hour = datetime(2026, 11, 28, 12, tzinfo=UTC)
+    assert tallies(pair) == {
+        (hour, "copied", histogram.bucket_index(1.0)): 2,
+        (hour, "copied", histogram.bucket_index(30.0)): 1,
+        (hour - timedelta(hours=3), "failed", 0): 1,
+    }
+
+
+@pytest.mark.django_db
+def test_a_repeated_report_is_counted_once():
+    pair = make_pair()
+    event = copy_at(NOW, 2.0, key="photos/a.jpg", sequencer="0055B98E6A4B9E0A33")
+    record_events(pair, event)
+    record_events(pair, event)
+    assert sum(tallies(pair).values()) == 1
+
+
+@pytest.mark.django_db
+def test_the_database_and_python_file_a_lag_on_a_bound_in_the_same_bucket():
+    pair = make_pair()
+    bound = histogram.BOUNDS[10]
+    record_events(pair, copy_at(NOW, bound - 0.001), copy_at(NOW, bound))
+    buckets = sorted(bucket for (_, _, bucket) in tallies(pair))
+    assert buckets == [histogram.bucket_index(bound - 0.001), histogram.bucket_index(bound)]
+    assert buckets == [10, 11]
+
+
+@pytest.mark.django_db
+def test_rebuilding_from_the_events_gives_what_ingest_counted():
+    pair, other = make_pair(), make_pair()
+    record_events(pair, *(copy_at(NOW - timedelta(hours=h), 0.5 + h) for h in range(30)))
+    record_events(other, copy_at(NOW, 3.0), copy_at(NOW, 3.0, status="failed"))
+    counted = (tallies(pair), tallies(other))
+
+    assert rebuild_hourly() == HourlyTally.objects.count()
+    assert (tallies(pair), tallies(other)) == counted
+
+
+@pytest.mark.django_db
+def test_day_long_charts_count_and_estimate_lag_from_the_tallies():
+    pair = make_pair()
+    record_events(
+        pair,
+        *(copy_at(NOW - timedelta(minutes=m), 2.0) for m in range(0, 20)),
+        copy_at(NOW - timedelta(minutes=5), 900.0, status="failed"),
+        copy_at(NOW - timedelta(hours=5), 40.0),
+        copy_at(NOW - timedelta(hours=30), 40.0),  # outside the day
+    )
+    day = sparklines([pair.pk], NOW)[pair.pk]
+    assert len(day) == 24
+    assert (day[-1].copies, day[-1].failures) == (20, 1)
+    assert sum(b.copies for b in day) == 21
+    # Every estimate lies inside the bucket that holds the exact value.
+    below_2, above_2 = histogram.BOUNDS[
+        histogram.bucket_index(2.0) - 1 : histogram.bucket_index(2.0) + 1
+    ]
+    assert below_2 <= day[-1].p50 <= day[-1].p99 <= above_2
+    assert day[-6].p95 == pytest.approx(40.0, rel=0.34)
+    assert day[0].p50 is None
+
+    week = series_by_pair([pair.pk], WINDOWS["7d"], NOW)[pair.pk]
+    assert sum(b.copies for b in week) == 22
+    assert sum(b.failures for b in week) == 1
+
+
+@pytest.mark.django_db
+def test_window_lag_over_days_reads_the_tallies_and_over_a_day_the_events():
+    pair = make_pair()
+    record_events(pair, *(copy_at(NOW - timedelta(hours=h), 10.0) for h in range(48)))
+    CopyEvent.objects.all().delete()  # only the tallies know the week now
+
+    week = window_lag(pair.pk, WINDOWS["7d"], NOW)
+    assert week[0].total_seconds() == pytest.approx(10.0, rel=0.34)
+    assert window_lag(pair.pk, WINDOWS["24h"], NOW) is None
+
+
+@pytest.mark.django_db
+def test_retention_deletes_the_tallies_of_hours_wholly_past_it(settings):
+    settings.EVENT_RETENTION_DAYS = 1
+    pair = make_pair()
+    record_events(
+        pair,
+        copy_at(NOW - timedelta(days=1, hours=2), 1.0),
+        copy_at(NOW - timedelta(days=1, minutes=10), 1.0),  # its hour straddles the cutoff
+        copy_at(NOW, 1.0),
+    )
+    retention.purge_expired_events(now=NOW)
+    hours = sorted({hour for (hour, _, _) in tallies(pair)})
+    assert hours == [datetime(2026, 11, 27, 12, tzinfo=UTC), datetime(2026, 11, 28, 12, tzinfo=UTC)]
+
+
+@pytest.mark.django_db
+def test_folding_sums_closed_hours_shards_into_one_row_and_keeps_the_open_ones():
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (DATABASE_URL): only PostgreSQL's ingest writes shards")
+    pair = make_pair()
+    closed, current = datetime(2026, 11, 28, 9, tzinfo=UTC), datetime(2026, 11, 28, 12, tzinfo=UTC)
+    for hour in (closed, current):
+        HourlyTally.objects.bulk_create(
+            HourlyTally(pair=pair, hour=hour, status="copied", lag_bucket=8, shard=s, copies=s + 1)
+            for s in range(SHARDS)
+        )
+    removed = retention.fold_hourly_shards(now=NOW)
+
+    assert removed == SHARDS - 1
+    folded = HourlyTally.objects.get(pair=pair, hour=closed)
+    assert (folded.shard, folded.copies) == (0, sum(range(1, SHARDS + 1)))
+    assert HourlyTally.objects.filter(pair=pair, hour=current).count() == SHARDS
