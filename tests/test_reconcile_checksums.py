@@ -6,23 +6,20 @@ CRC32 where real S3 would default to CRC64NVME. moto does not make SSE-KMS ETags
 sets one on the stored object, as S3 would show it to both the listing and HEAD.
 """
 
-from datetime import timedelta
 from itertools import count
 
 import pytest
-import time_machine
 from django.utils import timezone
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.s3.models import s3_backends
 
 from replication import s3 as s3_clients
 from replication.models import ReconcileRun
-from replication.reconcile import run as reconcile
 from replication.reconcile.diff import UNVERIFIED, Difference, Entry, Tally
 from replication.reconcile.listing import Side
 from replication.reconcile.verify import second_opinion
-from tests.factories import make_pair
 from tests.lambda_support import answer_with_error
+from tests.reconcile_support import an_hour_ago, found, prefixed_pair, reconcile_now
 
 SOURCE, BACKUP = "sum-src", "sum-bak"
 SRC_PREFIX, BAK_PREFIX = "live/", "copies/"
@@ -32,19 +29,7 @@ KMS_ETAG = "c0ffee00c0ffee00c0ffee00c0ffee00"
 
 @pytest.fixture
 def docs(db, s3):
-    return make_pair(
-        name="docs",
-        source_bucket=SOURCE,
-        source_prefix=SRC_PREFIX,
-        backup_bucket=BACKUP,
-        backup_prefix=BAK_PREFIX,
-        grace_seconds=600,
-    )
-
-
-def an_hour_ago():
-    """Objects written inside this block are older than the pair's grace period."""
-    return time_machine.travel(timezone.now() - timedelta(hours=1), tick=True)
+    return prefixed_pair(SOURCE, BACKUP, SRC_PREFIX, BAK_PREFIX)
 
 
 def body_of(size: int, fill: bytes = b"a") -> bytes:
@@ -100,24 +85,6 @@ def give_kms_etag(bucket: str, key: str) -> None:
     """SSE-KMS ETags are not MD5s of the content; moto always makes MD5s, so set one."""
     stored = s3_backends[DEFAULT_ACCOUNT_ID]["aws"].get_object(bucket, key)
     stored._etag = KMS_ETAG
-
-
-def reconcile_now(pair, **options) -> ReconcileRun:
-    boundaries = options.pop("boundaries", None)
-    run, created = reconcile.request_run(pair, **options)
-    assert created
-    reconcile.reconcile_inline(run.pk, boundaries=boundaries)
-    run.refresh_from_db()
-    return run
-
-
-def found(run: ReconcileRun) -> dict[str, set[str]]:
-    """Each kind's keys, relative to the source prefix (rows store the full source key)."""
-    kinds: dict[str, set[str]] = {}
-    for d in run.discrepancies.all():
-        assert d.key.startswith(SRC_PREFIX)
-        kinds.setdefault(d.kind, set()).add(d.key.removeprefix(SRC_PREFIX))
-    return kinds
 
 
 def before_head(hook) -> None:

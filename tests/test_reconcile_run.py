@@ -3,12 +3,12 @@
 from datetime import timedelta
 
 import pytest
-import time_machine
 from django.utils import timezone
 
 from replication.models import Discrepancy, ReconcileRun
 from replication.reconcile import run as reconcile
 from tests.factories import make_pair
+from tests.reconcile_support import an_hour_ago, found, prefixed_pair, reconcile_now
 
 SOURCE, BACKUP = "rec-src", "rec-bak"
 SRC_PREFIX, BAK_PREFIX = "live/", "copies/live/"
@@ -17,14 +17,7 @@ MiB = 1024 * 1024
 
 @pytest.fixture
 def docs(db, s3):
-    return make_pair(
-        name="docs",
-        source_bucket=SOURCE,
-        source_prefix=SRC_PREFIX,
-        backup_bucket=BACKUP,
-        backup_prefix=BAK_PREFIX,
-        grace_seconds=600,
-    )
+    return prefixed_pair(SOURCE, BACKUP, SRC_PREFIX, BAK_PREFIX)
 
 
 def put_source(s3, key: str, body: bytes = b"same") -> None:
@@ -38,29 +31,6 @@ def put_backup(s3, key: str, body: bytes = b"same") -> None:
 def put_both(s3, key: str, body: bytes = b"same") -> None:
     put_source(s3, key, body)
     put_backup(s3, key, body)
-
-
-def an_hour_ago():
-    """Objects written inside this block are older than the pair's grace period."""
-    return time_machine.travel(timezone.now() - timedelta(hours=1), tick=True)
-
-
-def reconcile_now(pair, **options) -> ReconcileRun:
-    boundaries = options.pop("boundaries", None)
-    run, created = reconcile.request_run(pair, **options)
-    assert created
-    reconcile.reconcile_inline(run.pk, boundaries=boundaries)
-    run.refresh_from_db()
-    return run
-
-
-def found(run: ReconcileRun) -> dict[str, set[str]]:
-    """Each kind's keys, relative to the source prefix (rows store the full source key)."""
-    kinds: dict[str, set[str]] = {}
-    for d in run.discrepancies.all():
-        assert d.key.startswith(run.pair.source_prefix)
-        kinds.setdefault(d.kind, set()).add(d.key[len(run.pair.source_prefix) :])
-    return kinds
 
 
 def counts(run: ReconcileRun) -> dict[str, int]:

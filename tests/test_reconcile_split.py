@@ -6,7 +6,8 @@ import pytest
 
 from replication.reconcile import ranges
 from replication.reconcile.ranges import first_run_cuts, split
-from tests.test_reconcile_run import an_hour_ago, counts, found, put_backup, put_both, put_source
+from tests.reconcile_support import an_hour_ago, found, prefixed_pair
+from tests.test_reconcile_run import counts, put_backup, put_both, put_source
 
 
 class Listing:
@@ -114,16 +115,7 @@ SOURCE, BACKUP = "rec-src", "rec-bak"
 
 @pytest.fixture
 def docs(db, s3):
-    from tests.factories import make_pair
-
-    return make_pair(
-        name="docs",
-        source_bucket=SOURCE,
-        source_prefix="live/",
-        backup_bucket=BACKUP,
-        backup_prefix="copies/live/",
-        grace_seconds=600,
-    )
+    return prefixed_pair(SOURCE, BACKUP, "live/", "copies/live/")
 
 
 def fill_with_a_known_diff(s3):

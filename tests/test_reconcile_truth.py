@@ -4,7 +4,6 @@ from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
-import time_machine
 from django.utils import timezone
 
 from replication.lambda_function import CopyOutcome
@@ -12,10 +11,9 @@ from replication.management.commands.reconcile import summary
 from replication.models import ObjectState, ReconcileRun
 from replication.models.events import CopyStatus, Finding
 from replication.reconcile import repair as repair_module
-from replication.reconcile import run as reconcile
 from replication.reconcile.verdict import IN_SYNC, OUT_OF_SYNC, UNPROVEN, verdict
 from replication.reconcile.wording import outcome
-from tests.factories import make_pair
+from tests.reconcile_support import an_hour_ago, prefixed_pair, reconcile_now
 
 SOURCE, BACKUP = "truth-src", "truth-bak"
 SRC_PREFIX, BAK_PREFIX = "live/", "copies/"
@@ -93,32 +91,12 @@ def test_an_active_run_reads_as_its_status():
 
 @pytest.fixture
 def docs(db, s3):
-    return make_pair(
-        name="docs",
-        source_bucket=SOURCE,
-        source_prefix=SRC_PREFIX,
-        backup_bucket=BACKUP,
-        backup_prefix=BAK_PREFIX,
-        grace_seconds=600,
-    )
-
-
-def an_hour_ago():
-    return time_machine.travel(timezone.now() - timedelta(hours=1), tick=True)
+    return prefixed_pair(SOURCE, BACKUP, SRC_PREFIX, BAK_PREFIX)
 
 
 def put(s3, bucket: str, key: str, body: bytes = b"same") -> None:
     prefix = SRC_PREFIX if bucket == SOURCE else BAK_PREFIX
     s3.put_object(Bucket=bucket, Key=prefix + key, Body=body)
-
-
-def reconcile_now(pair, **options) -> ReconcileRun:
-    boundaries = options.pop("boundaries", None)
-    run, created = reconcile.request_run(pair, **options)
-    assert created
-    reconcile.reconcile_inline(run.pk, boundaries=boundaries)
-    run.refresh_from_db()
-    return run
 
 
 def failed_copy(pair, key: str, when) -> ObjectState:

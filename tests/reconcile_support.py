@@ -1,0 +1,47 @@
+"""Helpers shared by the reconcile tests that run against moto."""
+
+from datetime import timedelta
+
+import time_machine
+from django.utils import timezone
+
+from replication.models import BucketPair, ReconcileRun
+from replication.reconcile import run as reconcile
+from tests.factories import make_pair
+
+
+def prefixed_pair(source: str, backup: str, source_prefix: str, backup_prefix: str) -> BucketPair:
+    """The pair ``docs``: a prefix on each side and a 10-minute grace period."""
+    return make_pair(
+        name="docs",
+        source_bucket=source,
+        source_prefix=source_prefix,
+        backup_bucket=backup,
+        backup_prefix=backup_prefix,
+        grace_seconds=600,
+    )
+
+
+def an_hour_ago():
+    """Objects written inside this block are older than the pair's grace period."""
+    return time_machine.travel(timezone.now() - timedelta(hours=1), tick=True)
+
+
+def reconcile_now(pair, **options) -> ReconcileRun:
+    """A new run of ``pair``, carried out in this process; ``boundaries`` cuts its ranges."""
+    boundaries = options.pop("boundaries", None)
+    run, created = reconcile.request_run(pair, **options)
+    assert created
+    reconcile.reconcile_inline(run.pk, boundaries=boundaries)
+    run.refresh_from_db()
+    return run
+
+
+def found(run: ReconcileRun) -> dict[str, set[str]]:
+    """Each kind's keys, relative to the source prefix (rows store the full source key)."""
+    prefix = run.pair.source_prefix
+    kinds: dict[str, set[str]] = {}
+    for d in run.discrepancies.all():
+        assert d.key.startswith(prefix)
+        kinds.setdefault(d.kind, set()).add(d.key.removeprefix(prefix))
+    return kinds
