@@ -38,7 +38,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def page():
+def browser():
     if not os.path.exists(CHROMIUM):
         if os.environ.get("CI") == "true":
             pytest.fail(f"{CHROMIUM} is missing: .ci/run installs Debian's chromium")
@@ -48,15 +48,46 @@ def page():
     os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(
-            viewport={"width": 1400, "height": 900}, timezone_id="Europe/Paris"
-        )
-        yield context.new_page()
+        yield browser
         browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A desktop window."""
+    context = browser.new_context(
+        viewport={"width": 1400, "height": 900}, timezone_id="Europe/Paris"
+    )
+    return context.new_page()
+
+
+@pytest.fixture
+def phone(browser):
+    """A phone held upright (an iPhone 12 to 15's CSS viewport), with touch."""
+    context = browser.new_context(
+        viewport={"width": 390, "height": 844},
+        device_scale_factor=2,
+        is_mobile=True,
+        has_touch=True,
+        timezone_id="Europe/Paris",
+    )
+    return context.new_page()
 
 
 def ago(minutes: float) -> str:
     return (timezone.now() - timedelta(minutes=minutes)).isoformat()
+
+
+def a_day_of_copies() -> list[dict]:
+    """Forty copies over the last day, a few seconds to a few minutes late."""
+    return [
+        {
+            "event_time": ago(n * 36 + 2),
+            "started_at": ago(n * 36 + 2),
+            "finished_at": ago(n * 36 + 2 - 0.05 * (n % 7) ** 2),
+        }
+        for n in range(40)
+    ]
 
 
 def test_operator_sees_a_failure_and_follows_a_reconcile_to_its_verdict(
@@ -71,18 +102,7 @@ def test_operator_sees_a_failure_and_follows_a_reconcile_to_its_verdict(
     for n in range(5):
         s3.put_object(Bucket="photos-src", Key=f"img/{n}.jpg", Body=b"x")
         s3.put_object(Bucket="photos-bak", Key=f"img/{n}.jpg", Body=b"x")
-    record_events(
-        pair,
-        *[
-            # a day of copies, a few seconds to a few minutes late
-            {
-                "event_time": ago(n * 36 + 2),
-                "started_at": ago(n * 36 + 2),
-                "finished_at": ago(n * 36 + 2 - 0.05 * (n % 7) ** 2),
-            }
-            for n in range(40)
-        ],
-    )
+    record_events(pair, *a_day_of_copies())
     User.objects.create_superuser("ops", password="correct horse")
 
     page.goto(f"{live_server.url}/")
@@ -145,3 +165,154 @@ def test_operator_sees_a_failure_and_follows_a_reconcile_to_its_verdict(
     assert stamp.get_attribute("title").endswith(" UTC")
     assert "UTC" not in stamp.inner_text()
     page.screenshot(path=SCREENSHOTS / "run.png", full_page=True)
+
+
+# The document must never scroll sideways on a phone: only a wide table may, inside its own
+# .table-wrap. Measured against the layout viewport (clientWidth): a mobile browser zooms out
+# to show content that overflows, which widens window.innerWidth with it.
+SPILLS = """() => {
+  const edge = document.documentElement.clientWidth;
+  return {
+    scrollWidth: document.documentElement.scrollWidth,
+    clientWidth: edge,
+    innerWidth: window.innerWidth,
+    spilling: [...document.querySelectorAll("body *")]
+      .filter((el) => !el.closest(".table-wrap") && el.getBoundingClientRect().right > edge + 0.5)
+      .map((el) => el.tagName.toLowerCase() + (el.className ? "." + el.className : ""))
+      .slice(0, 10),
+  };
+}"""
+
+
+def assert_fits(page, name: str) -> None:
+    page.wait_for_load_state()  # the stylesheet too: a click returns once the page commits
+    layout = page.evaluate(SPILLS)
+    assert layout["scrollWidth"] <= layout["clientWidth"] == layout["innerWidth"], (name, layout)
+    assert not layout["spilling"], (name, layout)
+
+
+LONG_KEY = "img/2026/11/27/" + "a-rather-long-file-name-from-a-camera-" * 3 + "0001.jpg"
+
+
+def seed_what_a_phone_must_fit() -> ReconcileRun:
+    """Long pair names, locations, keys and errors; a critical pair with a health history;
+    a reconcile with repair and every kind of discrepancy."""
+    from replication.models import Discrepancy, HealthChange
+    from tests.factories import make_pair
+
+    photos = make_pair(
+        name="photos", source_bucket="photos-src", backup_bucket="photos-bak", grace_seconds=60
+    )
+    archive = make_pair(
+        name="customer-invoices-archive-eu-west-1-long-term-retention",
+        source_bucket="acme-customer-invoices-production-eu-west-1",
+        source_prefix="exports/invoices/by-customer/2026/",
+        backup_bucket="acme-customer-invoices-backup-eu-central-1",
+        backup_prefix="replicas/invoices/by-customer/2026/",
+        reconcile_every_minutes=60,
+    )
+    make_pair(name="logs", source_bucket="logs-src", backup_bucket="logs-bak", enabled=False)
+    record_events(photos, *a_day_of_copies())
+    record_events(archive, *a_day_of_copies())
+    record_events(
+        photos,
+        {
+            "key": LONG_KEY,
+            "status": "failed",
+            "error_code": "AccessDenied",
+            "error_message": "User: arn:aws:sts::123456789012:assumed-role/backupsite-replicator/"
+            f"replicator is not authorized to perform: s3:PutObject on resource: "
+            f"arn:aws:s3:::photos-bak/{LONG_KEY}",
+            "event_time": ago(20),
+            "started_at": ago(20),
+            "finished_at": ago(19),
+        },
+    )
+    now = timezone.now()
+    HealthChange.objects.create(
+        pair=photos,
+        sequence=1,
+        to_state="ok",
+        reason="every copy in the last hour went through",
+        at=now - timedelta(minutes=40),
+    )
+    HealthChange.objects.create(
+        pair=photos,
+        sequence=2,
+        from_state="ok",
+        to_state="critical",
+        reason=f"1 copy failing: {LONG_KEY} (AccessDenied)",
+        at=now - timedelta(minutes=19),
+    )
+    run = ReconcileRun.objects.create(
+        pair=photos,
+        repair=True,
+        status="succeeded",
+        verdict="out_of_sync",
+        started_at=now - timedelta(seconds=75),
+        finished_at=now - timedelta(seconds=3),
+        source_objects=123_456,
+        destination_objects=123_450,
+        missing=4,
+        mismatched=2,
+        extra=1,
+        unverified=3,
+        in_flight=2,
+        repaired=5,
+        repair_failed=1,
+        discrepancies_stored=10,
+    )
+    source = {"source_size": 1_234_567, "source_etag": '"9b2cf535f27731c974343645a3985328-12"'}
+    backup = {"backup_size": 1_234_000, "backup_etag": '"0cc175b9c0f1b6a831c399e269772661"'}
+    denied = {"repair_outcome": "failed", "repair_error": "AccessDenied: s3:PutObject refused"}
+    rows = (
+        [("missing", source | {"repair_outcome": "copied"})] * 3
+        + [("missing", source | denied)]
+        + [("mismatched", source | backup | {"repair_outcome": "copied"})] * 2
+        + [("extra", backup)]
+        + [("unverified", source | backup)] * 3
+    )
+    Discrepancy.objects.bulk_create(
+        Discrepancy(run=run, key=LONG_KEY.replace("0001", f"{n:04}"), kind=kind, **fields)
+        for n, (kind, fields) in enumerate(rows)
+    )
+    return run
+
+
+def test_every_page_fits_a_phone(phone, live_server, transactional_db):
+    User.objects.create_superuser("ops", password="correct horse")
+    phone.goto(f"{live_server.url}/")
+    assert_fits(phone, "login")
+    phone.fill("#id_username", "ops")
+    phone.fill("#id_password", "correct horse")
+    phone.click("input[type=submit]")
+    assert "No bucket pair yet" in phone.locator("main").inner_text()
+    assert_fits(phone, "overview without pairs")
+
+    run = seed_what_a_phone_must_fit()
+    phone.reload()
+    assert_fits(phone, "overview")
+    # Each pair reads as a card, its figures labelled, the critical one first.
+    first = phone.locator("table.pairs tbody tr").first
+    assert first.locator(".badge").inner_text() == "CRITICAL"
+    assert first.locator("td[data-label='Open failures']").is_visible()
+    phone.screenshot(path=SCREENSHOTS / "overview-390.png", full_page=True)
+
+    phone.goto(f"{live_server.url}/pairs/photos/")
+    assert_fits(phone, "pair")
+    assert LONG_KEY in phone.locator("#failures").inner_text()
+    # The charts scale to the width; their labels keep their size.
+    plot = phone.locator(".chart-plot").first.bounding_box()
+    assert 250 < plot["width"] < 390 and plot["height"] == 150
+    # Buttons are big enough to tap.
+    button = phone.get_by_role("button", name="Reconcile now").bounding_box()
+    assert button["height"] >= 40
+    phone.screenshot(path=SCREENSHOTS / "pair-390.png")
+
+    for path in (
+        "/pairs/customer-invoices-archive-eu-west-1-long-term-retention/",
+        f"/runs/{run.pk}/",
+        f"/runs/{run.pk}/?kind=missing",
+    ):
+        phone.goto(f"{live_server.url}{path}")
+        assert_fits(phone, path)
