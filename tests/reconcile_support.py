@@ -5,7 +5,8 @@ from datetime import timedelta
 import time_machine
 from django.utils import timezone
 
-from replication.models import BucketPair, ReconcileRun
+from replication.models import BucketPair, ObjectState, ReconcileRun
+from replication.models.events import CopyStatus
 from replication.reconcile import run as reconcile
 from tests.factories import make_pair
 
@@ -45,3 +46,19 @@ def found(run: ReconcileRun) -> dict[str, set[str]]:
         assert d.key.startswith(prefix)
         kinds.setdefault(d.kind, set()).add(d.key.removeprefix(prefix))
     return kinds
+
+
+def failed_copy(pair, key: str, when) -> ObjectState:
+    """An object state as ingest leaves it after a failed copy reported at ``when``; ``key``
+    relative to the source prefix."""
+    return ObjectState.objects.create(
+        pair=pair,
+        key=pair.source_prefix + key,
+        event_name="ObjectCreated:Put",
+        event_time=when,
+        sequencer="0A",
+        sequencer_order="0A".ljust(32, "0"),
+        status=CopyStatus.FAILED,
+        error_code="AccessDenied",
+        finished_at=when,
+    )

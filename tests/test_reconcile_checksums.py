@@ -14,12 +14,18 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.s3.models import s3_backends
 
 from replication import s3 as s3_clients
-from replication.models import ReconcileRun
+from replication.models import Finding, ObjectState, ReconcileRun
 from replication.reconcile.diff import UNVERIFIED, Difference, Entry, Tally
 from replication.reconcile.listing import Side
 from replication.reconcile.verify import second_opinion
 from tests.lambda_support import answer_with_error
-from tests.reconcile_support import an_hour_ago, found, prefixed_pair, reconcile_now
+from tests.reconcile_support import (
+    an_hour_ago,
+    failed_copy,
+    found,
+    prefixed_pair,
+    reconcile_now,
+)
 
 SOURCE, BACKUP = "sum-src", "sum-bak"
 SRC_PREFIX, BAK_PREFIX = "live/", "copies/"
@@ -122,6 +128,21 @@ def test_multipart_source_with_full_object_checksum_copied_single_part_is_in_syn
     assert (run.in_sync, run.unverified, run.mismatched) == (1, 0, 0)
     assert run.checksum_settled == 1
     assert found(run) == {}
+
+
+def test_an_open_failure_on_an_object_checksums_prove_in_sync_is_resolved(s3, docs):
+    body = body_of(5 * MiB + 10)
+    with an_hour_ago():
+        multipart_source(s3, "big.bin", body, **FULL_CRC32)
+        put_backup(s3, "big.bin", body, ChecksumAlgorithm="CRC32")
+        failed_copy(docs, "big.bin", timezone.now())
+
+    run = reconcile_now(docs)
+
+    assert run.checksum_settled == 1
+    row = ObjectState.objects.get(pair=docs, key=SRC_PREFIX + "big.bin")
+    assert (row.finding, row.finding_run_id) == (Finding.IN_SYNC, run.pk)
+    assert not ObjectState.objects.open_failures().exists()
 
 
 def test_same_size_different_content_with_checksums_is_mismatched_not_unverified(s3, docs):

@@ -368,7 +368,7 @@ def settled_diff(source, backup, verdicts):
     kept = []
     for d in diff(source, backup, in_flight_after=GRACE_CUTOFF, tally=tally):
         result = reclassify(d, verdicts.get(d.key, UNDECIDED), tally)
-        if result is not None:
+        if result.kind != IN_SYNC:
             kept.append((result.kind, result.key))
     return kept, tally
 

@@ -13,7 +13,7 @@ from replication.models.events import CopyStatus, Finding
 from replication.reconcile import repair as repair_module
 from replication.reconcile.verdict import IN_SYNC, OUT_OF_SYNC, UNPROVEN, verdict
 from replication.reconcile.wording import outcome
-from tests.reconcile_support import an_hour_ago, prefixed_pair, reconcile_now
+from tests.reconcile_support import an_hour_ago, failed_copy, prefixed_pair, reconcile_now
 
 SOURCE, BACKUP = "truth-src", "truth-bak"
 SRC_PREFIX, BAK_PREFIX = "live/", "copies/"
@@ -97,21 +97,6 @@ def docs(db, s3):
 def put(s3, bucket: str, key: str, body: bytes = b"same") -> None:
     prefix = SRC_PREFIX if bucket == SOURCE else BAK_PREFIX
     s3.put_object(Bucket=bucket, Key=prefix + key, Body=body)
-
-
-def failed_copy(pair, key: str, when) -> ObjectState:
-    """An object state as ingest leaves it after a failed copy reported at ``when``."""
-    return ObjectState.objects.create(
-        pair=pair,
-        key=SRC_PREFIX + key,
-        event_name="ObjectCreated:Put",
-        event_time=when,
-        sequencer="0A",
-        sequencer_order="0A".ljust(32, "0"),
-        status=CopyStatus.FAILED,
-        error_code="AccessDenied",
-        finished_at=when,
-    )
 
 
 def state(pair, key: str) -> ObjectState:

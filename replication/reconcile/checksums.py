@@ -140,10 +140,12 @@ def worth_checking(difference: Difference) -> bool:
     )
 
 
-def reclassify(difference: Difference, verdict: str, tally: Tally) -> Difference | None:
-    """Apply ``verdict`` to a difference the merge already counted; None when it is in sync.
+def reclassify(difference: Difference, verdict: str, tally: Tally) -> Difference:
+    """Apply ``verdict`` to a difference the merge already counted.
 
-    Moves the object between the tally's counts, so they stay complete and exact.
+    Moves the object between the tally's counts, so they stay complete and exact. One
+    proven in sync comes back as kind IN_SYNC: no discrepancy, but still a finding (it
+    resolves the object's open failure, as any object found in sync does).
     """
     if verdict == UNDECIDED or verdict == difference.kind:
         return difference
@@ -151,6 +153,6 @@ def reclassify(difference: Difference, verdict: str, tally: Tally) -> Difference
     tally.checksum_settled += 1
     if verdict == IN_SYNC:
         tally.in_sync += 1
-        return None
+        return difference._replace(kind=IN_SYNC)
     tally.mismatched += 1
     return difference._replace(kind=MISMATCHED)

@@ -61,7 +61,7 @@ def second_opinion(
     threads: int,
 ) -> Iterator[Difference]:
     """``differences`` with those checksums settle re-classified (and ``tally`` moved to match);
-    the ones proven in sync are dropped."""
+    the ones proven in sync come out as kind IN_SYNC, for the findings."""
     threads = max(1, threads)
     window = threads * _WINDOW_PER_THREAD
     pending: deque[tuple[Difference, Future | None]] = deque()
@@ -76,7 +76,7 @@ def second_opinion(
         backup_key = backup.prefix + difference.key
         return source_head, head_checksum(s3, backup.bucket, backup_key, failures)
 
-    def resolve(difference: Difference, future: Future | None) -> Difference | None:
+    def resolve(difference: Difference, future: Future | None) -> Difference:
         if future is None:
             return difference
         source_head, backup_head = future.result()
@@ -94,13 +94,9 @@ def second_opinion(
                 yield difference
                 continue
             while len(pending) > window:
-                kept = resolve(*pending.popleft())
-                if kept is not None:
-                    yield kept
+                yield resolve(*pending.popleft())
         while pending:
-            kept = resolve(*pending.popleft())
-            if kept is not None:
-                yield kept
+            yield resolve(*pending.popleft())
     finally:
         if pool is not None:
             # Left early (the run was abandoned, a listing failed): drop HEADs not yet started.
