@@ -15,7 +15,8 @@ from moto.s3.models import s3_backends
 
 from replication import s3 as s3_clients
 from replication.models import Finding, ObjectState, ReconcileRun
-from replication.reconcile.diff import UNVERIFIED, Difference, Entry, Tally
+from replication.reconcile import verify
+from replication.reconcile.diff import IN_SYNC, UNVERIFIED, Difference, Entry, Tally
 from replication.reconcile.listing import Side
 from replication.reconcile.verify import second_opinion
 from tests.lambda_support import answer_with_error
@@ -359,3 +360,30 @@ def test_second_opinion_keeps_key_order_and_reads_a_bounded_window_ahead(s3):
     assert read_before_first <= 2 * 4 + 1  # threads x the window per thread, plus one
     assert [d.key for d in [first, *rest]] == [f"k{n:02d}" for n in range(40)]
     assert tally.unverified == 40
+
+
+def test_objects_in_sync_queue_behind_a_head_without_stalling_the_listing(s3, monkeypatch):
+    monkeypatch.setattr(verify, "MAX_WAITING", 50)
+    source, backup = Side("source", SOURCE, ""), Side("backup", BACKUP, "")
+    read = []
+
+    def differences():
+        # One difference worth a HEAD, then objects in sync (passing through for the findings).
+        listed = Entry("a", 1, "f00-2", timezone.now())
+        read.append("a")
+        yield Difference(UNVERIFIED, "a", listed, listed._replace(etag="f00"))
+        for n in range(200):
+            same = Entry(f"b{n:03d}", 1, "f00", timezone.now())
+            read.append(same.key)
+            yield Difference(IN_SYNC, same.key, same, same)
+
+    stage = second_opinion(differences(), Tally(unverified=1, in_sync=200), s3=s3, source=source,
+                           backup=backup, threads=2)  # fmt: skip
+    first = next(stage)
+    read_before_first = len(read)
+    rest = list(stage)
+
+    # The listing ran ahead of the HEAD as far as the bound on waiting differences allows,
+    # not just the HEADs' window of 8, and order held.
+    assert read_before_first == 51
+    assert [d.key for d in [first, *rest]] == read

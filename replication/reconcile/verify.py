@@ -3,8 +3,11 @@
 Sits between the merge and the discrepancy writer. A difference worth checking
 (replication/reconcile/checksums.py decides which, and what the answers mean) is HEADed with
 ``ChecksumMode=ENABLED`` on a bounded thread pool while the merge goes on; differences leave in
-key order once their HEADs are back, and at most ``window`` of them wait, so memory stays
-bounded whatever the number of differences. No pool is started and no HEAD made when nothing is
+key order once their HEADs are back. At most ``threads * 4`` HEADed differences, and
+``MAX_WAITING`` differences in all, wait, so memory stays bounded whatever the number of
+differences; objects in sync, which pass through for the findings, queue behind a HEAD
+without counting towards the HEADs' window, so the listing does not stall on each HEAD's
+latency. No pool is started and no HEAD made when nothing is
 worth checking: an in-sync pair costs nothing more.
 
 A HEAD that fails (denied, the object deleted since the listing, throttled past botocore's
@@ -33,6 +36,9 @@ log = logging.getLogger(__name__)
 # Differences held per thread while their HEADs are in flight: enough to keep the pool busy
 # while the merge goes on, few enough that waiting rows cost nothing.
 _WINDOW_PER_THREAD = 4
+# Differences of any kind waiting behind a HEAD, per range: about one HEAD's latency of
+# listing (a range lists some 20,000 keys a second), under a MB.
+MAX_WAITING = 2_000
 
 Heads = tuple[ObjectChecksum | None, ObjectChecksum | None]
 
@@ -82,21 +88,30 @@ def second_opinion(
         source_head, backup_head = future.result()
         return reclassify(difference, settle(difference, source_head, backup_head), tally)
 
+    heading = 0  # differences in ``pending`` with a HEAD
+
+    def next_out() -> Difference:
+        nonlocal heading
+        difference, future = pending.popleft()
+        heading -= future is not None
+        return resolve(difference, future)
+
     try:
         for difference in differences:
             if worth_checking(difference):
                 if pool is None:
                     pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="checksum")
                 pending.append((difference, pool.submit(heads, difference)))
+                heading += 1
             elif pending:
                 pending.append((difference, None))  # waits its turn: rows stay in key order
             else:
                 yield difference
                 continue
-            while len(pending) > window:
-                yield resolve(*pending.popleft())
+            while heading > window or len(pending) > MAX_WAITING:
+                yield next_out()
         while pending:
-            yield resolve(*pending.popleft())
+            yield next_out()
     finally:
         if pool is not None:
             # Left early (the run was abandoned, a listing failed): drop HEADs not yet started.
