@@ -7,6 +7,7 @@ import time_machine
 from django.utils import timezone
 
 from replication.models import Discrepancy, ReconcileRun
+from replication.reconcile import listing
 from replication.reconcile import run as reconcile
 from tests.factories import make_pair
 
@@ -292,7 +293,7 @@ def test_a_missing_bucket_fails_the_run_with_the_reason(s3, docs):
 
 def test_progress_and_heartbeat_are_saved_while_the_run_is_going(s3, docs, settings, monkeypatch):
     settings.RECONCILE_PROGRESS_SECONDS = 0
-    monkeypatch.setattr(reconcile, "_TICK_ENTRIES", 2)
+    monkeypatch.setattr(listing, "PAGE_SIZE", 2)  # a heartbeat after every page
     with an_hour_ago():
         for n in range(12):
             put_both(s3, f"k{n:02d}")
@@ -314,7 +315,7 @@ def test_progress_and_heartbeat_are_saved_while_the_run_is_going(s3, docs, setti
 
 def test_a_run_failed_while_going_stops_and_stays_failed(s3, docs, settings, monkeypatch):
     settings.RECONCILE_PROGRESS_SECONDS = 0
-    monkeypatch.setattr(reconcile, "_TICK_ENTRIES", 2)
+    monkeypatch.setattr(listing, "PAGE_SIZE", 2)  # a heartbeat after every page
     with an_hour_ago():
         for n in range(12):
             put_source(s3, f"k{n:02d}")

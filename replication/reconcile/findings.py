@@ -73,8 +73,9 @@ def problem_keys(pair_id: int, prefix: str, bounds: KeyRange) -> Iterator[str]:
 class FindingWriter:
     """Collects one range's findings from the difference stream and upserts them in batches.
 
-    ``see`` takes every difference of the range, in key order, including those of kind
-    IN_SYNC (``diff(..., in_sync=True)``); ``repaired`` takes the keys a repair copied.
+    ``see`` takes every difference of the range in key order, and the in-sync objects that
+    ``wants_in_sync`` chose (``diff(..., in_sync=writer.wants_in_sync)``); ``repaired``
+    takes the keys a repair copied.
     """
 
     def __init__(self, run: ReconcileRun, bounds: KeyRange):
@@ -89,11 +90,18 @@ class FindingWriter:
         self.pending: list[dict] = []
         self.written = 0
 
+    def wants_in_sync(self, key: str) -> bool:
+        """Whether an object found in sync needs a finding (it had an open problem): the
+        merge asks this of every in-sync key, in key order, and passes on only those."""
+        return self._is_problem(key)
+
     def see(self, difference: Difference) -> None:
         finding = _FINDING_OF_KIND.get(difference.kind)
         if finding is not None:
             self._add(difference.key, finding, difference.source.last_modified)
-        elif difference.kind == IN_SYNC and self._is_problem(difference.key):
+        elif difference.kind == IN_SYNC:
+            # Already chosen by wants_in_sync, which the merge asked before (and which has
+            # moved past this key by now, the merge running ahead of the HEADs).
             self._add(difference.key, Finding.IN_SYNC, difference.source.last_modified)
 
     def repaired(self, key: str, source_modified_at: datetime | None) -> None:
