@@ -116,8 +116,8 @@ def _spare_the_garbage_collector(pair: BucketPair) -> tuple[int, int, int]:
     A listing makes millions of short-lived entries, which trigger collections; each full
     one walked everything Django and botocore's S3 model (12 MB) had loaded, though nothing
     of it is ever garbage. Frozen, those objects are not walked; fewer, larger young
-    collections do the rest. Returns the thresholds to restore. The clients are made first so that their models are frozen too
-    (a forked range process inherits all of it).
+    collections do the rest. The clients are made first so that their models are frozen
+    too (a forked range process inherits all of it). Returns the thresholds to restore.
     """
     s3.client(pair.region)
     s3.listing_client(pair.region)
