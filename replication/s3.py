@@ -44,7 +44,11 @@ def client_config() -> Config:
         connect_timeout=settings.S3_CONNECT_TIMEOUT,
         read_timeout=settings.S3_READ_TIMEOUT,
         retries={"mode": "standard", "max_attempts": settings.S3_MAX_ATTEMPTS},
-        max_pool_connections=32,
+        # One client serves every range's HEAD threads at once; a smaller pool opens (and
+        # drops) a connection per HEAD beyond it.
+        max_pool_connections=max(
+            32, settings.RECONCILE_INLINE_RANGES * settings.RECONCILE_CHECKSUM_THREADS
+        ),
     )
 
 
