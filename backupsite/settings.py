@@ -271,10 +271,6 @@ RECONCILE_INLINE_RANGES = envint("RECONCILE_INLINE_RANGES", 8)
 # Processes those ranges are shared among (forked): parsing is CPU work, threads of one
 # process take turns at it. 1 keeps the command in one process.
 RECONCILE_INLINE_PROCESSES = envint("RECONCILE_INLINE_PROCESSES", 1)
-# How long (ms) a thread of `manage.py reconcile` may hold the GIL while others wait
-# (Python's default is 5): a listing thread takes the GIL back after every read of a page's
-# body, and at 5 ms a page spent most of its time waiting for it (docs/benchmarks.md).
-RECONCILE_SWITCH_INTERVAL_MS = envint("RECONCILE_SWITCH_INTERVAL_MS", 1)
 RECONCILE_REPAIR_THREADS = envint("RECONCILE_REPAIR_THREADS", 8)
 # Concurrent HEADs per key range fetching checksums for differences the listing cannot settle.
 RECONCILE_CHECKSUM_THREADS = envint("RECONCILE_CHECKSUM_THREADS", 8)

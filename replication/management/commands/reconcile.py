@@ -3,7 +3,6 @@ import json
 import sys
 import time
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from replication import s3
@@ -90,8 +89,6 @@ class Command(BaseCommand):
             # On a terminal, say which S3 before the bar; failures always name it (below).
             sys.stderr.write(f"Reconciling {pair.name} in {s3.describe()}\n")
         thresholds = _spare_the_garbage_collector(pair)
-        switch_interval = sys.getswitchinterval()
-        sys.setswitchinterval(settings.RECONCILE_SWITCH_INTERVAL_MS / 1000)
         try:
             reconcile.reconcile_inline(run.pk, on_progress=bar.advance)
         except KeyboardInterrupt:
@@ -101,7 +98,6 @@ class Command(BaseCommand):
             bar.close()
             gc.unfreeze()  # as it was (the command may run inside a longer process, tests)
             gc.set_threshold(*thresholds)
-            sys.setswitchinterval(switch_interval)
         run.refresh_from_db()
 
         if run.status != ReconcileRun.Status.SUCCEEDED:
