@@ -6,7 +6,8 @@ Runs the merge of two in-memory listings of N objects each (1% missing, like
 bench_reconcile.py) twice, in this process, on a fresh SQLite database:
 
   (a) as before findings: ``diff`` yields differences only, each handed to a no-op writer;
-  (b) as now: ``diff(..., in_sync=True)`` and every item through ``FindingWriter.see``, which
+  (b) as now: ``diff(..., in_sync=writer.wants_in_sync)`` and every item through
+      ``FindingWriter.see``, which
       upserts the missing objects' findings and merges the pair's open problems (``--problems``
       of them, open failures in sync by now) with the listing.
 
@@ -90,7 +91,9 @@ def after(source, backup, run) -> int:
 
     findings = FindingWriter(run, KeyRange(None, None))
     kept = 0
-    for difference in diff(source, backup, in_flight_after=datetime.now(UTC), in_sync=True):
+    for difference in diff(
+        source, backup, in_flight_after=datetime.now(UTC), in_sync=findings.wants_in_sync
+    ):
         findings.see(difference)
         kept += difference.kind != IN_SYNC
     findings.flush()

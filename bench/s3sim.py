@@ -46,6 +46,7 @@ _TOP = "\U0010ffff"  # sorts after every character of any key
 _BUCKET = re.compile(r"^(src|bak)-(\d+)(?:-(dirs|flat|onedir))?$")
 _PLAIN = re.compile(r"^[A-Za-z0-9/._~-]*$")  # needs neither XML nor URL escaping
 _MIX = 0x9E3779B97F4A7C15
+_MASK = 2**128 - 1  # a constant: 2**128 is past what the compiler folds
 
 
 def key_name(layout: str, i: int) -> str:
@@ -121,7 +122,13 @@ class Bucket:
 
     def etag(self, i: int, variant: int) -> str:
         version = content_version(self.role, i, variant)
-        return f"{(i * _MIX + version * 0x51ED27 + self.seed) & (2**128 - 1):032x}"
+        return "%032x" % ((i * _MIX + version * 0x51ED27 + self.seed) & _MASK)
+
+    def listed(self, i: int, variant: int) -> tuple[str, int]:
+        """(etag, size) at once: a listing's per-object cost is s3sim's main CPU."""
+        version = content_version(self.role, i, variant)
+        etag = "%032x" % ((i * _MIX + version * 0x51ED27 + self.seed) & _MASK)
+        return etag, 1000 + (i * 7919) % 9000 + (version == 2)
 
     def checksum(self, i: int, variant: int) -> str:
         return base64.b64encode(hashlib.sha256(self.body(i, variant)).digest()).decode()
@@ -226,14 +233,17 @@ def _rolled_up(key: str, prefix: str, delimiter: str) -> bool:
     return key.find(delimiter, len(prefix)) + len(delimiter) == len(key)
 
 
+_CONTENTS = (
+    "<Contents><Key>%s</Key><LastModified>" + LAST_MODIFIED + "</LastModified>"
+    "<ETag>&quot;%s&quot;</ETag><Size>%d</Size>"
+    "<StorageClass>STANDARD</StorageClass></Contents>"
+)
+
+
 def _contents(bucket: Bucket, i: int, v: int, key: str, url: bool) -> str:
     if not _PLAIN.match(key):
         key = quote_plus(key, safe="/") if url else escape(key, {'"': "&quot;"})
-    return (
-        f"<Contents><Key>{key}</Key><LastModified>{LAST_MODIFIED}</LastModified>"
-        f"<ETag>&quot;{bucket.etag(i, v)}&quot;</ETag><Size>{bucket.size(i, v)}</Size>"
-        "<StorageClass>STANDARD</StorageClass></Contents>"
-    )
+    return _CONTENTS % (key, *bucket.listed(i, v))
 
 
 def _text(value: str, url: bool) -> str:

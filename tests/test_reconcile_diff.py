@@ -241,6 +241,47 @@ def test_sampler_records_every_nth_key():
     assert sampler.boundaries == ["c", "f"]
 
 
+@pytest.mark.parametrize("every", [1, 2, 3, 7])
+@pytest.mark.parametrize("pages", [[8], [1, 7], [2, 2, 4], [3, 0, 5], [1] * 8])
+def test_sampler_seeing_pages_at_once_records_what_seeing_each_key_does(every, pages):
+    keys = iter("abcdefgh")
+    one_by_one, by_page = BoundarySampler(every), BoundarySampler(every)
+    for size in pages:
+        page = [entry(next(keys)) for _ in range(size)]
+        for e in page:
+            one_by_one.see(e.key)
+        by_page.see_all(page, key=lambda e: e.key)
+    assert by_page.boundaries == one_by_one.boundaries
+    assert by_page.seen == one_by_one.seen == 8
+
+
+def test_in_sync_objects_are_yielded_only_as_asked():
+    source = [entry("a"), entry("b", etag=MD5_B), entry("c"), entry("d"), entry("e")]
+    backup = [entry("a"), entry("b"), entry("c"), entry("e")]
+    asked = []
+
+    def chosen(key):
+        asked.append(key)
+        return key in ("c", "e")
+
+    def found(in_sync):
+        return [
+            (d.kind, d.key)
+            for d in diff(source, backup, in_flight_after=GRACE_CUTOFF, in_sync=in_sync)
+        ]
+
+    assert found(False) == [(MISMATCHED, "b"), (MISSING, "d")]
+    assert found(True) == [
+        ("in_sync", "a"),
+        (MISMATCHED, "b"),
+        ("in_sync", "c"),
+        (MISSING, "d"),
+        ("in_sync", "e"),
+    ]
+    assert found(chosen) == [(MISMATCHED, "b"), ("in_sync", "c"), (MISSING, "d"), ("in_sync", "e")]
+    assert asked == ["a", "c", "e"]  # every in-sync key, in key order, and nothing else
+
+
 def test_range_results_add_up_like_one_pass():
     source = [entry(f"k{n:02d}", etag=MD5_B if n % 7 == 0 else MD5_A) for n in range(40)]
     backup = [entry(f"k{n:02d}") for n in range(5, 45)]

@@ -6,6 +6,7 @@ import pytest
 from django.utils import timezone
 
 from replication.models import Discrepancy, ReconcileRun
+from replication.reconcile import listing
 from replication.reconcile import run as reconcile
 from tests.factories import make_pair
 from tests.reconcile_support import an_hour_ago, found, prefixed_pair, reconcile_now
@@ -262,7 +263,7 @@ def test_a_missing_bucket_fails_the_run_with_the_reason(s3, docs):
 
 def test_progress_and_heartbeat_are_saved_while_the_run_is_going(s3, docs, settings, monkeypatch):
     settings.RECONCILE_PROGRESS_SECONDS = 0
-    monkeypatch.setattr(reconcile, "_TICK_ENTRIES", 2)
+    monkeypatch.setattr(listing, "PAGE_SIZE", 2)  # a heartbeat after every page
     with an_hour_ago():
         for n in range(12):
             put_both(s3, f"k{n:02d}")
@@ -284,7 +285,7 @@ def test_progress_and_heartbeat_are_saved_while_the_run_is_going(s3, docs, setti
 
 def test_a_run_failed_while_going_stops_and_stays_failed(s3, docs, settings, monkeypatch):
     settings.RECONCILE_PROGRESS_SECONDS = 0
-    monkeypatch.setattr(reconcile, "_TICK_ENTRIES", 2)
+    monkeypatch.setattr(listing, "PAGE_SIZE", 2)  # a heartbeat after every page
     with an_hour_ago():
         for n in range(12):
             put_source(s3, f"k{n:02d}")
@@ -319,3 +320,40 @@ def test_an_unknown_trigger_is_refused_before_anything_is_stored(docs):
     with pytest.raises(ValueError, match="unknown trigger 'cron'"):
         reconcile.request_run(docs, trigger="cron")
     assert not ReconcileRun.objects.exists()
+
+
+def test_discrepancy_rows_inserted_directly_equal_those_made_as_model_instances(db):
+    from datetime import UTC, datetime
+
+    from replication.reconcile.diff import EXTRA, MISMATCHED, MISSING, Difference, Entry
+
+    pair = make_pair(name="rows", source_prefix="live/")
+    run = ReconcileRun.objects.create(pair=pair)
+    when = datetime(2026, 1, 1, 12, 30, 15, 123000, tzinfo=UTC)
+    source = Entry("a/é & <b>.txt", 10, "0cc175b9c0f1b6a831c399e269772661", when)
+    backup = Entry("a/é & <b>.txt", 11, "92eb5ffee6ae2fec3ad71c777531578f-2", when)
+    differences = [
+        Difference(MISSING, source.key, source, None),
+        Difference(EXTRA, backup.key, None, backup),
+        Difference(MISMATCHED, source.key, source, backup),
+    ]
+    direct = reconcile.DiscrepancyWriter(run, keep_for_repair=False, range_index=1)
+    as_models = reconcile.DiscrepancyWriter(run, keep_for_repair=True, range_index=2)
+    for difference in differences:
+        direct.add(difference)
+        as_models.add(difference)
+    direct.flush()
+    as_models.flush()
+
+    def rows(range_index):
+        kept = Discrepancy.objects.filter(run=run, range_index=range_index).order_by("id")
+        return [
+            {k: v for k, v in row.items() if k not in ("id", "range_index")}
+            for row in kept.values()
+        ]
+
+    assert rows(1) == rows(2)
+    assert len(rows(1)) == 3
+    assert rows(1)[0]["key"] == "live/a/é & <b>.txt"
+    assert rows(1)[0]["source_last_modified"] == when
+    assert len(as_models.kept) == 3 and not direct.kept

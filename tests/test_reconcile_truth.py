@@ -118,6 +118,26 @@ def test_a_failure_whose_success_report_was_lost_is_resolved_by_the_next_reconci
     assert not ObjectState.objects.open_failures().exists()
 
 
+def test_open_failures_after_a_difference_waiting_for_its_heads_are_resolved_too(s3, docs):
+    # "a" has the same size on both sides and other content: it waits for its HEADs while
+    # the merge runs ahead over the in-sync keys after it, each with an open failure.
+    keys = [f"b{n}" for n in range(5)]
+    with an_hour_ago():
+        put(s3, SOURCE, "a", b"aaaa")
+        put(s3, BACKUP, "a", b"bbbb")
+        for key in keys:
+            put(s3, SOURCE, key)
+            put(s3, BACKUP, key)
+            failed_copy(docs, key, timezone.now())
+
+    run = reconcile_now(docs)
+
+    assert (run.mismatched, run.in_sync) == (1, 5)
+    assert [state(docs, key).finding for key in keys] == [Finding.IN_SYNC] * 5
+    assert state(docs, "a").finding == Finding.MISMATCHED
+    assert not ObjectState.objects.open_failures().exists()
+
+
 def test_objects_in_sync_with_no_open_problem_get_no_row(s3, docs):
     with an_hour_ago():
         for key in ("a", "b"):

@@ -73,8 +73,9 @@ def problem_keys(pair_id: int, prefix: str, bounds: KeyRange) -> Iterator[str]:
 class FindingWriter:
     """Collects one range's findings from the difference stream and upserts them in batches.
 
-    ``see`` takes every difference of the range, in key order, including those of kind
-    IN_SYNC (``diff(..., in_sync=True)``); ``repaired`` takes the keys a repair copied.
+    ``see`` takes every difference of the range in key order, and the in-sync objects that
+    ``wants_in_sync`` chose (``diff(..., in_sync=writer.wants_in_sync)``); ``repaired``
+    takes the keys a repair copied.
     """
 
     def __init__(self, run: ReconcileRun, bounds: KeyRange):
@@ -89,11 +90,18 @@ class FindingWriter:
         self.pending: list[dict] = []
         self.written = 0
 
+    def wants_in_sync(self, key: str) -> bool:
+        """Whether an object found in sync needs a finding (it had an open problem): the
+        merge asks this of every in-sync key, in key order, and passes on only those."""
+        return self._is_problem(key)
+
     def see(self, difference: Difference) -> None:
         finding = _FINDING_OF_KIND.get(difference.kind)
         if finding is not None:
             self._add(difference.key, finding, difference.source.last_modified)
-        elif difference.kind == IN_SYNC and self._is_problem(difference.key):
+        elif difference.kind == IN_SYNC:
+            # Already chosen by wants_in_sync, which the merge asked before (and which has
+            # moved past this key by now, the merge running ahead of the HEADs).
             self._add(difference.key, Finding.IN_SYNC, difference.source.last_modified)
 
     def repaired(self, key: str, source_modified_at: datetime | None) -> None:
@@ -182,10 +190,32 @@ def upsert_findings(pair_id: int, run_id: int, at: datetime, findings: list[dict
     columns belong to ingest. ``findings`` holds key, finding, source_modified_at and
     lacking_since; keys must be unique within the call."""
     fields = [f for f in ObjectState._meta.concrete_fields if not f.primary_key]
-    rows = [
-        {**_NO_EVENT, **row, "pair_id": pair_id, "finding_run_id": run_id, "finding_at": at}
-        for row in findings
+    # Every column but four is the same for all rows: prepared once, not once per row (a
+    # large run upserts tens of thousands of findings).
+    fixed = {**_NO_EVENT, "pair_id": pair_id, "finding_run_id": run_id, "finding_at": at}
+    template = [
+        f.get_db_prep_save(fixed[f.attname], connection) if f.attname in fixed else None
+        for f in fields
     ]
+    varying = [(i, f) for i, f in enumerate(fields) if f.attname not in fixed]
+    prepared: dict = {}  # (field, value) -> database value: few distinct timestamps
+
+    def prep(field, value):
+        if value is None:
+            return None
+        if isinstance(value, str):
+            return field.get_db_prep_save(value, connection)
+        cached = prepared.get((field.attname, value))
+        if cached is None:
+            cached = prepared[field.attname, value] = field.get_db_prep_save(value, connection)
+        return cached
+
+    rows = []
+    for finding in findings:
+        row = template.copy()
+        for i, f in varying:
+            row[i] = prep(f, finding[f.attname])
+        rows.append(row)
     quote = connection.ops.quote_name
     into = f"{quote(ObjectState._meta.db_table)} ({', '.join(quote(f.column) for f in fields)})"
     one_row = "(" + ", ".join(["%s"] * len(fields)) + ")"
@@ -194,8 +224,6 @@ def upsert_findings(pair_id: int, run_id: int, at: datetime, findings: list[dict
     with connection.cursor() as cursor:
         for start in range(0, len(rows), batch_size):
             chunk = rows[start : start + batch_size]
-            params = [
-                f.get_db_prep_save(row[f.attname], connection) for row in chunk for f in fields
-            ]
+            params = [value for row in chunk for value in row]
             values = ", ".join([one_row] * len(chunk))
             cursor.execute(f"INSERT INTO {into} VALUES {values} {clause}", params)  # noqa: S608

@@ -137,7 +137,8 @@ def describe_error(exc: Exception, side: Side) -> str:
 
 
 class ParallelListing:
-    """Both sides listed concurrently; ``source`` and ``backup`` iterate their entries.
+    """Both sides listed concurrently; ``source`` and ``backup`` iterate their entries, or
+    ``source_pages`` and ``backup_pages`` their pages (lists of entries): one way per side.
 
     Use as a context manager: leaving it (normally or by an exception in the consumer)
     stops both listing threads. A listing error is raised from the iterator that hit it.
@@ -148,10 +149,12 @@ class ParallelListing:
     ):
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self.source = self._start(s3_source, source, key_range)
-        self.backup = self._start(s3_backup, backup, key_range)
+        self.source_pages = self._start(s3_source, source, key_range)
+        self.backup_pages = self._start(s3_backup, backup, key_range)
+        self.source = _flat(self.source_pages)
+        self.backup = _flat(self.backup_pages)
 
-    def _start(self, s3, side: Side, key_range: KeyRange) -> Iterator[Entry]:
+    def _start(self, s3, side: Side, key_range: KeyRange) -> Iterator[list[Entry]]:
         pages: queue.Queue = queue.Queue(maxsize=_QUEUED_PAGES)
 
         def produce() -> None:
@@ -179,14 +182,14 @@ class ParallelListing:
         return False
 
     @staticmethod
-    def _consume(pages: queue.Queue) -> Iterator[Entry]:
+    def _consume(pages: queue.Queue) -> Iterator[list[Entry]]:
         while True:
             item = pages.get()
             if item is _DONE:
                 return
             if isinstance(item, Exception):
                 raise item
-            yield from item
+            yield item
 
     def __enter__(self) -> "ParallelListing":
         return self
@@ -195,3 +198,8 @@ class ParallelListing:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=5)
+
+
+def _flat(pages: Iterator[list[Entry]]) -> Iterator[Entry]:
+    for page in pages:
+        yield from page

@@ -6,7 +6,7 @@ ranges come out about N objects each; the listing of a range starts with S3's ``
 and stops at the first key past ``end``, so no key is listed twice or skipped.
 """
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple
 
 
@@ -46,6 +46,13 @@ class BoundarySampler:
         self.seen += 1
         if self.seen % self.every == 0:
             self.boundaries.append(key)
+
+    def see_all(self, items: Sequence, key: Callable[[object], str] | None = None) -> None:
+        """``see`` the key of each of ``items`` in turn, without a call per item (a page)."""
+        first = self.every - self.seen % self.every - 1  # the first of them to remember
+        chosen = items[first :: self.every]
+        self.boundaries.extend(chosen if key is None else map(key, chosen))
+        self.seen += len(items)
 
 
 # --- The first run: no previous run has sampled boundaries, so probe the key space ---------
