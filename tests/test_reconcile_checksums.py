@@ -146,6 +146,19 @@ def test_an_open_failure_on_an_object_checksums_prove_in_sync_is_resolved(s3, do
     assert not ObjectState.objects.open_failures().exists()
 
 
+def test_an_object_checksums_prove_in_sync_with_no_open_problem_gets_no_state_row(s3, docs):
+    body = body_of(5 * MiB + 10)
+    with an_hour_ago():
+        multipart_source(s3, "big.bin", body, **FULL_CRC32)
+        put_backup(s3, "big.bin", body, ChecksumAlgorithm="CRC32")
+        failed_copy(docs, "other.bin", timezone.now())  # a problem elsewhere in the range
+
+    run = reconcile_now(docs)
+
+    assert run.checksum_settled == 1
+    assert not ObjectState.objects.filter(key=SRC_PREFIX + "big.bin").exists()
+
+
 def test_same_size_different_content_with_checksums_is_mismatched_not_unverified(s3, docs):
     with an_hour_ago():
         multipart_source(s3, "big.bin", body_of(5 * MiB + 10, b"a"), **FULL_CRC32)

@@ -11,7 +11,7 @@ pages, in S3's key order, and merged with the listing as it goes by. A pair with
 problem costs one empty query per range.
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 
 from django.db import connection
@@ -20,6 +20,7 @@ from django.db.models.functions import Collate
 
 from replication.models import ObjectState, ReconcileRun
 from replication.models.events import LACKING_FINDINGS, CopyStatus, Finding
+from replication.reconcile.checksums import worth_checking
 from replication.reconcile.diff import IN_SYNC, MISMATCHED, MISSING, Difference
 from replication.reconcile.ranges import KeyRange
 
@@ -75,7 +76,9 @@ class FindingWriter:
 
     ``see`` takes every difference of the range in key order, and the in-sync objects that
     ``wants_in_sync`` chose (``diff(..., in_sync=writer.wants_in_sync)``); ``repaired``
-    takes the keys a repair copied.
+    takes the keys a repair copied. The differences pass through ``noting`` on their way to
+    the checksums, so that an object they prove in sync is resolved only if it, too, had an
+    open problem.
     """
 
     def __init__(self, run: ReconcileRun, bounds: KeyRange):
@@ -89,19 +92,35 @@ class FindingWriter:
         self._next_problem: object = _UNREAD
         self.pending: list[dict] = []
         self.written = 0
+        # Keys with an open problem that may yet come out in sync, asked about while the
+        # merge ran ahead; at most the differences waiting for HEADs.
+        self._wanted: set[str] = set()
 
     def wants_in_sync(self, key: str) -> bool:
         """Whether an object found in sync needs a finding (it had an open problem): the
         merge asks this of every in-sync key, in key order, and passes on only those."""
-        return self._is_problem(key)
+        wanted = self._is_problem(key)
+        if wanted:
+            self._wanted.add(key)
+        return wanted
+
+    def noting(self, differences: Iterable[Difference]) -> Iterator[Difference]:
+        """``differences`` unchanged, asking ``wants_in_sync`` (in key order, as the merge
+        does) of those the checksums may prove in sync."""
+        for difference in differences:
+            if difference.kind != IN_SYNC and worth_checking(difference):
+                self.wants_in_sync(difference.key)
+            yield difference
 
     def see(self, difference: Difference) -> None:
+        wanted = difference.key in self._wanted
+        self._wanted.discard(difference.key)
         finding = _FINDING_OF_KIND.get(difference.kind)
         if finding is not None:
             self._add(difference.key, finding, difference.source.last_modified)
-        elif difference.kind == IN_SYNC:
-            # Already chosen by wants_in_sync, which the merge asked before (and which has
-            # moved past this key by now, the merge running ahead of the HEADs).
+        elif difference.kind == IN_SYNC and wanted:
+            # Chosen by wants_in_sync before (which has moved past this key by now, the
+            # merge running ahead of the HEADs).
             self._add(difference.key, Finding.IN_SYNC, difference.source.last_modified)
 
     def repaired(self, key: str, source_modified_at: datetime | None) -> None:

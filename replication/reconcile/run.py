@@ -350,7 +350,7 @@ def _reconcile(
             in_sync=findings.wants_in_sync,
         )
         for difference in second_opinion(
-            differences,
+            findings.noting(differences),
             tally,
             s3=s3,
             source=source,
