@@ -23,6 +23,7 @@ from replication.models.events import LACKING_FINDINGS, CopyStatus, Finding
 from replication.reconcile.checksums import worth_checking
 from replication.reconcile.diff import IN_SYNC, MISMATCHED, MISSING, Difference
 from replication.reconcile.ranges import KeyRange
+from replication.reconcile.rows import insert_rows
 
 _FLUSH_ROWS = 500
 _PAGE = 1000
@@ -235,14 +236,4 @@ def upsert_findings(pair_id: int, run_id: int, at: datetime, findings: list[dict
         for i, f in varying:
             row[i] = prep(f, finding[f.attname])
         rows.append(row)
-    quote = connection.ops.quote_name
-    into = f"{quote(ObjectState._meta.db_table)} ({', '.join(quote(f.column) for f in fields)})"
-    one_row = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    batch_size = connection.ops.bulk_batch_size(fields, rows) or len(rows)
-    clause = _upsert_clause()
-    with connection.cursor() as cursor:
-        for start in range(0, len(rows), batch_size):
-            chunk = rows[start : start + batch_size]
-            params = [value for row in chunk for value in row]
-            values = ", ".join([one_row] * len(chunk))
-            cursor.execute(f"INSERT INTO {into} VALUES {values} {clause}", params)  # noqa: S608
+    insert_rows(ObjectState, fields, rows, _upsert_clause())

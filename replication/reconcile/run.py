@@ -27,6 +27,7 @@ from replication.reconcile.findings import FindingWriter
 from replication.reconcile.listing import ListingError, ParallelListing, Side, probe_keys
 from replication.reconcile.ranges import BoundarySampler, KeyRange, first_run_cuts, split
 from replication.reconcile.repair import repair, repairable_kinds
+from replication.reconcile.rows import insert_rows
 from replication.reconcile.verdict import verdict
 from replication.reconcile.verify import second_opinion
 
@@ -553,9 +554,6 @@ def insert_discrepancies(run: ReconcileRun, range_index: int | None, differences
     """The rows DiscrepancyWriter._row would make, in multi-row INSERTs without model
     instances (a tenth of bulk_create's CPU: tens of thousands of rows in a large run)."""
     fields = [Discrepancy._meta.get_field(name) for name in _DISCREPANCY_COLUMNS]
-    quote = connection.ops.quote_name
-    into = f"{quote(Discrepancy._meta.db_table)} ({', '.join(quote(f.column) for f in fields)})"
-    one_row = "(" + ", ".join(["%s"] * len(fields)) + ")"
     moment = Discrepancy._meta.get_field("source_last_modified")
     prepared: dict = {}  # a listing repeats few distinct timestamps
 
@@ -587,13 +585,7 @@ def insert_discrepancies(run: ReconcileRun, range_index: int | None, differences
                 "",
             )
         )
-    batch = connection.ops.bulk_batch_size(fields, rows) or len(rows)
-    with connection.cursor() as cursor:
-        for start in range(0, len(rows), batch):
-            chunk = rows[start : start + batch]
-            params = [value for row in chunk for value in row]
-            values = ", ".join([one_row] * len(chunk))
-            cursor.execute(f"INSERT INTO {into} VALUES {values}", params)  # noqa: S608
+    insert_rows(Discrepancy, fields, rows)
 
 
 # --- Ending it --------------------------------------------------------------------------------
