@@ -137,36 +137,33 @@ def ingest_tally_cte() -> str:
 
 def add_copies(rows: list[tuple]) -> None:
     """Elsewhere (SQLite): add copy_tally_rows' rows to CopyTally, shard 0."""
-    if not rows:
-        return
-    table = _q(CopyTally._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.executemany(
-            f"INSERT INTO {table} (pair_id, status, lag_bucket, shard, copies, lag_seconds_sum) "  # noqa: S608
-            "VALUES (%s, %s, %s, 0, %s, %s) "
-            "ON CONFLICT (pair_id, status, lag_bucket, shard) DO UPDATE SET "
-            f"copies = {table}.copies + excluded.copies, "
-            f"lag_seconds_sum = {table}.lag_seconds_sum + excluded.lag_seconds_sum",
-            rows,
-        )
+    _add_to(CopyTally, ["pair_id", "status", "lag_bucket"], ["copies", "lag_seconds_sum"], rows)
 
 
 def add_hourly(rows: list[tuple]) -> None:
     """Elsewhere (SQLite): add hourly_tally_rows' rows to HourlyTally, shard 0."""
+    hour = HourlyTally._meta.get_field("hour")
+    prepared = [
+        (pair_id, hour.get_db_prep_save(start, connection), status, bucket, n)
+        for pair_id, start, status, bucket, n in rows
+    ]
+    _add_to(HourlyTally, ["pair_id", "hour", "status", "lag_bucket"], ["copies"], prepared)
+
+
+def _add_to(model: type, keys: list[str], sums: list[str], rows: list[tuple]) -> None:
+    """Elsewhere (SQLite): upsert ``rows`` (the ``keys`` columns' values, then the ``sums``')
+    into shard 0 of ``model``'s totals, adding ``sums`` to what is stored."""
     if not rows:
         return
-    table = _q(HourlyTally._meta.db_table)
-    hour = HourlyTally._meta.get_field("hour")
+    table = _q(model._meta.db_table)
+    columns = ", ".join([*keys, "shard", *sums])
+    values = ", ".join(["%s"] * len(keys) + ["0"] + ["%s"] * len(sums))
+    added = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in sums)
     with connection.cursor() as cursor:
         cursor.executemany(
-            f"INSERT INTO {table} (pair_id, hour, status, lag_bucket, shard, copies) "  # noqa: S608
-            "VALUES (%s, %s, %s, %s, 0, %s) "
-            "ON CONFLICT (pair_id, hour, status, lag_bucket, shard) DO UPDATE SET "
-            f"copies = {table}.copies + excluded.copies",
-            [
-                (pair_id, hour.get_db_prep_save(start, connection), status, bucket, n)
-                for pair_id, start, status, bucket, n in rows
-            ],
+            f"INSERT INTO {table} ({columns}) VALUES ({values}) "  # noqa: S608
+            f"ON CONFLICT ({', '.join([*keys, 'shard'])}) DO UPDATE SET {added}",
+            rows,
         )
 
 
@@ -203,14 +200,12 @@ def add_requests(counts: RequestCounts) -> None:
         with connection.cursor() as cursor:
             cursor.execute(ingest_tally_cte(), [json.dumps(rows)])
         return
-    table = _q(IngestTally._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.executemany(
-            f"INSERT INTO {table} (counter, label, shard, count) VALUES (%s, %s, 0, %s) "  # noqa: S608
-            "ON CONFLICT (counter, label, shard) DO UPDATE SET "
-            f"count = {table}.count + excluded.count",
-            [(r["counter"], r["label"], r["n"]) for r in rows],
-        )
+    _add_to(
+        IngestTally,
+        ["counter", "label"],
+        ["count"],
+        [(r["counter"], r["label"], r["n"]) for r in rows],
+    )
 
 
 def add_requests_quietly(counts: RequestCounts) -> None:
