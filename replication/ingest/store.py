@@ -42,6 +42,7 @@ from replication.ingest.tallies import (
     ingest_tally_cte,
 )
 from replication.models import BucketPair, CopyEvent, ObjectState
+from replication.rows import insert_rows
 
 # How long a process may match events against a pair list it read earlier. A new pair is
 # seen at once (an event matching no pair makes the list be read again); an edited or
@@ -330,25 +331,8 @@ def _insert_values(model: type[models.Model], rows: list[dict], on_conflict: str
     """Elsewhere (SQLite): INSERT ... VALUES in chunks; return the rows written, as the
     RETURNING clause in ``on_conflict`` gives them (empty tuples without one)."""
     fields = _columns(model)
-    quote = connection.ops.quote_name
-    into = f"{quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)})"
-    one_row = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    batch_size = connection.ops.bulk_batch_size(fields, rows) or len(rows)
-    written: list = []
-    with connection.cursor() as cursor:
-        for start in range(0, len(rows), batch_size):
-            chunk = rows[start : start + batch_size]
-            values = ", ".join([one_row] * len(chunk))
-            params = [
-                f.get_db_prep_save(row[f.attname], connection) for row in chunk for f in fields
-            ]
-            cursor.execute(f"INSERT INTO {into} VALUES {values} {on_conflict}", params)  # noqa: S608
-            if "RETURNING" in on_conflict:
-                written += cursor.fetchall()
-            else:
-                # SQLite counts only rows really inserted or updated, as PostgreSQL does.
-                written += [()] * cursor.rowcount
-    return written
+    prepared = [[f.get_db_prep_save(row[f.attname], connection) for f in fields] for row in rows]
+    return insert_rows(model, fields, prepared, on_conflict)
 
 
 def _sqlite_datetime(value: str | datetime) -> datetime:

@@ -23,7 +23,7 @@ from replication.models.events import LACKING_FINDINGS, CopyStatus, Finding
 from replication.reconcile.checksums import worth_checking
 from replication.reconcile.diff import IN_SYNC, MISMATCHED, MISSING, Difference
 from replication.reconcile.ranges import KeyRange
-from replication.reconcile.rows import insert_rows
+from replication.rows import insert_rows
 
 _FLUSH_ROWS = 500
 _PAGE = 1000

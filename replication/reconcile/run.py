@@ -27,9 +27,9 @@ from replication.reconcile.findings import FindingWriter
 from replication.reconcile.listing import ListingError, ParallelListing, Side, probe_keys
 from replication.reconcile.ranges import BoundarySampler, KeyRange, first_run_cuts, split
 from replication.reconcile.repair import repair, repairable_kinds
-from replication.reconcile.rows import insert_rows
 from replication.reconcile.verdict import verdict
 from replication.reconcile.verify import second_opinion
+from replication.rows import insert_rows
 
 log = logging.getLogger(__name__)
 
