@@ -100,11 +100,11 @@ def window_lag(pair_id: int, window: Window, now: datetime) -> tuple[timedelta, 
     the hourly tallies where the window's buckets are whole hours, exact otherwise."""
     if not _whole_hours(window):
         return lag_percentiles([pair_id], since=window.start(now)).get(pair_id)
-    whole = int((now - window.start(now)).total_seconds()) + 1  # one slot holds the window
-    for _, _, _, _, indexes, counts in _tally_rows([pair_id], window.start(now), now, whole):
-        values = histogram.percentiles_of_sorted(indexes, counts)
-        return tuple(timedelta(seconds=v) for v in values) if values else None
-    return None
+    start = window.start(now)
+    whole = int((now - start).total_seconds()) + 1  # one slot holds the whole window
+    rows = _tally_rows([pair_id], start, now, whole)
+    values = histogram.percentiles_of_sorted(*rows[0][4:]) if rows else None
+    return tuple(timedelta(seconds=v) for v in values) if values else None
 
 
 def _whole_hours(window: Window) -> bool:
