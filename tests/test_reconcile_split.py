@@ -16,9 +16,11 @@ class Listing:
     def __init__(self, keys):
         self.keys = sorted(keys)
         self.probes = 0
+        self.asked = []
 
     def __call__(self, asks):
         self.probes += len(asks)
+        self.asked += asks
         answers = []
         for start_after, max_keys in asks:
             at = bisect.bisect_right(self.keys, start_after) if start_after else 0
@@ -93,6 +95,12 @@ def test_a_bucket_of_a_few_pages_stays_one_range_after_a_few_dozen_probes():
     listing = Listing([f"data/{i // 1000:05d}/{i:09d}.bin" for i in range(10_000)])
     assert first_run_cuts(listing, 16) == []
     assert listing.probes < 50
+
+
+def test_no_probe_is_asked_twice():
+    listing = Listing([f"data/{i // 1000:05d}/{i:09d}.bin" for i in range(100_000)])
+    first_run_cuts(listing, 16)
+    assert len(set(listing.asked)) == len(listing.asked)
 
 
 @pytest.mark.parametrize("keys", [[], ["only"], [f"k{i}" for i in range(ranges.PROBE_PAGE - 1)]])

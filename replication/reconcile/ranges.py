@@ -85,6 +85,7 @@ def first_run_cuts(probe: Probe, wanted: int) -> list[str]:
     """
     if wanted < 2:
         return []
+    probe = _remembering(probe)
     (first,) = probe([(None, PROBE_PAGE)])
     if len(first) < PROBE_PAGE:
         return []
@@ -106,6 +107,19 @@ def first_run_cuts(probe: Probe, wanted: int) -> list[str]:
     # A cut at a branch's own name ends the range before that branch's keys (longer keys sort
     # after it); the first branch needs no cut.
     return branches[1:]
+
+
+def _remembering(probe: Probe) -> Probe:
+    """``probe``, asking S3 only what it was not asked before (the steps overlap)."""
+    known: dict[tuple[str | None, int], list[str]] = {}
+
+    def ask(asks: list[tuple[str | None, int]]) -> list[list[str]]:
+        new = [a for a in dict.fromkeys(asks) if a not in known]
+        if new:
+            known.update(zip(new, probe(new), strict=True))
+        return [known[a] for a in asks]
+
+    return ask
 
 
 def _children(probe: Probe, stem: str, first: str, alphabet: list[str]) -> list[str]:
