@@ -294,6 +294,9 @@ def _decode_token(token: str) -> str:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # http.server sends the headers and the body in two writes: with Nagle's algorithm on,
+    # a small body waits for the client's delayed ACK, some 40 ms that S3 does not add.
+    disable_nagle_algorithm = True
     server: "S3Sim"
 
     def log_message(self, *args) -> None:  # one line per request would drown the bench
