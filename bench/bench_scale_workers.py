@@ -10,6 +10,14 @@ ranges are Celery tasks, the unit of scale-out across machines. Prints the wall 
 sending the task to the run's end, the workers' CPU and the largest peak RSS among them, and
 whether the run found exactly the known diff. Needs PostgreSQL and Redis (SQLite would
 serialise the workers' writes); use a database of your own.
+
+``--cpus-per-worker 0.5`` puts each worker in a cgroup of its own whose CFS quota allows it
+half a core: the limit a container's CPU limit (Kubernetes' ``cpu: 500m``) sets, so each
+worker runs as if on a small machine of its own, while s3sim (S3's model), PostgreSQL and
+Redis keep the rest of this one. Without it, everything shares the machine's cores, and on
+a 2-core machine the workers' scale-out is bounded by the cores s3sim and the database
+take. Capping needs root and a cgroup cpu controller (v1 or v2); the bench says so when
+either is missing.
 """
 
 import argparse
@@ -57,7 +65,28 @@ def proc_cpu_and_peak(pid: int) -> tuple[float, float]:
     return cpu, peak
 
 
-def one_run(n: int, workers: int, env: dict[str, str]) -> dict:
+def cpu_cgroup(name: str, cores: float) -> Path:
+    """A new cgroup whose CFS quota allows ``cores`` CPUs; the caller adds the processes."""
+    period = 100_000
+    quota = max(int(cores * period), 1_000)
+    unified = Path("/sys/fs/cgroup")
+    controllers = unified / "cgroup.controllers"  # present on a cgroup v2 host only
+    if controllers.exists() and "cpu" in controllers.read_text().split():
+        subtree = unified / "cgroup.subtree_control"
+        if "cpu" not in subtree.read_text().split():
+            subtree.write_text("+cpu")
+        group = unified / name
+        group.mkdir()
+        (group / "cpu.max").write_text(f"{quota} {period}")
+    else:
+        group = Path("/sys/fs/cgroup/cpu") / name
+        group.mkdir()
+        (group / "cpu.cfs_period_us").write_text(str(period))
+        (group / "cpu.cfs_quota_us").write_text(str(quota))
+    return group
+
+
+def one_run(n: int, workers: int, env: dict[str, str], cpus: float | None = None) -> dict:
     source, backup = f"src-{n}-dirs", f"bak-{n}-dirs"
     pair = f"workers-{workers}-{uuid.uuid4().hex[:6]}"
     prepare_django(env, pair, source, backup)
@@ -69,6 +98,9 @@ def one_run(n: int, workers: int, env: dict[str, str]) -> dict:
         subprocess.Popen([*command, "--hostname", f"{queue}-{k}@%h"], cwd=ROOT, env=env)
         for k in range(workers)
     ]
+    groups = [cpu_cgroup(f"{queue}-{k}", cpus) for k in range(workers)] if cpus else []
+    for group, proc in zip(groups, procs, strict=False):
+        (group / "cgroup.procs").write_text(str(proc.pid))
     try:
         time.sleep(8)  # the workers connect to the broker
         before = [proc_cpu_and_peak(p.pid)[0] for p in procs]
@@ -87,6 +119,8 @@ def one_run(n: int, workers: int, env: dict[str, str]) -> dict:
             p.terminate()
         for p in procs:
             p.wait(timeout=30)
+        for group in groups:
+            group.rmdir()
     result["cpu_s"] = sum(cpu for cpu, _ in usage) - sum(before)
     result["rss_mb"] = max(peak for _, peak in usage)
     want = known_diff(n)
@@ -103,7 +137,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--objects", type=int, default=1_000_000, help="objects per side")
     parser.add_argument("--latency", type=float, default=LATENCY, help="s3sim seconds/request")
+    parser.add_argument(
+        "--cpus-per-worker",
+        type=float,
+        help="cap each worker at this many cores (a cgroup CPU quota, as a container limit)",
+    )
     args = parser.parse_args()
+    if args.cpus_per_worker:
+        try:
+            cpu_cgroup(f"bench-probe-{os.getpid()}", args.cpus_per_worker).rmdir()
+        except OSError as error:
+            parser.error(f"--cpus-per-worker needs root and a cgroup cpu controller: {error}")
     for name in ("DATABASE_URL", "REDIS_URL"):
         if not os.environ.get(name, "").startswith(("postgres", "redis")):
             parser.error(f"{name} must point at PostgreSQL / Redis")
@@ -117,11 +161,12 @@ def main() -> None:
         EMBEDDED_S3="false",
         RECONCILE_MAX_DISCREPANCY_ROWS="1000000",
     )
-    print(f"s3sim at {endpoint}; {os.cpu_count()} CPUs; load {os.getloadavg()}")
+    cap = f"{args.cpus_per_worker} cores per worker" if args.cpus_per_worker else "no CPU cap"
+    print(f"s3sim at {endpoint}; {os.cpu_count()} CPUs; {cap}; load {os.getloadavg()}")
     results = {}
     try:
         for workers in (1, 2):
-            r = one_run(args.objects, workers, env)
+            r = one_run(args.objects, workers, env, args.cpus_per_worker)
             results[workers] = r
             print(
                 f"{workers} worker(s): wall {r['wall_s']:7.2f} s  CPU {r['cpu_s']:7.2f} s  "
