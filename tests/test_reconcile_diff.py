@@ -224,10 +224,25 @@ def test_split_ranges_cover_every_key_exactly_once():
         assert sum(r.contains(key) for r in ranges) == 1
 
 
-def test_split_keeps_at_most_max_ranges_evenly_spaced():
-    ranges = split([f"{n:03d}" for n in range(100)], max_ranges=4)
-    assert len(ranges) == 4
-    assert [r.end for r in ranges] == ["000", "033", "066", None]
+def test_split_keeps_at_most_max_ranges_of_as_many_boundaries_each():
+    boundaries = [f"{n:03d}" for n in range(100)]  # 101 pieces between and around them
+    ranges = split(boundaries, max_ranges=4)
+
+    assert [r.end for r in ranges] == ["024", "049", "074", None]
+    pieces = [sum(r.contains(b) for b in boundaries) for r in ranges]
+    assert pieces == [25, 25, 25, 25]  # and the last holds what is past "099"
+
+
+@pytest.mark.parametrize(("boundaries", "max_ranges"), [(99, 16), (16, 16), (1000, 7), (5, 2)])
+def test_split_ranges_differ_by_at_most_one_piece(boundaries, max_ranges):
+    keys = [f"{n:05d}" for n in range(boundaries)]
+    ranges = split(keys, max_ranges)
+    # a piece is what lies between two neighbouring boundaries: count the key ending each one
+    pieces = [sum(r.contains(k) for k in keys) + (r.end is None) for r in ranges]
+
+    assert len(ranges) == min(max_ranges, boundaries + 1)
+    assert sum(pieces) == boundaries + 1
+    assert max(pieces) - min(pieces) <= 1
 
 
 def test_split_without_boundaries_is_one_open_range():

@@ -26,9 +26,10 @@ def split(boundaries: Iterable[str], max_ranges: int) -> list[KeyRange]:
     if max_ranges < 1:
         raise ValueError("max_ranges must be at least 1")
     if len(cuts) > max_ranges - 1:
-        # Keep evenly spaced cuts: fewer, larger ranges of roughly equal size.
-        step = len(cuts) / (max_ranges - 1) if max_ranges > 1 else 0
-        cuts = [cuts[int(i * step)] for i in range(max_ranges - 1)]
+        # Regroup the len(cuts) + 1 pieces into max_ranges ranges of as many pieces each, give
+        # or take one: the first range too, or the run waits on the others.
+        pieces = len(cuts) + 1
+        cuts = [cuts[i * pieces // max_ranges - 1] for i in range(1, max_ranges)]
     starts = [None, *cuts]
     ends = [*cuts, None]
     return [KeyRange(start, end) for start, end in zip(starts, ends, strict=True)]
