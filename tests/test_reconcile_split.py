@@ -175,16 +175,12 @@ def test_a_later_run_uses_the_sampled_boundaries_instead_of_probing(
     assert found(second) == found(first)
 
 
-@pytest.mark.postgres
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("processes", [1, 2], ids=["threads", "forked-processes"])
-def test_ranges_reconciled_on_threads_find_exactly_what_one_range_finds(
-    s3, settings, monkeypatch, processes
-):
+@pytest.fixture
+def threaded_pair(s3, settings, monkeypatch):
+    """A pair of a few small ranges, reconciled by 4 threads at once: PostgreSQL only."""
     from django.db import connection
 
     from tests.factories import make_pair
-    from tests.test_reconcile_run import reconcile_now
 
     if connection.vendor != "postgresql":
         pytest.skip(
@@ -192,7 +188,6 @@ def test_ranges_reconciled_on_threads_find_exactly_what_one_range_finds(
             "whole tables, so threads writing their ranges at once fail"
         )
     settings.RECONCILE_INLINE_RANGES = 4
-    settings.RECONCILE_INLINE_PROCESSES = processes
     monkeypatch.setattr(ranges, "PROBE_PAGE", 5)
     monkeypatch.setattr(ranges, "MIN_RANGE_KEYS", 5)
     pair = make_pair(
@@ -203,11 +198,65 @@ def test_ranges_reconciled_on_threads_find_exactly_what_one_range_finds(
         grace_seconds=600,
     )
     fill_with_a_known_diff(s3)
+    return pair
 
-    threaded = reconcile_now(pair)
-    whole = reconcile_now(pair, boundaries=[])
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("processes", [1, 2], ids=["threads", "forked-processes"])
+def test_ranges_reconciled_on_threads_find_exactly_what_one_range_finds(
+    threaded_pair, settings, processes
+):
+    from tests.test_reconcile_run import reconcile_now
+
+    settings.RECONCILE_INLINE_PROCESSES = processes
+    threaded = reconcile_now(threaded_pair)
+    whole = reconcile_now(threaded_pair, boundaries=[])
 
     assert threaded.status == "succeeded"
     assert threaded.ranges_total > 1
     assert counts(threaded) == counts(whole)
     assert found(threaded) == found(whole)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_range_process_that_dies_fails_the_run_and_says_so(threaded_pair, settings, monkeypatch):
+    import os
+
+    from replication.reconcile import run as run_module
+    from tests.test_reconcile_run import reconcile_now
+
+    settings.RECONCILE_INLINE_PROCESSES = 2
+    monkeypatch.setattr(run_module, "run_range", lambda *args, **kwargs: os._exit(9))
+    run = reconcile_now(threaded_pair)
+
+    assert run.status == "failed"
+    assert run.error == "a range process failed: exit code 9"
+
+
+def test_ranges_are_handed_out_once_each_across_threads_and_forked_processes():
+    import multiprocessing
+    from concurrent.futures import ThreadPoolExecutor
+
+    from replication.reconcile.run import _InTurn
+
+    context = multiprocessing.get_context("fork")
+    take, taken = _InTurn(list(range(300)), context), context.SimpleQueue()
+
+    def drain():
+        with ThreadPoolExecutor(4) as pool:
+            for mine in pool.map(lambda _: list(iter(take, None)), range(4)):
+                for index in mine:
+                    taken.put(index)
+
+    children = [context.Process(target=drain) for _ in range(2)]
+    for child in children:
+        child.start()
+    drain()
+    for child in children:
+        child.join()
+    handed_out = [taken.get() for _ in range(300)]
+
+    assert sorted(handed_out) == list(range(300))
+    assert taken.empty() and take() is None

@@ -11,7 +11,7 @@ import multiprocessing
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from operator import attrgetter
 
@@ -181,12 +181,27 @@ def reconcile_inline(
     elif processes > 1:
         _run_ranges_in_processes(run_id, indices, processes, threads)
     else:
-        _run_ranges_in_threads(run_id, indices, threads, on_progress)
+        _run_ranges_in_threads(run_id, _InTurn(indices), threads, on_progress)
     return finish_run(run_id)
 
 
+class _InTurn:
+    """Hands ``indices`` out one at a time to whichever thread, or forked process sharing
+    its counter, is free: a small range then leaves no thread or core idle."""
+
+    def __init__(self, indices: list[int], context=None):
+        self.indices = indices
+        self.taken = (context or multiprocessing.get_context("fork")).Value("i", 0)
+
+    def __call__(self) -> int | None:
+        with self.taken.get_lock():
+            at = self.taken.value
+            self.taken.value = at + 1
+        return self.indices[at] if at < len(self.indices) else None
+
+
 def _run_ranges_in_threads(
-    run_id: int, indices: list[int], threads: int, on_progress: ProgressCallback | None
+    run_id: int, take: Callable[[], int | None], threads: int, on_progress: ProgressCallback | None
 ) -> None:
     lock = threading.Lock()
 
@@ -194,41 +209,46 @@ def _run_ranges_in_threads(
         with lock:
             on_progress(objects)
 
-    def one(index: int) -> None:
+    def work() -> None:
         try:
-            run_range(run_id, index, on_progress=progress if on_progress else None)
+            while (index := take()) is not None:
+                run_range(run_id, index, on_progress=progress if on_progress else None)
         finally:
             connections.close_all()  # this thread's own connections
 
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="range") as pool:
-        list(pool.map(one, indices))
+        for done in [pool.submit(work) for _ in range(threads)]:
+            done.result()
 
 
 def _run_ranges_in_processes(run_id: int, indices: list[int], processes: int, threads: int):
-    """The ranges shared among forked processes, each running its share on threads.
+    """The ranges shared among forked processes, each running some at once on threads.
 
     Parsing listings is CPU work that one process's threads do one at a time; processes
     use the other cores, as Celery workers do across machines.
     """
     connections.close_all()  # a forked child must open its own
-    shares = [indices[k::processes] for k in range(processes)]
-    per_process = max(1, threads // processes)
     context = multiprocessing.get_context("fork")
-    try:
-        with ProcessPoolExecutor(processes, mp_context=context, initializer=_forked) as pool:
-            list(pool.map(_run_share, [run_id] * processes, shares, [per_process] * processes))
-    except Exception as exc:  # a child killed (out of memory) breaks the pool
-        log.exception("reconcile run %s: a range process failed", run_id)
-        fail_run(run_id, f"a range process failed: {type(exc).__name__}: {exc}")
+    take = _InTurn(indices, context)
+    per_process = max(1, threads // processes)
+    children = [
+        context.Process(target=_run_share, args=(run_id, take, per_process))
+        for _ in range(processes)
+    ]
+    for child in children:
+        child.start()
+    for child in children:
+        child.join()
+    failed = [child.exitcode for child in children if child.exitcode != 0]
+    if failed:  # killed (out of memory, say) or crashed: its ranges never finished
+        log.error("reconcile run %s: a range process exited with %s", run_id, failed[0])
+        fail_run(run_id, f"a range process failed: exit code {failed[0]}")
 
 
-def _forked() -> None:
+def _run_share(run_id: int, take: _InTurn, threads: int) -> None:
     s3_clients.reset_clients()  # the parent's pooled connections are not this process's
-
-
-def _run_share(run_id: int, indices: list[int], threads: int) -> None:
     try:
-        _run_ranges_in_threads(run_id, indices, threads, None)
+        _run_ranges_in_threads(run_id, take, threads, None)
     finally:
         connections.close_all()
 
