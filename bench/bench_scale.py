@@ -19,6 +19,10 @@ and prints wall time, the measured process's CPU (its children's included; per k
 both sides), its peak RSS (the largest of its processes), s3sim's own CPU over the same
 time, and whether it found exactly the known diff.
 ``--latency`` sets s3sim's per-request delay (default 40 ms, the model of S3's LIST).
+Up to PREPARE_UP_TO objects per side, s3sim renders the buckets' listings before anything
+is measured (``/__s3sim__/prepare``), so a page costs it a slice instead of some 4 ms of the
+CPU that the client shares with it; ``--compute-listings`` measures against the computing
+server instead.
 rclone is not a dependency of the project: when it is absent its rows say so.
 """
 
@@ -49,6 +53,7 @@ from s3sim import LATENCY, known_diff
 
 DATABASE_URL = ""  # --database-url; SQLite in a temporary directory when empty
 METHODS = ("floor", "reconcile", "reconcile-2p", "fast-list", "rclone")
+PREPARE_UP_TO = 2_000_000  # objects per bucket: s3sim keeps some 400 MB per million
 
 
 def start_s3sim(latency: float) -> tuple[subprocess.Popen, str]:
@@ -59,6 +64,17 @@ def start_s3sim(latency: float) -> tuple[subprocess.Popen, str]:
     )
     line = sim.stdout.readline()  # "s3sim at http://127.0.0.1:PORT (latency ...)"
     return sim, line.split()[2]
+
+
+def prepare_buckets(endpoint: str, n: int, names: list[str]) -> bool:
+    """Have s3sim render these buckets' listings now, before anything is measured."""
+    if n > PREPARE_UP_TO:
+        return False
+    for name in names:
+        url = f"{endpoint}/__s3sim__/prepare?bucket={name}"
+        with urllib.request.urlopen(url, timeout=600):  # noqa: S310 (loopback)
+            pass
+    return True
 
 
 def server_cpu(endpoint: str) -> float:
@@ -112,8 +128,13 @@ def _keys() -> dict[str, str]:
     return {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
 
-def bench_size(n: int, methods: list[str], endpoint: str, workdir: Path) -> dict[str, dict]:
-    print(f"\n== {n:,} objects per side; load {os.getloadavg()[0]:.2f} ==", flush=True)
+def bench_size(
+    n: int, methods: list[str], endpoint: str, workdir: Path, prepare: bool = True
+) -> dict[str, dict]:
+    prepared = prepare and prepare_buckets(endpoint, n, [f"src-{n}-dirs", f"bak-{n}-dirs"])
+    listings = "prepared" if prepared else "computed per request"
+    load = os.getloadavg()[0]
+    print(f"\n== {n:,} objects per side; s3sim listings {listings}; load {load:.2f} ==")
     want = known_diff(n)
     keys = n + n - len(want["missing"]) + len(want["extra"])
     results: dict[str, dict] = {}
@@ -153,6 +174,11 @@ def main() -> None:
     parser.add_argument(
         "--database-url", default="", help="reconcile's database (default: a fresh SQLite file)"
     )
+    parser.add_argument(
+        "--compute-listings",
+        action="store_true",
+        help="s3sim computes every listing per request (no prepared buckets)",
+    )
     args = parser.parse_args()
     global DATABASE_URL
     DATABASE_URL = args.database_url
@@ -172,7 +198,9 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
             for n in sizes:
-                all_results[n] = bench_size(n, methods, endpoint, Path(tmp))
+                all_results[n] = bench_size(
+                    n, methods, endpoint, Path(tmp), not args.compute_listings
+                )
     finally:
         sim.terminate()
         sim.wait()

@@ -11,6 +11,8 @@ sending the task to the run's end, the workers' CPU and the largest peak RSS amo
 whether the run found exactly the known diff. Needs PostgreSQL and Redis (SQLite would
 serialise the workers' writes); use a database of your own.
 
+s3sim's buckets are prepared before the runs (as in bench_scale.py).
+
 ``--cpus-per-worker 0.5`` puts each worker in a cgroup of its own whose CFS quota allows it
 half a core: the limit a container's CPU limit (Kubernetes' ``cpu: 500m``) sets, so each
 worker runs as if on a small machine of its own, while s3sim (S3's model), PostgreSQL and
@@ -32,7 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_reconcile import PYTHON, ROOT, prepare_django, reconcile_found  # bench/ by path
-from bench_scale import start_s3sim
+from bench_scale import prepare_buckets, start_s3sim
 from s3sim import LATENCY, known_diff
 
 _DISPATCH = """
@@ -162,7 +164,12 @@ def main() -> None:
         RECONCILE_MAX_DISCREPANCY_ROWS="1000000",
     )
     cap = f"{args.cpus_per_worker} cores per worker" if args.cpus_per_worker else "no CPU cap"
-    print(f"s3sim at {endpoint}; {os.cpu_count()} CPUs; {cap}; load {os.getloadavg()}")
+    names = [f"src-{args.objects}-dirs", f"bak-{args.objects}-dirs"]
+    listings = "prepared" if prepare_buckets(endpoint, args.objects, names) else "computed"
+    print(
+        f"s3sim at {endpoint}, listings {listings}; {os.cpu_count()} CPUs; {cap}; "
+        f"load {os.getloadavg()}"
+    )
     results = {}
     try:
         for workers in (1, 2):
