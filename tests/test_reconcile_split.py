@@ -16,10 +16,12 @@ class Listing:
     def __init__(self, keys):
         self.keys = sorted(keys)
         self.probes = 0
+        self.round_trips = 0
         self.asked = []
 
     def __call__(self, asks):
         self.probes += len(asks)
+        self.round_trips += 1
         self.asked += asks
         answers = []
         for start_after, max_keys in asks:
@@ -95,6 +97,26 @@ def test_a_bucket_of_a_few_pages_stays_one_range_after_a_few_dozen_probes():
     listing = Listing([f"data/{i // 1000:05d}/{i:09d}.bin" for i in range(10_000)])
     assert first_run_cuts(listing, 16) == []
     assert listing.probes < 50
+
+
+def test_branches_that_follow_in_the_alphabet_are_found_a_few_at_a_time():
+    listing = Listing([f"logs/{i:04d}.gz" for i in range(10_000)])
+    first = listing.keys[0]
+
+    branches = ranges._children(listing, "logs/", first, sorted(set("logs/0123456789.gz")))
+
+    assert branches == [f"logs/{d}" for d in "0123456789"]
+    assert listing.round_trips == 4  # one at a time, it took ten
+
+
+@pytest.mark.parametrize("chars", ["059", "abdz", "0123456789abcdefghij", "7"])
+def test_every_branch_is_found_wherever_it_sits_in_the_alphabet(chars):
+    listing = Listing([f"p/{c}/{n}" for c in chars for n in range(50)])
+    alphabet = sorted(set("p/0123456789abcdef"))
+
+    branches = ranges._children(listing, "p/", listing.keys[0], alphabet)
+
+    assert branches == [f"p/{c}" for c in chars]
 
 
 def test_no_probe_is_asked_twice():

@@ -87,9 +87,10 @@ def _entries(response: dict, strip: int) -> tuple[list[Entry], str | None]:
 
 
 def probe_keys(
-    s3, side: Side, asks: list[tuple[str | None, int]], threads: int = 32
+    s3, side: Side, asks: list[tuple[str | None, int]], threads: int = 64
 ) -> list[list[str]]:
-    """Keys (prefix removed) of short listings ``(start_after, max_keys)``, at once."""
+    """Keys (prefix removed) of short listings ``(start_after, max_keys)``, at once (as
+    many at a time as the client's connection pool holds by default)."""
 
     def one(ask: tuple[str | None, int]) -> list[str]:
         start_after, max_keys = ask
