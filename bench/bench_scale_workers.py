@@ -30,6 +30,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from statistics import median
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -144,6 +145,9 @@ def main() -> None:
         type=float,
         help="cap each worker at this many cores (a cgroup CPU quota, as a container limit)",
     )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="pairs of runs (1 worker, then 2), alternated"
+    )
     args = parser.parse_args()
     if args.cpus_per_worker:
         try:
@@ -170,21 +174,29 @@ def main() -> None:
         f"s3sim at {endpoint}, listings {listings}; {os.cpu_count()} CPUs; {cap}; "
         f"load {os.getloadavg()}"
     )
-    results = {}
+    ratios = []
     try:
-        for workers in (1, 2):
-            r = one_run(args.objects, workers, env, args.cpus_per_worker)
-            results[workers] = r
-            print(
-                f"{workers} worker(s): wall {r['wall_s']:7.2f} s  CPU {r['cpu_s']:7.2f} s  "
-                f"peak RSS {r['rss_mb']:6.1f} MB  ranges {r['ranges']}  exact {r['correct']}"
-                + (f"  error {r['error']}" if r["error"] else ""),
-                flush=True,
-            )
+        for _ in range(args.repeat):
+            walls = {}
+            for workers in (1, 2):
+                r = one_run(args.objects, workers, env, args.cpus_per_worker)
+                walls[workers] = r["wall_s"]
+                print(
+                    f"{workers} worker(s): wall {r['wall_s']:7.2f} s  CPU {r['cpu_s']:7.2f} s  "
+                    f"peak RSS {r['rss_mb']:6.1f} MB  ranges {r['ranges']}  exact {r['correct']}"
+                    + (f"  error {r['error']}" if r["error"] else ""),
+                    flush=True,
+                )
+            ratios.append(walls[2] / walls[1])
+            print(f"2 workers / 1 worker wall: {ratios[-1]:.2f}", flush=True)
     finally:
         sim.terminate()
         sim.wait()
-    print(f"2 workers / 1 worker wall: {results[2]['wall_s'] / results[1]['wall_s']:.2f}")
+    if len(ratios) > 1:
+        listed = ", ".join(f"{r:.2f}" for r in ratios)
+        print(
+            f"2 workers / 1 worker wall, median of {len(ratios)}: {median(ratios):.2f} ({listed})"
+        )
     print(f"load after: {os.getloadavg()}")
 
 
