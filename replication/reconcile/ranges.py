@@ -66,6 +66,7 @@ TOP = "\U0010ffff"  # sorts after every character a key can hold
 _MAX_DEPTH = 3
 _MAX_ESTIMATE_DEPTH = 12
 _WALK = 16
+_AHEAD = 4  # at most this many characters asked at once in a walk
 MIN_RANGE_KEYS = 10_000  # a first run plans no range smaller than this (ten S3 pages)
 _MAX_PROBES = 2000
 _NEXT_ROUNDS = 4
@@ -128,9 +129,9 @@ def _children(probe: Probe, stem: str, first: str, alphabet: list[str]) -> list[
 
     Walked from the first ("the key after this branch"), which costs least where there are
     few; past _WALK branches, all at once by alphabet. Each step also asks ahead, for twice
-    as many characters as the step before, which of the alphabet's next characters' branches
-    come after: where branches follow one another in the alphabet (digits, letters), one
-    round trip finds several.
+    as many characters as the step before (up to _AHEAD), which of the alphabet's next
+    characters' branches come after: where branches follow one another in the alphabet
+    (digits, letters), one round trip finds several.
     """
     if len(first) <= len(stem):
         return _branches(probe, [stem], alphabet)
@@ -146,7 +147,7 @@ def _children(probe: Probe, stem: str, first: str, alphabet: list[str]) -> list[
             if not (after and after[0].startswith(stem) and len(after[0]) > len(stem)):
                 return found
             found.append(after[0][: len(stem) + 1])
-        ahead = min(ahead * 2, _WALK + 1 - len(found))
+        ahead = min(ahead * 2, _AHEAD, _WALK + 1 - len(found))
     return _branches(probe, [stem], alphabet)
 
 
