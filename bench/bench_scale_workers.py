@@ -166,6 +166,7 @@ def main() -> None:
         AWS_DEFAULT_REGION="us-east-1",
         EMBEDDED_S3="false",
         RECONCILE_MAX_DISCREPANCY_ROWS="1000000",
+        DEBUG="false",  # as in production (see bench_scale.py)
     )
     cap = f"{args.cpus_per_worker} cores per worker" if args.cpus_per_worker else "no CPU cap"
     names = [f"src-{args.objects}-dirs", f"bak-{args.objects}-dirs"]
