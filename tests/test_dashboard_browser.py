@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
-from django.db import connection
+from django.db import connection, connections
 from django.utils import timezone
 
 from replication import tasks
@@ -50,6 +50,10 @@ def browser():
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+        # While Playwright's loop runs, Django keeps this thread's connections apart (asgiref
+        # storage per async context): close those here, or one stays open past the tests and
+        # PostgreSQL refuses to drop the test database.
+        connections.close_all()
 
 
 @pytest.fixture
