@@ -155,3 +155,53 @@ def test_a_channels_kind_cannot_change_after_creation(admin_client):
         'name="kind"'
         in admin_client.get(reverse("admin:replication_alertchannel_add")).content.decode()
     )
+
+
+def regenerate(client, *channels):
+    return client.post(
+        reverse(CHANGELIST),
+        {"action": "regenerate_secret", "_selected_action": [c.pk for c in channels]},
+        follow=True,
+    )
+
+
+def test_regenerating_a_webhook_secret_shows_the_new_one_once_and_records_it(admin_client, caplog):
+    channel = AlertChannel.objects.create(name="hook", kind="webhook", target="https://x.io/h")
+    old = channel.secret
+    with caplog.at_level(logging.DEBUG):
+        response = regenerate(admin_client, channel)
+    channel.refresh_from_db()
+
+    assert channel.secret != old
+    page = response.content.decode()
+    assert channel.secret in page and old not in page
+    assert "the old one no longer verifies" in page
+    assert "no-store" in response["Cache-Control"]
+    assert channel.secret not in caplog.text
+    history = admin_client.get(reverse("admin:replication_alertchannel_history", args=[channel.pk]))
+    assert "Regenerated the signing secret." in history.content.decode()
+
+
+@pytest.mark.parametrize("which", ["an e-mail channel", "two webhooks"])
+def test_regenerate_takes_exactly_one_webhook_and_otherwise_changes_nothing(admin_client, which):
+    hook = AlertChannel.objects.create(name="hook", kind="webhook", target="https://x.io/h")
+    other = AlertChannel.objects.create(name="hook-2", kind="webhook", target="https://x.io/2")
+    ops = AlertChannel.objects.create(name="ops", kind="email", target="ops@example.com")
+    before = dict(AlertChannel.objects.values_list("name", "secret"))
+
+    response = regenerate(admin_client, *([ops] if which == "an e-mail channel" else [hook, other]))
+
+    (message,) = messages_of(response)
+    assert message.startswith("Select one JSON webhook channel")
+    assert dict(AlertChannel.objects.values_list("name", "secret")) == before
+
+
+def test_regenerate_needs_the_right_to_change_channels(client):
+    channel = AlertChannel.objects.create(name="hook", kind="webhook", target="https://x.io/h")
+    viewer = User.objects.create_user("viewer", password="pw", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_alertchannel"))
+    client.force_login(viewer)
+
+    assert "regenerate_secret" not in client.get(reverse(CHANGELIST)).content.decode()
+    regenerate(client, channel)
+    assert AlertChannel.objects.get().secret == channel.secret

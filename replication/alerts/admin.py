@@ -27,7 +27,7 @@ class AlertChannelAdmin(admin.ModelAdmin):
     fields = ["name", "kind", "target", "enabled", "all_pairs", "pairs", "created_at"]
     readonly_fields = ["created_at"]
     filter_horizontal = ["pairs"]
-    actions = ["send_test_notification"]
+    actions = ["send_test_notification", "regenerate_secret"]
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("pairs")
@@ -48,17 +48,40 @@ class AlertChannelAdmin(admin.ModelAdmin):
     def response_add(self, request, obj, post_url_continue=None):
         if obj.kind != AlertChannel.Kind.WEBHOOK:
             return super().response_add(request, obj, post_url_continue)
+        return self._secret_page(request, obj, f"Alert channel {obj.name} created")
+
+    def _secret_page(self, request, channel, title, regenerated=False):
         # The signing secret goes into this one response and nowhere else: not into a
         # message (messages may be kept in a cookie), not into a log.
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
-            "channel": obj,
-            "title": f"Alert channel {obj.name} created",
+            "channel": channel,
+            "regenerated": regenerated,
+            "title": title,
         }
         response = TemplateResponse(request, "admin/replication/alertchannel/created.html", context)
         response["Cache-Control"] = "no-store"
         return response
+
+    # A new secret stops the receiver verifying until it has it: the right to change channels.
+    @admin.action(description="Regenerate the webhook signing secret", permissions=["change"])
+    def regenerate_secret(self, request, queryset):
+        channels = list(queryset[:2])
+        if len(channels) != 1 or channels[0].kind != AlertChannel.Kind.WEBHOOK:
+            self.message_user(
+                request,
+                "Select one JSON webhook channel: its new secret is shown once, on the next "
+                "page. Nothing was changed.",
+                messages.ERROR,
+            )
+            return None
+        (channel,) = channels
+        channel.regenerate_secret()
+        self.log_change(request, channel, "Regenerated the signing secret.")
+        return self._secret_page(
+            request, channel, f"New signing secret for {channel.name}", regenerated=True
+        )
 
     def has_test_permission(self, request) -> bool:
         return request.user.has_perm("replication.test_alertchannel")

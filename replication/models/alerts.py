@@ -106,7 +106,8 @@ class AlertChannel(models.Model):
     """Somewhere alerts go: e-mail addresses, a signed JSON webhook, or a Slack webhook.
 
     A channel serves the pairs chosen for it, or every pair with ``all_pairs``. A webhook's
-    secret signs its requests; like an ingest key's it is shown once, on creation.
+    secret signs its requests; like an ingest key's it is shown once, on creation (and once
+    more each time it is regenerated).
     """
 
     class Kind(models.TextChoices):
@@ -153,6 +154,11 @@ class AlertChannel(models.Model):
         problem = target_problem(self.kind, self.target)
         if problem:
             raise ValidationError({"target": problem})
+
+    def regenerate_secret(self) -> None:
+        """Sign with a new secret from now on; the old one stops verifying at once."""
+        self.secret = new_channel_secret()
+        self.save(update_fields=["secret"])
 
     @property
     def recipients(self) -> list[str]:
