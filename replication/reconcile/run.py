@@ -523,20 +523,8 @@ class DiscrepancyWriter:
             insert_discrepancies(self.run, self.range_index, differences)
 
     def _row(self, difference: Difference) -> Discrepancy:
-        source, backup = difference.source, difference.backup
-        return Discrepancy(
-            run=self.run,
-            # The source key as S3 names it, the one convention for people (see Discrepancy).
-            key=self.run.pair.source_prefix + difference.key,
-            range_index=self.range_index,
-            kind=difference.kind,
-            source_size=source.size if source else None,
-            source_etag=source.etag if source else "",
-            source_last_modified=source.last_modified if source else None,
-            backup_size=backup.size if backup else None,
-            backup_etag=backup.etag if backup else "",
-            backup_last_modified=backup.last_modified if backup else None,
-        )
+        values = _values(self.run.pair.source_prefix, self.range_index, difference)
+        return Discrepancy(run=self.run, **dict(zip(_DIFFERENCE_COLUMNS, values, strict=True)))
 
     def _reserve(self, wanted: int) -> int:
         with transaction.atomic():
@@ -553,8 +541,8 @@ class DiscrepancyWriter:
         return granted
 
 
-_DISCREPANCY_COLUMNS = (
-    "run",
+# What a difference says of itself, the same for a model instance and an inserted row.
+_DIFFERENCE_COLUMNS = (
     "key",
     "range_index",
     "kind",
@@ -564,22 +552,35 @@ _DISCREPANCY_COLUMNS = (
     "backup_size",
     "backup_etag",
     "backup_last_modified",
-    "repaired",
-    "repair_outcome",
-    "repair_error",
 )
+
+
+def _values(prefix: str, range_index: int | None, difference: Difference) -> tuple:
+    """``difference`` as the values of _DIFFERENCE_COLUMNS."""
+    source, backup = difference.source, difference.backup
+    return (
+        # The source key as S3 names it, the one convention for people (see Discrepancy).
+        prefix + difference.key,
+        range_index,
+        difference.kind,
+        source.size if source else None,
+        source.etag if source else "",
+        source.last_modified if source else None,
+        backup.size if backup else None,
+        backup.etag if backup else "",
+        backup.last_modified if backup else None,
+    )
 
 
 def insert_discrepancies(run: ReconcileRun, range_index: int | None, differences) -> None:
     """The rows DiscrepancyWriter._row would make, in multi-row INSERTs without model
     instances (a tenth of bulk_create's CPU: tens of thousands of rows in a large run)."""
-    fields = [Discrepancy._meta.get_field(name) for name in _DISCREPANCY_COLUMNS]
+    columns = ("run", *_DIFFERENCE_COLUMNS, "repaired", "repair_outcome", "repair_error")
+    fields = [Discrepancy._meta.get_field(name) for name in columns]
     moment = Discrepancy._meta.get_field("source_last_modified")
     prepared: dict = {}  # a listing repeats few distinct timestamps
 
     def when(value):
-        if value is None:
-            return None
         if value not in prepared:
             prepared[value] = moment.get_db_prep_save(value, connection)
         return prepared[value]
@@ -587,24 +588,10 @@ def insert_discrepancies(run: ReconcileRun, range_index: int | None, differences
     prefix = run.pair.source_prefix
     rows = []
     for d in differences:
-        source, backup = d.source, d.backup
-        rows.append(
-            (
-                run.id,
-                prefix + d.key,
-                range_index,
-                d.kind,
-                source.size if source else None,
-                source.etag if source else "",
-                when(source.last_modified if source else None),
-                backup.size if backup else None,
-                backup.etag if backup else "",
-                when(backup.last_modified if backup else None),
-                False,
-                "",
-                "",
-            )
-        )
+        values = [
+            when(v) if isinstance(v, datetime) else v for v in _values(prefix, range_index, d)
+        ]
+        rows.append((run.id, *values, False, "", ""))
     insert_rows(Discrepancy, fields, rows)
 
 
