@@ -107,12 +107,14 @@ def _loader():
 
 
 def listing_client(region: str | None = None):
-    """A cached S3 client whose ListObjectsV2 answers are the body, unparsed.
+    """A cached S3 client for a reconcile's listings and checksum HEADs, parsed lean.
 
     Requests go through botocore unchanged (signing, retries, errors, ``encoding-type=url``);
-    only a successful ListObjectsV2 body is left to replication/reconcile/listxml.py
-    instead of botocore's parser: the response is ``{"ListBody": bytes, "ResponseMetadata":
-    ...}`` and has no ``Contents``. Every other operation parses as usual.
+    only successful answers skip botocore's parser. A ListObjectsV2 body is left to
+    replication/reconcile/listxml.py: the response is ``{"ListBody": bytes,
+    "ResponseMetadata": ...}`` and has no ``Contents``. A HeadObject answer has only the
+    fields a checksum comparison reads (ETag, ContentLength, the checksum and its type),
+    taken from its headers as botocore would name them. Every other operation parses as usual.
     """
     region = region or settings.AWS_REGION
     endpoint = endpoint_url()
@@ -122,7 +124,7 @@ def listing_client(region: str | None = None):
             core = botocore.session.get_session()
             # The plain clients' loader: S3's service model is read and held once (12 MB).
             core.register_component("data_loader", _loader())
-            factory = LeanListingParserFactory()
+            factory = LeanParserFactory()
             factory.set_parser_defaults(timestamp_parser=parse_timestamp)
             core.register_component("response_parser_factory", factory)
             session = boto3.session.Session(botocore_session=core, **_local_credentials(endpoint))
@@ -148,31 +150,57 @@ def _handle_200_error(operation_model, response_dict, **kwargs):
         response_dict["status_code"] = 500  # retried, as botocore's own handler would have
 
 
-class LeanListingParserFactory(ResponseParserFactory):
+class LeanParserFactory(ResponseParserFactory):
     def create_parser(self, protocol_name):
-        return _LeanListingParser(super().create_parser(protocol_name))
+        return _LeanParser(super().create_parser(protocol_name))
 
 
-class _LeanListingParser:
-    _LISTINGS = ("ListObjectsV2Output",)
+class _LeanParser:
+    """botocore's parser, except for the two answers a reconcile makes thousands of."""
 
     def __init__(self, parser):
         self._parser = parser
 
     def parse(self, response, shape):
-        if shape is None or shape.name not in self._LISTINGS or response["status_code"] >= 300:
+        if shape is None or response["status_code"] >= 300:
             return self._parser.parse(response, shape)
-        return {
-            "ListBody": response["body"],
-            "ResponseMetadata": {
-                "HTTPStatusCode": response["status_code"],
-                "HTTPHeaders": response["headers"],
-                "RequestId": response["headers"].get("x-amz-request-id", ""),
-            },
-        }
+        if shape.name == "ListObjectsV2Output":
+            return {"ListBody": response["body"], "ResponseMetadata": _metadata(response)}
+        if shape.name == "HeadObjectOutput":
+            return _head_fields(response["headers"]) | {"ResponseMetadata": _metadata(response)}
+        return self._parser.parse(response, shape)
 
     def __getattr__(self, name):
         return getattr(self._parser, name)
+
+
+def _metadata(response) -> dict:
+    headers = response["headers"]
+    return {
+        "HTTPStatusCode": response["status_code"],
+        "HTTPHeaders": headers,
+        "RequestId": headers.get("x-amz-request-id", ""),
+    }
+
+
+# HeadObject's fields a checksum comparison reads (reconcile/checksums.py), by header.
+_HEAD_FIELDS = (
+    ("ETag", "etag"),
+    ("ChecksumCRC64NVME", "x-amz-checksum-crc64nvme"),
+    ("ChecksumCRC32", "x-amz-checksum-crc32"),
+    ("ChecksumCRC32C", "x-amz-checksum-crc32c"),
+    ("ChecksumSHA1", "x-amz-checksum-sha1"),
+    ("ChecksumSHA256", "x-amz-checksum-sha256"),
+    ("ChecksumType", "x-amz-checksum-type"),
+)
+
+
+def _head_fields(headers) -> dict:
+    fields = {name: headers[header] for name, header in _HEAD_FIELDS if header in headers}
+    length = headers.get("content-length")
+    if length is not None:
+        fields["ContentLength"] = int(length)
+    return fields
 
 
 def parse_timestamp(value: str) -> datetime:

@@ -16,10 +16,11 @@ from moto.s3.models import s3_backends
 from replication import s3 as s3_clients
 from replication.models import Finding, ObjectState, ReconcileRun
 from replication.reconcile import verify
+from replication.reconcile.checksums import from_head
 from replication.reconcile.diff import IN_SYNC, UNVERIFIED, Difference, Entry, Tally
 from replication.reconcile.listing import Side
 from replication.reconcile.verify import second_opinion
-from tests.lambda_support import answer_with_error
+from tests.lambda_support import answer_on_the_wire, answer_with_error
 from tests.reconcile_support import (
     an_hour_ago,
     failed_copy,
@@ -96,7 +97,7 @@ def give_kms_etag(bucket: str, key: str) -> None:
 
 def before_head(hook) -> None:
     """Calls ``hook(bucket, key)`` before each HeadObject the run's client makes."""
-    s3_clients.client().meta.events.register(
+    s3_clients.listing_client().meta.events.register(
         "before-parameter-build.s3.HeadObject",
         lambda params, **_: hook(params["Bucket"], params["Key"]),
     )
@@ -114,6 +115,37 @@ def assert_counts_add_up(run: ReconcileRun) -> None:
     assert run.in_flight == 0
     assert run.source_objects == in_both + run.missing
     assert run.destination_objects == in_both + run.extra
+
+
+def test_the_reconcile_clients_head_reads_as_botocores_parser_does(s3):
+    body = body_of(5 * MiB + 10)
+    with an_hour_ago():
+        put_source(s3, "plain.txt", b"no checksum")
+        put_source(s3, "sha.txt", b"sha", ChecksumAlgorithm="SHA256")
+        put_source(s3, "crc.txt", b"crc", ChecksumAlgorithm="CRC32")
+        multipart_source(s3, "full.bin", body, **FULL_CRC32)
+        multipart_source(s3, "parts.bin", body, ChecksumAlgorithm="CRC32", ChecksumType="COMPOSITE")
+    lean, plain = s3_clients.listing_client(), s3_clients.client()
+
+    for name in ("plain.txt", "sha.txt", "crc.txt", "full.bin", "parts.bin"):
+        ask = {"Bucket": SOURCE, "Key": SRC_PREFIX + name, "ChecksumMode": "ENABLED"}
+        lean_head, plain_head = lean.head_object(**ask), plain.head_object(**ask)
+        fields = lean_head.keys() - {"ResponseMetadata"}
+        assert {f: lean_head[f] for f in fields} == {f: plain_head[f] for f in fields}, name
+        assert from_head(lean_head) == from_head(plain_head), name
+    assert from_head(lean.head_object(Bucket=SOURCE, Key=SRC_PREFIX + "sha.txt")).algorithm is None
+
+
+def test_a_head_refused_on_the_wire_is_a_failure_the_run_reads_not_an_answer(s3):
+    with an_hour_ago():
+        put_source(s3, "sha.txt", b"sha", ChecksumAlgorithm="SHA256")
+    lean = s3_clients.listing_client()
+    answer_on_the_wire(lean, "HeadObject", status=403, code="AccessDenied", times=1)
+    failures: list[str] = []
+
+    assert verify.head_checksum(lean, SOURCE, SRC_PREFIX + "sha.txt", failures) is None
+    assert len(failures) == 1 and "403" in failures[0]
+    assert verify.head_checksum(lean, SOURCE, SRC_PREFIX + "sha.txt").algorithm == "SHA256"
 
 
 def test_multipart_source_with_full_object_checksum_copied_single_part_is_in_sync(s3, docs):
@@ -283,7 +315,11 @@ def test_a_failing_head_leaves_the_listings_verdict_and_the_run_succeeds(
         put_backup(s3, "kms.txt", b"x", ChecksumAlgorithm="SHA256")
     give_kms_etag(BACKUP, BAK_PREFIX + "kms.txt")
     answered = answer_with_error(
-        s3_clients.client(), "HeadObject", status=status, code=code, when=lambda u: BACKUP in u
+        s3_clients.listing_client(),
+        "HeadObject",
+        status=status,
+        code=code,
+        when=lambda u: BACKUP in u,
     )
 
     run = reconcile_now(docs)

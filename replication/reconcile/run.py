@@ -373,7 +373,7 @@ def _reconcile(
         for difference in second_opinion(
             findings.noting(differences),
             tally,
-            s3=s3,
+            s3=lister,
             source=source,
             backup=backup,
             threads=settings.RECONCILE_CHECKSUM_THREADS,
