@@ -269,8 +269,9 @@ RECONCILE_MAX_RANGES = envint("RECONCILE_MAX_RANGES", 16)
 # runs one): listing is mostly waiting on S3, so threads overlap it.
 RECONCILE_INLINE_RANGES = envint("RECONCILE_INLINE_RANGES", 8)
 # Processes those ranges are shared among (forked): parsing is CPU work, threads of one
-# process take turns at it. 1 keeps the command in one process.
-RECONCILE_INLINE_PROCESSES = envint("RECONCILE_INLINE_PROCESSES", 1)
+# process take turns at it. 0: one per core this process may use, at most 4; 1 keeps the
+# command in one process.
+RECONCILE_INLINE_PROCESSES = envint("RECONCILE_INLINE_PROCESSES", 0)
 RECONCILE_REPAIR_THREADS = envint("RECONCILE_REPAIR_THREADS", 8)
 # Concurrent HEADs per key range fetching checksums for differences the listing cannot settle.
 RECONCILE_CHECKSUM_THREADS = envint("RECONCILE_CHECKSUM_THREADS", 8)

@@ -31,6 +31,13 @@ def _isolated_aws(monkeypatch, settings):
     s3.reset_clients()
 
 
+@pytest.fixture(autouse=True)
+def _ranges_stay_in_the_test_process(settings):
+    """A forked range process would write to its own copy of moto's buckets and of a test's
+    counters: the tests that fork say so (RECONCILE_INLINE_PROCESSES = 2)."""
+    settings.RECONCILE_INLINE_PROCESSES = 1
+
+
 @pytest.fixture
 def pair(db):
     return make_pair(name="photos", source_bucket="photos-src", backup_bucket="photos-bak")

@@ -225,13 +225,17 @@ def threaded_pair(s3, settings, monkeypatch):
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("processes", [1, 2], ids=["threads", "forked-processes"])
+@pytest.mark.parametrize(
+    "processes", [1, 2, 0], ids=["threads", "forked-processes", "one-process-per-core"]
+)
 def test_ranges_reconciled_on_threads_find_exactly_what_one_range_finds(
-    threaded_pair, settings, processes
+    threaded_pair, settings, monkeypatch, processes
 ):
+    from replication.reconcile import run as run_module
     from tests.test_reconcile_run import reconcile_now
 
     settings.RECONCILE_INLINE_PROCESSES = processes
+    monkeypatch.setattr(run_module, "usable_cores", lambda: 2)
     threaded = reconcile_now(threaded_pair)
     whole = reconcile_now(threaded_pair, boundaries=[])
 

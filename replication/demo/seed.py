@@ -277,7 +277,7 @@ class Demo:
         run, created = reconcile.request_run(pair, trigger=ReconcileRun.Trigger.MANUAL)
         if not created:
             return None
-        reconcile.reconcile_inline(run.pk)
+        reconcile.reconcile_inline(run.pk, processes=1)  # small buckets: forking costs more
         run.refresh_from_db()
         if run.status == ReconcileRun.Status.SUCCEEDED:
             self.say(

@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from replication import s3 as s3_clients
 from replication.models import BucketPair, Discrepancy, ReconcileRange, ReconcileRun
+from replication.reconcile.cores import usable_cores
 from replication.reconcile.diff import IN_SYNC, Difference, Entry, ListingOrderError, Tally, diff
 from replication.reconcile.findings import FindingWriter
 from replication.reconcile.listing import ListingError, ParallelListing, Side, probe_keys
@@ -159,10 +160,13 @@ def reconcile_inline(
     *,
     on_progress: ProgressCallback | None = None,
     boundaries: Iterable[str] | None = None,
+    processes: int | None = None,
 ) -> ReconcileRun | None:
-    """Claim and run every range of ``run_id`` in this process, then finish the run.
+    """Claim and run every range of ``run_id`` here, then finish the run.
 
-    ``boundaries`` overrides the ranges taken from the previous run (tests and benchmarks).
+    The ranges run on this process's threads, shared among ``processes`` forked processes
+    (by default inline_processes()). ``boundaries`` overrides the ranges taken from the
+    previous run (tests and benchmarks).
     """
     run = claim_run(run_id)
     if run is None:
@@ -172,7 +176,7 @@ def reconcile_inline(
         _replace_ranges(run, split(boundaries, max_ranges=len(boundaries) + 1))
     indices = list(range(run.ranges_total))
     threads = min(settings.RECONCILE_INLINE_RANGES, run.ranges_total)
-    processes = min(settings.RECONCILE_INLINE_PROCESSES, run.ranges_total)
+    processes = min(processes or inline_processes(), run.ranges_total)
     # A range on another thread has its own database connection, which cannot see a caller's
     # open transaction (tests): inside one, the ranges run one after the other.
     if threads <= 1 or connection.in_atomic_block:
@@ -183,6 +187,21 @@ def reconcile_inline(
     else:
         _run_ranges_in_threads(run_id, _InTurn(indices), threads, on_progress)
     return finish_run(run_id)
+
+
+# More processes than this gain little (each lists its own ranges at S3's latency) and hold
+# some 100 MB each at a million objects.
+MAX_AUTO_PROCESSES = 4
+
+
+def inline_processes() -> int:
+    """RECONCILE_INLINE_PROCESSES, or for 0 one per core this process may use (at most
+    MAX_AUTO_PROCESSES); 1 on an in-memory SQLite database, which a forked child cannot
+    write to."""
+    if connection.vendor == "sqlite" and connection.is_in_memory_db():
+        return 1
+    wanted = settings.RECONCILE_INLINE_PROCESSES
+    return wanted if wanted > 0 else min(usable_cores(), MAX_AUTO_PROCESSES)
 
 
 class _InTurn:
