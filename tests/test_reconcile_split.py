@@ -119,6 +119,18 @@ def test_every_branch_is_found_wherever_it_sits_in_the_alphabet(chars):
     assert branches == [f"p/{c}" for c in chars]
 
 
+def test_the_next_level_of_many_branches_is_walked_for_all_of_them_at_once():
+    listing = Listing([f"s/{a}{b}/{n}" for a in "0123456789" for b in "0123456789" for n in "xy"])
+    alphabet = sorted(set(" \"%&'+-./0123456789<>abcdefinté"))  # a first page with odd keys
+    stems = [f"s/{a}" for a in "0123456789"]
+
+    branches = ranges._deeper(listing, stems, alphabet)
+
+    assert branches == [f"s/{a}{b}" for a in "0123456789" for b in "0123456789"]
+    assert listing.round_trips <= 6
+    assert listing.probes <= 200  # by alphabet, 10 stems x 32 probes, and 100 more
+
+
 def test_no_probe_is_asked_twice():
     listing = Listing([f"data/{i // 1000:05d}/{i:09d}.bin" for i in range(100_000)])
     first_run_cuts(listing, 16)

@@ -102,7 +102,7 @@ def first_run_cuts(probe: Probe, wanted: int) -> list[str]:
     for _ in range(_MAX_DEPTH - 1):
         if len(branches) >= wanted or len(branches) * (len(alphabet) + 1) > _MAX_PROBES:
             break
-        deeper = _branches(probe, branches, alphabet)
+        deeper = _deeper(probe, branches, alphabet)
         if not deeper:
             break
         branches = deeper
@@ -125,30 +125,62 @@ def _remembering(probe: Probe) -> Probe:
 
 
 def _children(probe: Probe, stem: str, first: str, alphabet: list[str]) -> list[str]:
-    """The branches of one ``stem`` (a prefix of the first key ``first``).
-
-    Walked from the first ("the key after this branch"), which costs least where there are
-    few; past _WALK branches, all at once by alphabet. Each step also asks ahead, for twice
-    as many characters as the step before (up to _AHEAD), which of the alphabet's next
-    characters' branches come after: where branches follow one another in the alphabet
-    (digits, letters), one round trip finds several.
-    """
+    """The branches of one ``stem`` (a prefix of the first key ``first``)."""
     if len(first) <= len(stem):
         return _branches(probe, [stem], alphabet)
-    found = [first[: len(stem) + 1]]
+    return _walk(probe, {stem: first[: len(stem) + 1]}, alphabet)
+
+
+def _deeper(probe: Probe, stems: list[str], alphabet: list[str]) -> list[str]:
+    """The branches of all ``stems``, each walked from its smallest (the key after it)."""
+    answers = probe([(stem, 1) for stem in stems])
+    starts = {
+        stem: keys[0][: len(stem) + 1]
+        for stem, keys in zip(stems, answers, strict=True)
+        if keys and keys[0].startswith(stem) and len(keys[0]) > len(stem)
+    }
+    return _walk(probe, starts, alphabet)
+
+
+def _walk(probe: Probe, starts: dict[str, str], alphabet: list[str]) -> list[str]:
+    """The branches of each stem, walked from its first branch ``starts[stem]``.
+
+    Each step asks for the key after the last branch found ("the key after this branch"),
+    which costs least where there are few; all stems share each round trip. Each step also
+    asks ahead, for twice as many characters as the step before (up to _AHEAD), which of
+    the alphabet's next characters' branches come after: where branches follow one another
+    in the alphabet (digits, letters), one round trip finds several. A stem with more than
+    _WALK branches has them found all at once by alphabet instead.
+    """
+    walking = {stem: [branch] for stem, branch in starts.items()}
+    walked: list[str] = []
+    wide: list[str] = []
     ahead = 1
-    while len(found) <= _WALK:
-        last = found[-1][-1]
-        guesses = [last, *[c for c in alphabet if c > last][: ahead - 1]]
-        answers = probe([(stem + c + TOP, 1) for c in guesses])
-        for guess, after in zip(guesses, answers, strict=True):
-            if guess != found[-1][-1]:
-                break  # a guessed character that is not the next branch: its answer is moot
-            if not (after and after[0].startswith(stem) and len(after[0]) > len(stem)):
-                return found
-            found.append(after[0][: len(stem) + 1])
-        ahead = min(ahead * 2, _AHEAD, _WALK + 1 - len(found))
-    return _branches(probe, [stem], alphabet)
+    while walking:
+        guesses = {}
+        for stem, found in walking.items():
+            last = found[-1][-1]
+            room = _WALK + 1 - len(found)
+            guesses[stem] = [last, *[c for c in alphabet if c > last][: min(ahead, room) - 1]]
+        asks = [(stem + c + TOP, 1) for stem, chars in guesses.items() for c in chars]
+        answers = iter(probe(asks))
+        for stem, chars in guesses.items():
+            found = walking[stem]
+            ended = False
+            for guess, after in zip(chars, [next(answers) for _ in chars], strict=True):
+                if ended or guess != found[-1][-1]:
+                    continue  # a guessed character that is not the next branch: its answer is moot
+                if not (after and after[0].startswith(stem) and len(after[0]) > len(stem)):
+                    ended = True
+                else:
+                    found.append(after[0][: len(stem) + 1])
+            if ended:
+                walked += walking.pop(stem)
+            elif len(found) > _WALK:
+                wide.append(stem)
+                del walking[stem]
+        ahead = min(ahead * 2, _AHEAD)
+    return sorted(walked + (_branches(probe, wide, alphabet) if wide else []))
 
 
 def _branches(probe: Probe, stems: list[str], alphabet: list[str]) -> list[str]:
