@@ -45,6 +45,7 @@ _ENCODING = re.compile(r"<EncodingType>\s*([^<]*?)\s*</EncodingType>")
 _ENTITY = re.compile(r"&(lt|gt|amp|quot|apos|#[0-9]+|#x[0-9a-fA-F]+);")
 _SPECIAL = re.compile(r"[&\r%+]")  # a key with one of these may need unescaping or decoding
 _NAMED = {"lt": "<", "gt": ">", "amp": "&", "quot": '"', "apos": "'"}
+_entry = tuple.__new__  # tuple.__new__(Entry, values) is Entry(*values) with every field given
 
 
 def _entity(match: re.Match) -> str:
@@ -78,8 +79,9 @@ def parse_list_page(body: bytes | str, strip: int = 0) -> ListPage:
         rows = [_generic(block) for block in _BLOCK.findall(text)]
     cached, special = _timestamps.get, _SPECIAL.search
     objects = [
-        # Nearly every key needs no unescaping and every ETag is "&quot;md5&quot;": no calls.
-        Entry(key[strip:], int(size), etag[6:-6], cached(lm) or parse_timestamp(lm))
+        # Nearly every key needs no unescaping and every ETag is "&quot;md5&quot;": no calls,
+        # not even Entry's own __new__ (a Python function; the tuple's is C).
+        _entry(Entry, (key[strip:], int(size), etag[6:-6], cached(lm) or parse_timestamp(lm), None))
         if not special(key)
         and etag.count("&") == 2
         and etag.startswith("&quot;")
