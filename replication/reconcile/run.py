@@ -189,8 +189,8 @@ def reconcile_inline(
     return finish_run(run_id)
 
 
-# More processes than this gain little (each lists its own ranges at S3's latency) and hold
-# some 100 MB each at a million objects.
+# The default's ceiling on a large machine: the RECONCILE_INLINE_RANGES threads are shared
+# among the processes, and each process holds some 100 MB at a million objects.
 MAX_AUTO_PROCESSES = 4
 
 
