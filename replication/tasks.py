@@ -6,6 +6,7 @@ Every task is JSON-serialisable and safe to run twice.
 import logging
 
 from celery import chord, shared_task
+from celery.signals import worker_process_init, worker_ready
 
 from replication.alerts.tasks import deliver_notification, evaluate_health
 from replication.ingest import retention
@@ -46,6 +47,12 @@ def _raise_if_failed(run_id: int) -> None:
         # In-process mode (no worker) has no Celery line for it: this is the one that says so.
         log.warning("%s", message)
         raise ReconcileFailed(run_id, message)
+
+
+@worker_process_init.connect  # each child of the prefork pool, where its tasks run
+@worker_ready.connect  # the threads and solo pools run tasks in the worker's own process
+def _spare_the_garbage_collector(**_) -> None:
+    reconcile.spare_the_garbage_collector()
 
 
 @shared_task(bind=True, acks_late=True, throws=(ReconcileFailed,))

@@ -308,3 +308,20 @@ def test_a_run_delivered_twice_while_its_worker_reports_is_left_to_it(logs):
 
     run.refresh_from_db()
     assert run.status == "running"
+
+
+@pytest.mark.parametrize("signal", ["worker_process_init", "worker_ready"])
+def test_a_worker_keeps_the_collector_off_what_it_loaded_before_reconciling(signal):
+    import gc
+
+    from celery import signals
+
+    thresholds = gc.get_threshold()
+    try:
+        getattr(signals, signal).send(sender=None)
+
+        assert gc.get_threshold() == (20_000, 20, 20)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)

@@ -88,7 +88,7 @@ class Command(BaseCommand):
         if bar.enabled:
             # On a terminal, say which S3 before the bar; failures always name it (below).
             sys.stderr.write(f"Reconciling {pair.name} in {s3.describe()}\n")
-        thresholds = _spare_the_garbage_collector(pair)
+        thresholds = reconcile.spare_the_garbage_collector(pair.region)
         try:
             reconcile.reconcile_inline(run.pk, on_progress=bar.advance)
         except KeyboardInterrupt:
@@ -108,24 +108,6 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(summary(run)))
         else:
             self.stdout.write(describe(run))
-
-
-def _spare_the_garbage_collector(pair: BucketPair) -> tuple[int, int, int]:
-    """Keep the collector off what this one-shot process loaded and holds to the end.
-
-    A listing makes millions of short-lived entries, which trigger collections; each full
-    one walked everything Django and botocore's S3 model (12 MB) had loaded, though nothing
-    of it is ever garbage. Frozen, those objects are not walked; fewer, larger young
-    collections do the rest. The clients are made first so that their models are frozen
-    too (a forked range process inherits all of it). Returns the thresholds to restore.
-    """
-    s3.client(pair.region)
-    s3.listing_client(pair.region)
-    thresholds = gc.get_threshold()
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(20_000, 20, 20)
-    return thresholds
 
 
 def summary(run: ReconcileRun) -> dict:
