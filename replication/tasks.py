@@ -7,6 +7,7 @@ import logging
 
 from celery import chord, shared_task
 from celery.signals import worker_process_init, worker_ready
+from django.conf import settings
 
 from replication.alerts.tasks import deliver_notification, evaluate_health
 from replication.ingest import retention
@@ -52,7 +53,9 @@ def _raise_if_failed(run_id: int) -> None:
 @worker_process_init.connect  # each child of the prefork pool, where its tasks run
 @worker_ready.connect  # the threads and solo pools run tasks in the worker's own process
 def _spare_the_garbage_collector(**_) -> None:
-    reconcile.spare_the_garbage_collector()
+    # With the embedded S3 (development), a client made here would start that server in
+    # every worker process, reconciling or not.
+    reconcile.spare_the_garbage_collector(clients=not settings.EMBEDDED_S3)
 
 
 @shared_task(bind=True, acks_late=True, throws=(ReconcileFailed,))

@@ -325,3 +325,22 @@ def test_a_worker_keeps_the_collector_off_what_it_loaded_before_reconciling(sign
     finally:
         gc.unfreeze()
         gc.set_threshold(*thresholds)
+
+
+def test_a_development_worker_starts_no_embedded_s3_to_spare_the_collector(settings, monkeypatch):
+    import gc
+
+    from celery import signals
+
+    from replication import s3 as s3_clients
+
+    settings.EMBEDDED_S3 = True
+    monkeypatch.setattr(s3_clients, "client", lambda *a: pytest.fail("a client was made"))
+    thresholds = gc.get_threshold()
+    try:
+        signals.worker_ready.send(sender=None)
+
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)

@@ -205,17 +205,21 @@ def inline_processes() -> int:
     return wanted if wanted > 0 else min(usable_cores(), MAX_AUTO_PROCESSES)
 
 
-def spare_the_garbage_collector(region: str | None = None) -> tuple[int, int, int]:
+def spare_the_garbage_collector(
+    region: str | None = None, *, clients: bool = True
+) -> tuple[int, int, int]:
     """Keep the collector off what a reconciling process loaded and holds to its end.
 
     A listing makes millions of short-lived entries, which trigger collections; each full
     one walked everything Django, Celery and botocore's S3 model (12 MB) had loaded, though
     nothing of it is ever garbage. Frozen, those objects are not walked; fewer, larger young
-    collections do the rest. The clients are made first so that their models are frozen
-    too (a forked range process inherits all of it). Returns the thresholds it replaced.
+    collections do the rest. The clients are made first, unless ``clients`` is false, so
+    that their models are frozen too (a forked range process inherits all of it). Returns
+    the thresholds it replaced.
     """
-    s3_clients.client(region)
-    s3_clients.listing_client(region)
+    if clients:
+        s3_clients.client(region)
+        s3_clients.listing_client(region)
     thresholds = gc.get_threshold()
     gc.collect()
     gc.freeze()
