@@ -190,6 +190,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     # query per worker per sweep.
     "unacked_restore_interval": max(1, min(10, _VISIBILITY_TIMEOUT)),
     "unacked_restore_throttle": 1,
+    # The sweep holds a lock in Redis for a few milliseconds; a worker killed while holding it
+    # left it for kombu's 5 minutes, and no worker swept until then. Never longer than the
+    # visibility timeout (two sweeps at once are safe: each restore is a Redis transaction).
+    "unacked_mutex_expire": max(1, min(300, _VISIBILITY_TIMEOUT)),
 }
 CELERY_RESULT_EXPIRES = 86_400
 CELERY_TIMEZONE = "UTC"

@@ -63,6 +63,19 @@ def test_database_url_and_redis_url_switch_to_postgres_and_a_broker():
     assert values["embedded_s3"] is False
 
 
+@pytest.mark.parametrize(("visibility", "lock"), [("", 300), ("3", 3)])
+def test_a_worker_killed_mid_sweep_holds_the_redelivery_lock_no_longer_than_the_visibility(
+    visibility, lock
+):
+    code = (
+        "import django, json; django.setup(); from django.conf import settings; "
+        "print(json.dumps(settings.CELERY_BROKER_TRANSPORT_OPTIONS))"
+    )
+    result = run_python(code, {"CELERY_VISIBILITY_TIMEOUT": visibility})
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["unacked_mutex_expire"] == lock
+
+
 def test_production_settings_pass_the_deploy_check():
     env = {
         "BACKUPSITE_ENV": "production",
