@@ -4,6 +4,7 @@ Every task is JSON-serialisable and safe to run twice.
 """
 
 import logging
+import math
 
 from celery import chord, shared_task
 from celery.signals import worker_process_init, worker_ready
@@ -28,8 +29,9 @@ def purge_expired_events() -> int:
 
 
 # --- Reconcile --------------------------------------------------------------------------------
-# The work is in replication/reconcile/run.py; these decide only where it runs. No automatic
-# retries: a failed run is saved with its reason, and the schedule or an operator reruns it.
+# The work is in replication/reconcile/run.py; these decide only where it runs. A failed run
+# is not retried: it is saved with its reason, and the schedule or an operator reruns it. The
+# one retry is of a redelivered task that finds its range held (_look_again_once_stale).
 
 
 class ReconcileFailed(Exception):
@@ -58,7 +60,7 @@ def _spare_the_garbage_collector(**_) -> None:
     reconcile.spare_the_garbage_collector(clients=not settings.EMBEDDED_S3)
 
 
-@shared_task(bind=True, acks_late=True, throws=(ReconcileFailed,))
+@shared_task(bind=True, acks_late=True, throws=(ReconcileFailed,), max_retries=None)
 def reconcile_pair(
     self, pair_id: int, repair: bool = False, trigger: str = "manual", run_id: int | None = None
 ) -> int | None:
@@ -78,12 +80,12 @@ def reconcile_pair(
     run = reconcile.claim_run(run_id)
     if run is None:
         # Delivered twice, failed before a worker took it, or redelivered after its worker
-        # died: a one-range run has no range task of its own, so its range is retried here
-        # (claim_range takes it only once its heartbeat is stale).
+        # died: a one-range run has no range task of its own, so its range is retried here.
         if ReconcileRun.objects.filter(
             id=run_id, status=ReconcileRun.Status.RUNNING, ranges_total=1
         ).exists():
-            reconcile.run_range(run_id, 0)
+            if not reconcile.run_range(run_id, 0):
+                _look_again_once_stale(self, run_id, 0)
             reconcile.finish_run(run_id)
         return run_id
     if run.ranges_total == 1:
@@ -104,10 +106,33 @@ def reconcile_pair(
     return run_id
 
 
-@shared_task(acks_late=True)
-def reconcile_range(run_id: int, index: int) -> None:
+@shared_task(bind=True, acks_late=True, max_retries=None)
+def reconcile_range(self, run_id: int, index: int) -> None:
     """One key range of a run; a group of these runs on as many workers as are free."""
-    reconcile.run_range(run_id, index)
+    if not reconcile.run_range(run_id, index):
+        _look_again_once_stale(self, run_id, index)
+
+
+def _look_again_once_stale(task, run_id: int, index: int) -> None:
+    """Retry when the attempt holding the range would have gone stale, if one holds it.
+
+    A redelivered task can arrive while the range's heartbeat is still fresh: its worker is
+    either alive (delivered twice) or died moments ago. Leaving the range would leave a dead
+    worker's run to the reaper; looking again once a live worker would have reported lets
+    ``claim_range`` take it over, or finds it done.
+    """
+    wait = reconcile.seconds_until_stale(run_id, index)
+    if wait is None or task.request.is_eager:  # in-process runs have no redeliveries
+        return
+    countdown = math.ceil(wait) + 1  # claim_range wants the heartbeat strictly older
+    log.warning(
+        "reconcile run %s range %s: redelivered while another attempt holds it; "
+        "looking again in %s s",
+        run_id,
+        index,
+        countdown,
+    )
+    raise task.retry(countdown=countdown)
 
 
 @shared_task(acks_late=True, throws=(ReconcileFailed,))

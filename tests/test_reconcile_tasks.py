@@ -4,6 +4,7 @@ from datetime import timedelta
 
 import pytest
 import time_machine
+from celery.exceptions import Retry
 from django.conf import settings as django_settings
 from django.utils import timezone
 from kombu.exceptions import OperationalError
@@ -280,6 +281,69 @@ def test_a_redelivered_range_whose_worker_still_reports_is_left_to_it(logs):
     run.refresh_from_db()
     assert run.status == "running"
     assert run.ranges.get().attempt == 1
+
+
+@pytest.fixture
+def retries(monkeypatch):
+    """The countdowns of the retries tasks ask for (a worker would publish them)."""
+    asked = []
+
+    def retry_of(task):
+        def retry(**options):
+            asked.append((task.name.rsplit(".", 1)[-1], options["countdown"]))
+            return Retry()
+
+        return retry
+
+    for task in (tasks.reconcile_range, tasks.reconcile_pair):
+        monkeypatch.setattr(task, "retry", retry_of(task))
+    return asked
+
+
+def test_a_redelivered_range_held_by_a_fresh_heartbeat_looks_again_once_it_would_be_stale(
+    logs, retries
+):
+    with time_machine.travel(timezone.now(), tick=False):
+        run = died_mid_range(logs, silent_for=timedelta(seconds=30))
+        with pytest.raises(Retry):
+            tasks.reconcile_range.run(run.pk, 0)  # as a worker runs it: not eagerly
+
+    # The heartbeat timeout is 300 s: 270 s left, and a second so that it is strictly older.
+    assert retries == [("reconcile_range", 271)]
+    assert run.ranges.get().attempt == 1
+    # The retry, once the worker has been silent for the heartbeat timeout, finishes it.
+    with time_machine.travel(timezone.now() + timedelta(seconds=271)):
+        tasks.reconcile_range.run(run.pk, 0)
+        tasks.finish_reconcile.run(run.pk)
+    run.refresh_from_db()
+    assert results(run) == ("succeeded", 2, 1, 1, 9, 23)
+    assert run.ranges.get().attempt == 2
+
+
+def test_a_redelivered_one_range_run_held_by_a_fresh_heartbeat_looks_again_once_stale(
+    logs, retries
+):
+    with time_machine.travel(timezone.now(), tick=False):
+        run = died_mid_range(logs, silent_for=timedelta(seconds=100))
+        with pytest.raises(Retry):
+            tasks.reconcile_pair.run(logs.pk, run_id=run.pk)
+
+    assert retries == [("reconcile_pair", 201)]
+    with time_machine.travel(timezone.now() + timedelta(seconds=201)):
+        tasks.reconcile_pair.run(logs.pk, run_id=run.pk)
+    run.refresh_from_db()
+    assert results(run) == ("succeeded", 2, 1, 1, 9, 23)
+
+
+def test_a_redelivered_range_of_a_finished_or_failed_run_does_not_retry(logs, retries):
+    finished, _ = tasks.start_reconcile(logs, trigger="manual")
+    tasks.reconcile_range.run(finished.pk, 0)
+    failed = died_mid_range(make_pair(name="other"), silent_for=timedelta(seconds=30))
+    reconcile.fail_run(failed.pk, "the operator stopped it")
+    tasks.reconcile_range.run(failed.pk, 0)
+
+    assert retries == []
+    assert reconcile.seconds_until_stale(failed.pk, 0) is None
 
 
 def test_an_attempt_superseded_by_a_redelivery_stops_without_counting(logs, settings):

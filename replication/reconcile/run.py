@@ -305,28 +305,30 @@ def _replace_ranges(run: ReconcileRun, ranges: list[KeyRange]) -> None:
     run.save(update_fields=["ranges_total"])
 
 
-def run_range(run_id: int, index: int, *, on_progress: ProgressCallback | None = None) -> None:
-    """Reconcile one key range of a running run; a failure fails the whole run, with why."""
+def run_range(run_id: int, index: int, *, on_progress: ProgressCallback | None = None) -> bool:
+    """Reconcile one key range of a running run; a failure fails the whole run, with why.
+
+    False if the range was not this call's to take (see ``claim_range``)."""
     key_range = claim_range(run_id, index)
     if key_range is None:
-        return  # delivered twice while its worker lives, or the run already ended
+        return False  # done, the run ended, or another attempt still reports
     run = key_range.run
     try:
         tally, boundaries, repaired = _reconcile(run, key_range, on_progress)
     except RangeSuperseded:
-        return  # a redelivery claimed the range again: that attempt finishes it
+        return True  # a redelivery claimed the range again: that attempt finishes it
     except RunAbandoned:
         _set_range(key_range, RangeStatus.FAILED)
-        return
+        return True
     except (ListingError, ListingOrderError) as exc:
         _set_range(key_range, RangeStatus.FAILED)
         fail_run(run_id, str(exc))
-        return
+        return True
     except Exception as exc:
         log.exception("reconcile run %s range %s failed", run_id, index)
         _set_range(key_range, RangeStatus.FAILED)
         fail_run(run_id, f"unexpected error: {type(exc).__name__}: {exc}")
-        return
+        return True
     counts = tally.as_dict() | {"repaired": 0, "repair_failed": 0} | repaired
     with transaction.atomic():
         done = ReconcileRange.objects.filter(
@@ -334,6 +336,7 @@ def run_range(run_id: int, index: int, *, on_progress: ProgressCallback | None =
         ).update(status=RangeStatus.SUCCEEDED, counts=counts, boundaries=boundaries)
         if done:
             ReconcileRun.objects.filter(id=run_id).update(ranges_done=F("ranges_done") + 1)
+    return True
 
 
 def claim_range(run_id: int, index: int) -> ReconcileRange | None:
@@ -368,6 +371,26 @@ def claim_range(run_id: int, index: int) -> ReconcileRange | None:
         key_range.heartbeat_at = now
         key_range.save(update_fields=["status", "attempt", "heartbeat_at"])
     return key_range
+
+
+def seconds_until_stale(run_id: int, index: int, *, now: datetime | None = None) -> float | None:
+    """How long until ``claim_range`` may take this range from the attempt that holds it.
+
+    None unless the range is running, in a running run, with a heartbeat younger than
+    RECONCILE_HEARTBEAT_TIMEOUT: a task that finds it so cannot tell a live worker from one
+    that died moments ago, and must look again once a live one would have reported.
+    """
+    heartbeat_at = (
+        ReconcileRange.objects.filter(
+            run_id=run_id, index=index, status=RangeStatus.RUNNING, run__status=Status.RUNNING
+        )
+        .values_list("heartbeat_at", flat=True)
+        .first()
+    )
+    if heartbeat_at is None:
+        return None
+    stale_at = heartbeat_at + timedelta(seconds=settings.RECONCILE_HEARTBEAT_TIMEOUT)
+    return max(0.0, (stale_at - (now or timezone.now())).total_seconds())
 
 
 def _discard_rows_of(key_range: ReconcileRange) -> None:
