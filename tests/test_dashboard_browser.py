@@ -320,3 +320,26 @@ def test_every_page_fits_a_phone(phone, live_server, transactional_db):
     ):
         phone.goto(f"{live_server.url}{path}")
         assert_fits(phone, path)
+
+
+def test_a_new_secret_fits_a_phone(phone, live_server, transactional_db):
+    """The admin's once-only secret pages: a 43-character secret must wrap, not widen them."""
+    User.objects.create_superuser("ops", password="correct horse")
+    phone.goto(f"{live_server.url}/admin/login/")
+    phone.fill("#id_username", "ops")
+    phone.fill("#id_password", "correct horse")
+    phone.click("input[type=submit]")
+
+    phone.goto(f"{live_server.url}/admin/replication/ingestkey/add/")
+    phone.fill("#id_name", "photos-lambda")
+    phone.click("input[name=_save]")
+    assert len(phone.locator("#key-secret").inner_text()) >= 40
+    assert_fits(phone, "ingest key created")
+
+    phone.goto(f"{live_server.url}/admin/replication/alertchannel/add/")
+    phone.fill("#id_name", "pager")
+    phone.select_option("#id_kind", "webhook")
+    phone.fill("#id_target", "https://hooks.example.com/backupsite")
+    phone.click("input[name=_save]")
+    assert "Alert channel pager created" in phone.locator("main, #content").first.inner_text()
+    assert_fits(phone, "webhook channel created")
