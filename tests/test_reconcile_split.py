@@ -5,6 +5,7 @@ import bisect
 import pytest
 
 from replication.reconcile import ranges
+from replication.reconcile import run as run_module
 from replication.reconcile.ranges import first_run_cuts, split
 from tests.reconcile_support import an_hour_ago, found, prefixed_pair
 from tests.test_reconcile_run import counts, put_backup, put_both, put_source
@@ -201,12 +202,48 @@ def test_a_later_run_uses_the_sampled_boundaries_instead_of_probing(
     settings.RECONCILE_RANGE_SIZE = 20
     fill_with_a_known_diff(s3)
     first = reconcile_now(docs)
-    monkeypatch.setattr(ranges, "first_run_cuts", lambda *a: pytest.fail("probed again"))
+    monkeypatch.setattr(run_module, "first_run_cuts", lambda *a: pytest.fail("probed again"))
     second = reconcile_now(docs)
 
     assert second.ranges_total == len(first.range_boundaries) + 1 > 1
     assert counts(second) == counts(first)
     assert found(second) == found(first)
+
+
+def test_a_pair_its_last_run_found_too_small_to_split_is_not_probed_again(s3, docs, monkeypatch):
+    from tests.test_reconcile_run import reconcile_now
+
+    fill_with_a_known_diff(s3)  # 60 keys: fewer than two ranges of MIN_RANGE_KEYS (10,000)
+    probes = []
+    real_probe = run_module.probe_keys
+    monkeypatch.setattr(run_module, "probe_keys", lambda *a: probes.append(a[2]) or real_probe(*a))
+    first = reconcile_now(docs)
+    assert probes, "a first run probes"
+    probes.clear()
+
+    second = reconcile_now(docs)
+
+    assert probes == []
+    assert first.ranges_total == second.ranges_total == 1
+    assert counts(second) == counts(first)
+
+
+def test_a_pair_that_was_big_enough_to_split_is_probed_again_without_boundaries(
+    s3, docs, monkeypatch
+):
+    """A source of 20,000 to RECONCILE_RANGE_SIZE objects leaves no sampled boundaries, but
+    is worth splitting at every run."""
+    from tests.test_reconcile_run import reconcile_now
+
+    monkeypatch.setattr(ranges, "PROBE_PAGE", 5)
+    monkeypatch.setattr(ranges, "MIN_RANGE_KEYS", 5)
+    fill_with_a_known_diff(s3)
+    first = reconcile_now(docs)
+    second = reconcile_now(docs)
+
+    assert first.range_boundaries == []  # fewer objects than RECONCILE_RANGE_SIZE
+    assert first.ranges_total == second.ranges_total > 1
+    assert counts(second) == counts(first)
 
 
 @pytest.fixture

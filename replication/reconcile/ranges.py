@@ -111,6 +111,12 @@ def first_run_cuts(probe: Probe, wanted: int) -> list[str]:
     return branches[1:]
 
 
+def too_small_to_split(objects: int) -> bool:
+    """True for a source of this many objects: probes would plan it as one range anyway,
+    since no range is planned smaller than MIN_RANGE_KEYS."""
+    return objects < 2 * MIN_RANGE_KEYS
+
+
 def _remembering(probe: Probe) -> Probe:
     """``probe``, asking S3 only what it was not asked before (the steps overlap)."""
     known: dict[tuple[str | None, int], list[str]] = {}

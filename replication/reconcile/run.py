@@ -27,7 +27,13 @@ from replication.reconcile.cores import usable_cores
 from replication.reconcile.diff import IN_SYNC, Difference, Entry, ListingOrderError, Tally, diff
 from replication.reconcile.findings import FindingWriter
 from replication.reconcile.listing import ListingError, ParallelListing, Side, probe_keys
-from replication.reconcile.ranges import BoundarySampler, KeyRange, first_run_cuts, split
+from replication.reconcile.ranges import (
+    BoundarySampler,
+    KeyRange,
+    first_run_cuts,
+    split,
+    too_small_to_split,
+)
 from replication.reconcile.repair import repair, repairable_kinds
 from replication.reconcile.verdict import verdict
 from replication.reconcile.verify import second_opinion
@@ -130,12 +136,10 @@ def claim_run(run_id: int) -> ReconcileRun | None:
         previous = (
             ReconcileRun.objects.filter(pair_id=run.pair_id, status=Status.SUCCEEDED)
             .order_by("-created_at", "-id")
-            .values_list("range_boundaries", flat=True)
+            .values_list("range_boundaries", "source_objects")
             .first()
         )
-        # No boundaries sampled yet (a first run, or a bucket smaller than one range): probe
-        # the source's key space so even this run lists in parallel ranges.
-        ranges = split(previous or _first_run_cuts(run.pair), settings.RECONCILE_MAX_RANGES)
+        ranges = split(_cuts(run.pair, previous), settings.RECONCILE_MAX_RANGES)
         ReconcileRange.objects.bulk_create(
             ReconcileRange(run=run, index=i, start_after=r.start_after, end=r.end)
             for i, r in enumerate(ranges)
@@ -143,6 +147,19 @@ def claim_run(run_id: int) -> ReconcileRun | None:
         run.ranges_total = len(ranges)
         run.save(update_fields=["ranges_total"])
     return run
+
+
+def _cuts(pair: BucketPair, previous: tuple[list[str], int] | None) -> list[str]:
+    """Where to cut a run: at the boundaries the previous run sampled; nowhere for a pair
+    it found too small to split; else where probes of the source's key space say, so that
+    even a first run lists in parallel ranges."""
+    if previous is not None:
+        boundaries, source_objects = previous
+        if boundaries:
+            return boundaries
+        if too_small_to_split(source_objects):
+            return []  # every run of a small pair would otherwise probe it again, in vain
+    return _first_run_cuts(pair)
 
 
 def _first_run_cuts(pair: BucketPair) -> list[str]:
