@@ -11,6 +11,10 @@ sending the task to the run's end, the workers' CPU and the largest peak RSS amo
 whether the run found exactly the known diff. Needs PostgreSQL and Redis (SQLite would
 serialise the workers' writes); use a database of your own.
 
+It also prints the CPU that s3sim, PostgreSQL and Redis used meanwhile, in seconds and in
+cores over the run: on a machine they share with the workers, two workers can only use the
+cores left, so 1 / (cores - those) bounds their ratio to one worker from below.
+
 s3sim's buckets are prepared before the runs (as in bench_scale.py).
 
 ``--cpus-per-worker 0.5`` puts each worker in a cgroup of its own whose CFS quota allows it
@@ -35,7 +39,7 @@ from statistics import median
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_reconcile import PYTHON, ROOT, prepare_django, reconcile_found  # bench/ by path
-from bench_scale import prepare_buckets, start_s3sim
+from bench_scale import prepare_buckets, server_cpu, start_s3sim
 from s3sim import LATENCY, known_diff
 
 _DISPATCH = """
@@ -68,6 +72,21 @@ def proc_cpu_and_peak(pid: int) -> tuple[float, float]:
     return cpu, peak
 
 
+def services_cpu() -> float:
+    """CPU seconds used so far by this machine's PostgreSQL and Redis servers (0 if hidden)."""
+    total = 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            name, _, rest = stat.read_text().partition(") ")
+        except OSError:  # the process ended while we looked
+            continue
+        if name.rpartition("(")[2] in ("postgres", "redis-server"):
+            fields = rest.split()
+            total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return total
+
+
 def cpu_cgroup(name: str, cores: float) -> Path:
     """A new cgroup whose CFS quota allows ``cores`` CPUs; the caller adds the processes."""
     period = 100_000
@@ -89,7 +108,9 @@ def cpu_cgroup(name: str, cores: float) -> Path:
     return group
 
 
-def one_run(n: int, workers: int, env: dict[str, str], cpus: float | None = None) -> dict:
+def one_run(
+    n: int, workers: int, env: dict[str, str], endpoint: str, cpus: float | None = None
+) -> dict:
     source, backup = f"src-{n}-dirs", f"bak-{n}-dirs"
     pair = f"workers-{workers}-{uuid.uuid4().hex[:6]}"
     prepare_django(env, pair, source, backup)
@@ -107,6 +128,7 @@ def one_run(n: int, workers: int, env: dict[str, str], cpus: float | None = None
     try:
         time.sleep(8)  # the workers connect to the broker
         before = [proc_cpu_and_peak(p.pid)[0] for p in procs]
+        others_before = server_cpu(endpoint) + services_cpu()
         done = subprocess.run(
             [PYTHON, "-c", _DISPATCH, pair, queue],
             cwd=ROOT,
@@ -117,6 +139,7 @@ def one_run(n: int, workers: int, env: dict[str, str], cpus: float | None = None
         )
         result = json.loads(done.stdout)
         usage = [proc_cpu_and_peak(p.pid) for p in procs]
+        result["others_cpu_s"] = server_cpu(endpoint) + services_cpu() - others_before
     finally:
         for p in procs:
             p.terminate()
@@ -180,11 +203,13 @@ def main() -> None:
         for _ in range(args.repeat):
             walls = {}
             for workers in (1, 2):
-                r = one_run(args.objects, workers, env, args.cpus_per_worker)
+                r = one_run(args.objects, workers, env, endpoint, args.cpus_per_worker)
                 walls[workers] = r["wall_s"]
                 print(
                     f"{workers} worker(s): wall {r['wall_s']:7.2f} s  CPU {r['cpu_s']:7.2f} s  "
-                    f"peak RSS {r['rss_mb']:6.1f} MB  ranges {r['ranges']}  exact {r['correct']}"
+                    f"peak RSS {r['rss_mb']:6.1f} MB  ranges {r['ranges']}  exact {r['correct']}  "
+                    f"s3sim+PostgreSQL+Redis CPU {r['others_cpu_s']:6.2f} s "
+                    f"({r['others_cpu_s'] / r['wall_s']:.2f} cores)"
                     + (f"  error {r['error']}" if r["error"] else ""),
                     flush=True,
                 )
