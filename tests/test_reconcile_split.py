@@ -100,6 +100,15 @@ def test_a_bucket_of_a_few_pages_stays_one_range_after_a_few_dozen_probes():
     assert listing.probes < 50
 
 
+def test_the_keys_common_prefix_is_found_several_lengths_per_round_trip():
+    listing = Listing([f"backups/2026/host-{h}/{n:05d}" for h in "abc" for n in range(300)])
+
+    prefix = ranges._common_prefix(listing, listing.keys[0], listing.keys[199])
+
+    assert prefix == "backups/2026/host-"
+    assert listing.round_trips <= 3  # one length at a time, halving, took 5
+
+
 def test_branches_that_follow_in_the_alphabet_are_found_a_few_at_a_time():
     listing = Listing([f"logs/{i:04d}.gz" for i in range(10_000)])
     first = listing.keys[0]

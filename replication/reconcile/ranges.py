@@ -70,6 +70,7 @@ _AHEAD = 4  # at most this many characters asked at once in a walk
 MIN_RANGE_KEYS = 10_000  # a first run plans no range smaller than this (ten S3 pages)
 _MAX_PROBES = 2000
 _NEXT_ROUNDS = 4
+_PREFIX_ASKS = 3  # lengths asked at once while looking for the keys' common prefix
 
 
 def first_run_cuts(probe: Probe, wanted: int) -> list[str]:
@@ -250,10 +251,15 @@ def _common_prefix(probe: Probe, first: str, last_seen: str) -> str:
         limit += 1
     low, high = 0, limit  # every key shares first[:low]; first[:high + 1] is not shared
     while low < high:
-        mid = (low + high + 1) // 2
-        (after,) = probe([(first[:mid] + TOP, 1)])
-        if after:
-            high = mid - 1
-        else:
-            low = mid
+        # Several lengths per round trip, evenly between the bounds: sharing is monotone
+        # (a key past first[:m] + TOP shares no longer prefix either), so the shortest
+        # length that is not shared ends the round.
+        step = (high - low) / (_PREFIX_ASKS + 1)
+        lengths = sorted({low + max(1, round(step * i)) for i in range(1, _PREFIX_ASKS + 1)})
+        lengths = [m for m in lengths if m <= high]
+        for m, after in zip(lengths, probe([(first[:m] + TOP, 1) for m in lengths]), strict=True):
+            if after:
+                high = m - 1
+                break
+            low = m
     return first[:low]
