@@ -271,3 +271,43 @@ def test_worker_lost_mid_range_has_its_task_redelivered_and_the_run_completes(
     assert done.ranges.get().attempt == 2
     assert done.discrepancies.count() == 400
     assert "redelivered while another attempt holds it; looking again in" in survivor.output()
+
+
+def test_a_cold_shutdown_mid_chord_has_its_range_retried_and_the_chord_completes(worker_env, fill):
+    """A range task of a split run, handed back by a prefork worker's cold shutdown, looks
+    again once the range is stale; the chord counts it once and finishes the run."""
+    source = {f"k{n:05d}": b"same" for n in range(4000)}
+    fill("chord-lost-src", source)
+    fill("chord-lost-bak", {key: body for key, body in source.items() if not key.endswith("3")})
+    pair = make_pair(
+        source_bucket="chord-lost-src", backup_bucket="chord-lost-bak", grace_seconds=0
+    )
+    timeouts = {"RECONCILE_HEARTBEAT_TIMEOUT": "10"}
+    doomed = worker_env(pool="prefork", **timeouts)  # one child: one range at a time
+    first_id = tasks.reconcile_pair.apply_async((pair.pk,), queue=doomed.queue).get(timeout=60)
+    assert len(run_state(first_id).range_boundaries) == 4  # every 1,000th key: five ranges next
+
+    run, _ = reconcile.request_run(pair)
+    tasks.reconcile_pair.apply_async((pair.pk,), {"run_id": run.pk}, queue=doomed.queue)
+    lost = wait_for(
+        lambda: ReconcileRange.objects.filter(run=run, status="running").first(),
+        timeout=60,
+        worker=doomed,
+        what="the worker to start a range",
+    )
+    doomed.cold_shutdown()
+    assert run_state(run.pk).status == "running", run_state(run.pk).error
+
+    survivor = worker_env(doomed.queue, **timeouts)
+    done = wait_for(
+        lambda: (r := run_state(run.pk)).status != "running" and r,
+        timeout=90,
+        worker=survivor,
+        what="the chord to finish the run",
+    )
+
+    assert (done.status, done.missing, done.source_objects) == ("succeeded", 400, 4000), done.error
+    assert done.ranges_total == 5
+    assert done.ranges.get(index=lost.index).attempt == 2
+    assert done.discrepancies.count() == 400
+    assert "redelivered while another attempt holds it; looking again in" in survivor.output()
