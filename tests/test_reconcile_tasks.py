@@ -346,6 +346,19 @@ def test_a_redelivered_range_of_a_finished_or_failed_run_does_not_retry(logs, re
     assert reconcile.seconds_until_stale(failed.pk, 0) is None
 
 
+def test_a_range_taken_over_from_a_silent_worker_keeps_the_reaper_off_its_run(logs):
+    run = died_mid_range(logs, silent_for=timedelta(minutes=6))
+    ReconcileRun.objects.filter(pk=run.pk).update(
+        heartbeat_at=timezone.now() - timedelta(minutes=6)
+    )
+
+    reconcile.claim_range(run.pk, 0)  # the redelivered task, before its first heartbeat
+
+    assert reconcile.reap_stalled_runs() == []
+    run.refresh_from_db()
+    assert run.status == "running"
+
+
 def test_an_attempt_superseded_by_a_redelivery_stops_without_counting(logs, settings):
     settings.RECONCILE_PROGRESS_SECONDS = 0
     run = died_mid_range(logs, silent_for=timedelta(minutes=6))

@@ -387,6 +387,9 @@ def claim_range(run_id: int, index: int) -> ReconcileRange | None:
         key_range.attempt += 1
         key_range.heartbeat_at = now
         key_range.save(update_fields=["status", "attempt", "heartbeat_at"])
+        # The run is alive again from now, not from this attempt's first heartbeat a few
+        # seconds on: a run taken over from a silent worker is what the reaper looks for.
+        ReconcileRun.objects.filter(id=run_id, status=Status.RUNNING).update(heartbeat_at=now)
     return key_range
 
 
