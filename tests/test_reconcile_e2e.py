@@ -52,17 +52,8 @@ class Worker:
         self.process: subprocess.Popen | None = None
 
     def start(self) -> "Worker":
-        command = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "backupsite",
-            "worker",
-            "--pool",
-            self.pool,
-        ]
-        command += ["--concurrency", "1"]
+        command = [sys.executable, "-m", "celery", "-A", "backupsite", "worker"]
+        command += ["--pool", self.pool, "--concurrency", "1"]
         command += ["--queues", self.queue, "--hostname", f"{self.queue}@%h", "-l", "WARNING"]
         command += ["--without-heartbeat", "--without-mingle", "--without-gossip"]
         with self.log.open("wb") as log:  # the child keeps its own copy of the descriptor
@@ -259,18 +250,28 @@ def test_worker_lost_mid_range_has_its_task_redelivered_and_the_run_completes(
     running = run_state(run.pk)
     assert running.status == "running", f"the run ended before the worker was lost: {running.error}"
 
-    survivor = worker_env(doomed.queue, **timeouts)
-    done = wait_for(
-        lambda: (r := run_state(running.pk)).status != "running" and r,
-        timeout=90,
-        worker=survivor,
-        what="the redelivered task to finish the run",
-    )
+    done, survivor = a_survivor_finishes(worker_env, doomed.queue, running, timeouts)
 
     assert (done.status, done.missing, done.source_objects) == ("succeeded", 400, 4000), done.error
     assert done.ranges.get().attempt == 2
     assert done.discrepancies.count() == 400
-    assert "redelivered while another attempt holds it; looking again in" in survivor.output()
+    assert LOOKED_AGAIN in survivor.output()
+
+
+# What a worker logs when a redelivered task finds its range held by a fresh heartbeat.
+LOOKED_AGAIN = "redelivered while another attempt holds it; looking again in"
+
+
+def a_survivor_finishes(worker_env, queue: str, run: ReconcileRun, timeouts: dict):
+    """Start a worker on the lost worker's queue; wait for it to end the run."""
+    survivor = worker_env(queue, **timeouts)
+    done = wait_for(
+        lambda: (r := run_state(run.pk)).status != "running" and r,
+        timeout=90,
+        worker=survivor,
+        what="the redelivered tasks to finish the run",
+    )
+    return done, survivor
 
 
 def test_a_cold_shutdown_mid_chord_has_its_range_retried_and_the_chord_completes(worker_env, fill):
@@ -298,16 +299,10 @@ def test_a_cold_shutdown_mid_chord_has_its_range_retried_and_the_chord_completes
     doomed.cold_shutdown()
     assert run_state(run.pk).status == "running", run_state(run.pk).error
 
-    survivor = worker_env(doomed.queue, **timeouts)
-    done = wait_for(
-        lambda: (r := run_state(run.pk)).status != "running" and r,
-        timeout=90,
-        worker=survivor,
-        what="the chord to finish the run",
-    )
+    done, survivor = a_survivor_finishes(worker_env, doomed.queue, run, timeouts)
 
     assert (done.status, done.missing, done.source_objects) == ("succeeded", 400, 4000), done.error
     assert done.ranges_total == 5
     assert done.ranges.get(index=lost.index).attempt == 2
     assert done.discrepancies.count() == 400
-    assert "redelivered while another attempt holds it; looking again in" in survivor.output()
+    assert LOOKED_AGAIN in survivor.output()

@@ -393,7 +393,7 @@ def claim_range(run_id: int, index: int) -> ReconcileRange | None:
     return key_range
 
 
-def seconds_until_stale(run_id: int, index: int, *, now: datetime | None = None) -> float | None:
+def seconds_until_stale(run_id: int, index: int) -> float | None:
     """How long until ``claim_range`` may take this range from the attempt that holds it.
 
     None unless the range is running, in a running run, with a heartbeat younger than
@@ -410,7 +410,7 @@ def seconds_until_stale(run_id: int, index: int, *, now: datetime | None = None)
     if heartbeat_at is None:
         return None
     stale_at = heartbeat_at + timedelta(seconds=settings.RECONCILE_HEARTBEAT_TIMEOUT)
-    return max(0.0, (stale_at - (now or timezone.now())).total_seconds())
+    return max(0.0, (stale_at - timezone.now()).total_seconds())
 
 
 def _discard_rows_of(key_range: ReconcileRange) -> None:
