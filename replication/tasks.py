@@ -121,8 +121,10 @@ def _look_again_once_stale(task, run_id: int, index: int) -> None:
     worker's run to the reaper; looking again once a live worker would have reported lets
     ``claim_range`` take it over, or finds it done.
     """
+    if task.request.is_eager:  # in-process runs have no redeliveries
+        return
     wait = reconcile.seconds_until_stale(run_id, index)
-    if wait is None or task.request.is_eager:  # in-process runs have no redeliveries
+    if wait is None:
         return
     countdown = math.ceil(wait) + 1  # claim_range wants the heartbeat strictly older
     log.warning(

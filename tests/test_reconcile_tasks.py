@@ -387,37 +387,37 @@ def test_a_run_delivered_twice_while_its_worker_reports_is_left_to_it(logs):
     assert run.status == "running"
 
 
-@pytest.mark.parametrize("signal", ["worker_process_init", "worker_ready"])
-def test_a_worker_keeps_the_collector_off_what_it_loaded_before_reconciling(signal):
+@pytest.fixture
+def collector():
+    """The garbage collector, put back as it was after the test froze and retuned it."""
     import gc
-
-    from celery import signals
 
     thresholds = gc.get_threshold()
-    try:
-        getattr(signals, signal).send(sender=None)
-
-        assert gc.get_threshold() == (20_000, 20, 20)
-        assert gc.get_freeze_count() > 0
-    finally:
-        gc.unfreeze()
-        gc.set_threshold(*thresholds)
+    yield gc
+    gc.unfreeze()
+    gc.set_threshold(*thresholds)
 
 
-def test_a_development_worker_starts_no_embedded_s3_to_spare_the_collector(settings, monkeypatch):
-    import gc
+@pytest.mark.parametrize("signal", ["worker_process_init", "worker_ready"])
+def test_a_worker_keeps_the_collector_off_what_it_loaded_before_reconciling(signal, collector):
+    from celery import signals
 
+    getattr(signals, signal).send(sender=None)
+
+    assert collector.get_threshold() == (20_000, 20, 20)
+    assert collector.get_freeze_count() > 0
+
+
+def test_a_development_worker_starts_no_embedded_s3_to_spare_the_collector(
+    settings, monkeypatch, collector
+):
     from celery import signals
 
     from replication import s3 as s3_clients
 
     settings.EMBEDDED_S3 = True
     monkeypatch.setattr(s3_clients, "client", lambda *a: pytest.fail("a client was made"))
-    thresholds = gc.get_threshold()
-    try:
-        signals.worker_ready.send(sender=None)
 
-        assert gc.get_freeze_count() > 0
-    finally:
-        gc.unfreeze()
-        gc.set_threshold(*thresholds)
+    signals.worker_ready.send(sender=None)
+
+    assert collector.get_freeze_count() > 0
