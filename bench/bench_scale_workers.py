@@ -12,8 +12,9 @@ whether the run found exactly the known diff. Needs PostgreSQL and Redis (SQLite
 serialise the workers' writes); use a database of your own.
 
 It also prints the CPU that s3sim, PostgreSQL and Redis used meanwhile, in seconds and in
-cores over the run: on a machine they share with the workers, two workers can only use the
-cores left, so 1 / (cores - those) bounds their ratio to one worker from below.
+cores over the run, and how busy the machine was while every worker was at work (sampled
+every quarter second; the run's average hides it, since one worker plans the run alone
+first): on a machine they share with the workers, two workers can only use the cores left.
 
 s3sim's buckets are prepared before the runs (as in bench_scale.py).
 
@@ -31,6 +32,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -87,6 +89,58 @@ def services_cpu() -> float:
     return total
 
 
+def machine_cpu() -> tuple[float, float]:
+    """Busy and total CPU seconds of the whole machine so far, from /proc/stat."""
+    user, nice, system, idle, iowait, irq, softirq, steal = (
+        int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
+    )
+    ticks = os.sysconf("SC_CLK_TCK")
+    busy = user + nice + system + irq + softirq + steal
+    return busy / ticks, (busy + idle + iowait) / ticks
+
+
+class BusySampler(threading.Thread):
+    """Samples the machine's and each worker's CPU every SAMPLE seconds during a run, to say
+    how busy the machine was while every worker was at work (not planning, not idle):
+    the whole run's average hides that, since one worker plans the run alone."""
+
+    SAMPLE = 0.25
+    AT_WORK = 0.2  # cores: a worker using less is waiting for work
+
+    def __init__(self, pids: list[int]):
+        super().__init__(daemon=True)
+        self.pids = pids
+        self.samples: list[tuple[float, float, list[float]]] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            busy, total = machine_cpu()
+            workers = [proc_cpu_and_peak(pid)[0] for pid in self.pids]
+            self.samples.append((busy, total, workers))
+            self.done.wait(self.SAMPLE)
+
+    def stop(self) -> dict:
+        """Seconds during which every worker was at work, and the machine's and the
+        workers' cores in use meanwhile."""
+        self.done.set()
+        self.join()
+        seconds = busy = workers = 0.0
+        cores = os.cpu_count() or 1
+        for (b0, t0, w0), (b1, t1, w1) in zip(self.samples, self.samples[1:], strict=False):
+            wall = (t1 - t0) / cores
+            used = [after - before for before, after in zip(w0, w1, strict=True)]
+            if wall > 0 and all(u / wall >= self.AT_WORK for u in used):
+                seconds += wall
+                busy += b1 - b0
+                workers += sum(used)
+        return {
+            "all_at_work_s": seconds,
+            "machine_cores": busy / seconds if seconds else 0.0,
+            "worker_cores": workers / seconds if seconds else 0.0,
+        }
+
+
 def cpu_cgroup(name: str, cores: float) -> Path:
     """A new cgroup whose CFS quota allows ``cores`` CPUs; the caller adds the processes."""
     period = 100_000
@@ -129,6 +183,8 @@ def one_run(
         time.sleep(8)  # the workers connect to the broker
         before = [proc_cpu_and_peak(p.pid)[0] for p in procs]
         others_before = server_cpu(endpoint) + services_cpu()
+        sampler = BusySampler([p.pid for p in procs])
+        sampler.start()
         done = subprocess.run(
             [PYTHON, "-c", _DISPATCH, pair, queue],
             cwd=ROOT,
@@ -138,6 +194,7 @@ def one_run(
             check=True,
         )
         result = json.loads(done.stdout)
+        result.update(sampler.stop())
         usage = [proc_cpu_and_peak(p.pid) for p in procs]
         result["others_cpu_s"] = server_cpu(endpoint) + services_cpu() - others_before
     finally:
@@ -209,7 +266,10 @@ def main() -> None:
                     f"{workers} worker(s): wall {r['wall_s']:7.2f} s  CPU {r['cpu_s']:7.2f} s  "
                     f"peak RSS {r['rss_mb']:6.1f} MB  ranges {r['ranges']}  exact {r['correct']}  "
                     f"s3sim+PostgreSQL+Redis CPU {r['others_cpu_s']:6.2f} s "
-                    f"({r['others_cpu_s'] / r['wall_s']:.2f} cores)"
+                    f"({r['others_cpu_s'] / r['wall_s']:.2f} cores)\n"
+                    f"  while every worker was at work ({r['all_at_work_s']:.1f} s): "
+                    f"machine busy {r['machine_cores']:.2f} of {os.cpu_count()} cores, "
+                    f"the workers {r['worker_cores']:.2f}"
                     + (f"  error {r['error']}" if r["error"] else ""),
                     flush=True,
                 )
