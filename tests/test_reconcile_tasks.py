@@ -335,6 +335,46 @@ def test_a_redelivered_one_range_run_held_by_a_fresh_heartbeat_looks_again_once_
     assert results(run) == ("succeeded", 2, 1, 1, 9, 23)
 
 
+def test_the_reaper_leaves_a_run_whose_redelivered_task_waits_to_take_it_over(logs, retries):
+    with time_machine.travel(timezone.now(), tick=False):
+        run = died_mid_range(logs, silent_for=timedelta(seconds=30))
+        # The dead worker's last heartbeat was the run's as well as the range's.
+        last_beat = run.ranges.get().heartbeat_at
+        ReconcileRun.objects.filter(pk=run.pk).update(heartbeat_at=last_beat)
+        with pytest.raises(Retry):
+            tasks.reconcile_pair.run(logs.pk, run_id=run.pk)
+
+    assert retries == [("reconcile_pair", 271)]
+    # A reaper tick in the second between the range going stale and the retry.
+    with time_machine.travel(timezone.now() + timedelta(seconds=270.5)):
+        assert reconcile.reap_stalled_runs() == []
+    with time_machine.travel(timezone.now() + timedelta(seconds=271)):
+        tasks.reconcile_pair.run(logs.pk, run_id=run.pk)
+    run.refresh_from_db()
+    assert results(run) == ("succeeded", 2, 1, 1, 9, 23)
+
+
+def test_a_retry_comes_before_the_run_could_be_reaped_even_right_after_a_heartbeat(logs, retries):
+    start = timezone.now()
+    with time_machine.travel(start, tick=False):
+        run = died_mid_range(logs, silent_for=timedelta(seconds=0.5))
+        with pytest.raises(Retry):
+            tasks.reconcile_range.run(run.pk, 0)
+    # The range is stale 299.5 s on, but the run, alive from now, may be reaped at 300 s:
+    # the retry comes at 299 s, finds the range still held and looks again.
+    with time_machine.travel(start + timedelta(seconds=299), tick=False), pytest.raises(Retry):
+        tasks.reconcile_range.run(run.pk, 0)
+    assert retries == [("reconcile_range", 299), ("reconcile_range", 2)]
+    with time_machine.travel(start + timedelta(seconds=300.5), tick=False):
+        assert reconcile.reap_stalled_runs() == []
+    with time_machine.travel(start + timedelta(seconds=301), tick=False):
+        tasks.reconcile_range.run(run.pk, 0)
+        tasks.finish_reconcile.run(run.pk)
+    run.refresh_from_db()
+    assert results(run) == ("succeeded", 2, 1, 1, 9, 23)
+    assert run.ranges.get().attempt == 2
+
+
 def test_a_redelivered_range_of_a_finished_or_failed_run_does_not_retry(logs, retries):
     finished, _ = tasks.start_reconcile(logs, trigger="manual")
     tasks.reconcile_range.run(finished.pk, 0)

@@ -413,6 +413,17 @@ def seconds_until_stale(run_id: int, index: int) -> float | None:
     return max(0.0, (stale_at - timezone.now()).total_seconds())
 
 
+def keep_alive_for_retry(run_id: int) -> None:
+    """Show a running run alive from now: a redelivered task will come back to take it over.
+
+    Without this, the reaper, which fails a run silent for RECONCILE_HEARTBEAT_TIMEOUT, could
+    fail it in the moment between its range going stale and the retry claiming it.
+    """
+    ReconcileRun.objects.filter(id=run_id, status=Status.RUNNING).update(
+        heartbeat_at=timezone.now()
+    )
+
+
 def _discard_rows_of(key_range: ReconcileRange) -> None:
     dropped, _ = Discrepancy.objects.filter(
         run_id=key_range.run_id, range_index=key_range.index
