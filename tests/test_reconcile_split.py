@@ -100,6 +100,26 @@ def test_a_bucket_of_a_few_pages_stays_one_range_after_a_few_dozen_probes():
     assert listing.probes < 50
 
 
+@pytest.mark.parametrize(
+    ("keys", "cuts", "round_trips"),
+    [
+        # Five branches under data/, ten under data/0, and data/00 held whole by the first
+        # page: both levels are walked in the same round trips. Level by level took ten.
+        ([f"data/{i % 50:02d}/{i:07d}.bin" for i in range(10_000)], 0, 7),
+        # Numbers: the first page holds 000000 whole, three levels below the common prefix
+        # 000: 5 x 10 x 10 x 100 keys, walked at once. Level by level took fourteen.
+        ([f"{i:08d}" for i in range(50_000)], 4, 7),
+    ],
+)
+def test_the_levels_down_the_first_key_are_walked_together_to_estimate_the_size(
+    keys, cuts, round_trips
+):
+    listing = Listing(keys)
+
+    assert len(first_run_cuts(listing, 16)) == cuts
+    assert listing.round_trips == round_trips
+
+
 def test_the_keys_common_prefix_is_found_several_lengths_per_round_trip():
     listing = Listing([f"backups/2026/host-{h}/{n:05d}" for h in "abc" for n in range(300)])
 
@@ -112,8 +132,9 @@ def test_the_keys_common_prefix_is_found_several_lengths_per_round_trip():
 def test_branches_that_follow_in_the_alphabet_are_found_a_few_at_a_time():
     listing = Listing([f"logs/{i:04d}.gz" for i in range(10_000)])
     first = listing.keys[0]
+    alphabet = sorted(set("logs/0123456789.gz"))
 
-    branches = ranges._children(listing, "logs/", first, sorted(set("logs/0123456789.gz")))
+    branches = ranges._levels(listing, ["logs/"], first, alphabet)["logs/"]
 
     assert branches == [f"logs/{d}" for d in "0123456789"]
     assert listing.round_trips == 4  # one at a time, it took ten
@@ -124,7 +145,7 @@ def test_every_branch_is_found_wherever_it_sits_in_the_alphabet(chars):
     listing = Listing([f"p/{c}/{n}" for c in chars for n in range(50)])
     alphabet = sorted(set("p/0123456789abcdef"))
 
-    branches = ranges._children(listing, "p/", listing.keys[0], alphabet)
+    branches = ranges._levels(listing, ["p/"], listing.keys[0], alphabet)["p/"]
 
     assert branches == [f"p/{c}" for c in chars]
 

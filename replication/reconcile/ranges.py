@@ -65,6 +65,7 @@ PROBE_PAGE = 200  # the first probe: a bucket smaller than this is one range
 TOP = "\U0010ffff"  # sorts after every character a key can hold
 _MAX_DEPTH = 3
 _MAX_ESTIMATE_DEPTH = 12
+_LEVELS_AT_ONCE = 3  # levels down the first key walked together while estimating the size
 _WALK = 16
 _AHEAD = 4  # at most this many characters asked at once in a walk
 MIN_RANGE_KEYS = 10_000  # a first run plans no range smaller than this (ten S3 pages)
@@ -92,11 +93,11 @@ def first_run_cuts(probe: Probe, wanted: int) -> list[str]:
     (first,) = probe([(None, PROBE_PAGE)])
     if len(first) < PROBE_PAGE:
         return []
-    prefix = _common_prefix(probe, first[0], first[-1])
+    # The key after the first page (is a branch held whole by it?) rides along with the
+    # prefix search's first round trip.
+    prefix = _common_prefix(_also_asking(probe, (first[-1], 1)), first[0], first[-1])
     alphabet = sorted(set("".join(first)) | set("0123456789"))
-    branches = _children(probe, prefix, first[0], alphabet)
-    enough = wanted * MIN_RANGE_KEYS
-    estimate = _estimate(probe, first, alphabet, branches, enough)
+    estimate, branches = _estimate(probe, first, prefix, alphabet, wanted * MIN_RANGE_KEYS)
     wanted = min(wanted, estimate // MIN_RANGE_KEYS)
     if wanted < 2:
         return []
@@ -131,11 +132,15 @@ def _remembering(probe: Probe) -> Probe:
     return ask
 
 
-def _children(probe: Probe, stem: str, first: str, alphabet: list[str]) -> list[str]:
-    """The branches of one ``stem`` (a prefix of the first key ``first``)."""
-    if len(first) <= len(stem):
-        return _branches(probe, [stem], alphabet)
-    return _walk(probe, {stem: first[: len(stem) + 1]}, alphabet)
+def _also_asking(probe: Probe, ask: tuple[str | None, int]) -> Probe:
+    """``probe``, adding ``ask`` to its next round trip (for a remembering probe to keep)."""
+    pending = [ask]
+
+    def with_it(asks: list[tuple[str | None, int]]) -> list[list[str]]:
+        extra = [pending.pop()] if pending else []
+        return probe(asks + extra)[: len(asks)]
+
+    return with_it
 
 
 def _deeper(probe: Probe, stems: list[str], alphabet: list[str]) -> list[str]:
@@ -217,31 +222,72 @@ def _branches(probe: Probe, stems: list[str], alphabet: list[str]) -> list[str]:
 
 
 def _estimate(
-    probe: Probe, first: list[str], alphabet: list[str], branches: list[str], enough: int
-) -> int:
-    """Roughly how many keys there are, or at least ``enough``.
+    probe: Probe, first: list[str], prefix: str, alphabet: list[str], enough: int
+) -> tuple[int, list[str]]:
+    """Roughly how many keys there are (or at least ``enough``), and the branches of ``prefix``.
 
-    Down the first branch of each level: the product of the levels' fan-outs times the keys
-    of the first branch the first page holds whole (keys spread evenly, as numbered or
-    dated keys are). Stops as soon as that product alone says the bucket is big enough.
+    Down the first key's branches from ``prefix``: the product of the levels' fan-outs times
+    the keys of the first branch the first page holds whole (keys spread evenly, as numbered
+    or dated keys are). The first page says which branches those levels go down, so up to
+    _LEVELS_AT_ONCE levels are walked together, in the same round trips. Stops as soon as the
+    product alone says the bucket is big enough.
     """
+    after_first: list[str] | None = None
+
+    def whole(branch: str) -> bool:
+        # The first page holds the branch whole: it ends before the page does, or the key
+        # after the page is not in it.
+        nonlocal after_first
+        if not first[-1].startswith(branch):
+            return True
+        if after_first is None:
+            (after_first,) = probe([(first[-1], 1)])
+        return not (after_first and after_first[0].startswith(branch))
+
     multiplier = 1
-    for _ in range(_MAX_ESTIMATE_DEPTH):
-        if not branches:
-            break
-        head = branches[0]
-        inside = sum(1 for key in first if key.startswith(head))
-        whole = not first[-1].startswith(head)
-        if not whole:
-            (after,) = probe([(first[-1], 1)])
-            whole = not (after and after[0].startswith(head))
-        if whole:
-            return multiplier * len(branches) * inside
-        multiplier *= len(branches)
-        if multiplier * PROBE_PAGE >= enough:
-            break
-        branches = _children(probe, head, first[0], alphabet)
-    return multiplier * PROBE_PAGE
+    top: list[str] = []
+    stem = prefix
+    depth = 0
+    while depth < _MAX_ESTIMATE_DEPTH:
+        # The stems of the next levels down the first key, while its branches are not whole.
+        stems = [stem]
+        while len(stems) < _LEVELS_AT_ONCE and len(first[0]) > len(stems[-1]) + 1:
+            head = first[0][: len(stems[-1]) + 1]
+            if whole(head):
+                break
+            stems.append(head)
+        found = _levels(probe, stems, first[0], alphabet)
+        for level in stems:
+            branches = found[level]
+            if level == prefix:
+                top = branches
+            depth += 1
+            if not branches:
+                return multiplier * PROBE_PAGE, top
+            head = branches[0]
+            if whole(head):
+                inside = sum(1 for key in first if key.startswith(head))
+                return multiplier * len(branches) * inside, top
+            multiplier *= len(branches)
+            if multiplier * PROBE_PAGE >= enough:
+                return multiplier * PROBE_PAGE, top
+        stem = head
+    return multiplier * PROBE_PAGE, top
+
+
+def _levels(
+    probe: Probe, stems: list[str], first: str, alphabet: list[str]
+) -> dict[str, list[str]]:
+    """The branches of each of ``stems`` (prefixes of the first key ``first``, one per level),
+    walked together."""
+    walkable = {stem: first[: len(stem) + 1] for stem in stems if len(first) > len(stem)}
+    found: dict[str, list[str]] = {stem: [] for stem in stems}
+    for branch in _walk(probe, walkable, alphabet) if walkable else []:
+        found[branch[:-1]].append(branch)
+    for stem in stems:
+        if stem not in walkable:
+            found[stem] = _branches(probe, [stem], alphabet)
+    return found
 
 
 def _common_prefix(probe: Probe, first: str, last_seen: str) -> str:
