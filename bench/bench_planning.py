@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_scale import start_s3sim  # bench/ by path
+from bench_scale import s3sim_env, start_s3sim  # bench/ by path
 from s3sim import LATENCY
 
 LAYOUTS = ("dirs", "flat", "onedir")
@@ -32,14 +32,7 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=LATENCY, help="s3sim seconds/request")
     args = parser.parse_args()
     sim, endpoint = start_s3sim(args.latency)
-    os.environ.update(
-        AWS_ENDPOINT_URL=endpoint,
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",  # noqa: S106 (s3sim checks no signature)
-        AWS_DEFAULT_REGION="us-east-1",
-        EMBEDDED_S3="false",
-        DJANGO_SETTINGS_MODULE="backupsite.settings",
-    )
+    os.environ.update(s3sim_env(endpoint), DJANGO_SETTINGS_MODULE="backupsite.settings")
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     import django
 

@@ -124,6 +124,17 @@ def run_method(method: str, n: int, endpoint: str, workdir: Path, want) -> dict 
     return result
 
 
+def s3sim_env(endpoint: str) -> dict[str, str]:
+    """The environment of a project process that talks to s3sim instead of S3 (s3sim checks
+    no signature)."""
+    return {
+        **_keys(),
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "EMBEDDED_S3": "false",
+    }
+
+
 def _keys() -> dict[str, str]:
     return {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 

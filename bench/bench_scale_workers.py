@@ -41,7 +41,7 @@ from statistics import median
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_reconcile import PYTHON, ROOT, prepare_django, reconcile_found  # bench/ by path
-from bench_scale import prepare_buckets, server_cpu, start_s3sim
+from bench_scale import prepare_buckets, s3sim_env, server_cpu, start_s3sim
 from s3sim import LATENCY, known_diff
 
 _DISPATCH = """
@@ -240,11 +240,7 @@ def main() -> None:
     sim, endpoint = start_s3sim(args.latency)
     env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
     env.update(
-        AWS_ENDPOINT_URL=endpoint,
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",  # noqa: S106 (s3sim checks no signature)
-        AWS_DEFAULT_REGION="us-east-1",
-        EMBEDDED_S3="false",
+        s3sim_env(endpoint),
         RECONCILE_MAX_DISCREPANCY_ROWS="1000000",
         DEBUG="false",  # as in production (see bench_scale.py)
     )
