@@ -32,6 +32,15 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=LATENCY, help="s3sim seconds/request")
     args = parser.parse_args()
     sim, endpoint = start_s3sim(args.latency)
+    try:
+        print(f"s3sim at {endpoint}, {args.latency * 1000:.0f} ms a request; {os.cpu_count()} CPUs")
+        plan(endpoint, args.objects or [10_000, 100_000, 1_000_000])
+    finally:
+        sim.terminate()
+        sim.wait()
+
+
+def plan(endpoint: str, sizes: list[int]) -> None:
     os.environ.update(s3sim_env(endpoint), DJANGO_SETTINGS_MODULE="backupsite.settings")
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     import django
@@ -44,34 +53,29 @@ def main() -> None:
     from replication.reconcile.ranges import first_run_cuts, split
 
     s3 = s3_clients.listing_client("us-east-1")
-    print(f"s3sim at {endpoint}, {args.latency * 1000:.0f} ms per request; {os.cpu_count()} CPUs")
     print(f"{'bucket':<22} {'median ms':>10} {'round trips':>12} {'probes':>7} {'ranges':>7}")
-    try:
-        for n in args.objects or [10_000, 100_000, 1_000_000]:
-            for layout in LAYOUTS:
-                source = Side("source", f"src-{n}-{layout}", "")
-                asked = {"round_trips": 0, "probes": 0}
+    for n in sizes:
+        for layout in LAYOUTS:
+            source = Side("source", f"src-{n}-{layout}", "")
+            asked = {"round_trips": 0, "probes": 0}
 
-                def probe(asks, source=source, asked=asked):
-                    asked["round_trips"] += 1
-                    asked["probes"] += len(asks)
-                    return probe_keys(s3, source, asks)
+            def probe(asks, source=source, asked=asked):
+                asked["round_trips"] += 1
+                asked["probes"] += len(asks)
+                return probe_keys(s3, source, asks)
 
-                times = []
-                for _ in range(REPEAT):
-                    asked.update(round_trips=0, probes=0)
-                    started = time.perf_counter()
-                    cuts = first_run_cuts(probe, settings.RECONCILE_MAX_RANGES)
-                    times.append(time.perf_counter() - started)
-                print(
-                    f"{source.bucket:<22} {statistics.median(times) * 1000:10.0f} "
-                    f"{asked['round_trips']:12d} {asked['probes']:7d} "
-                    f"{len(split(cuts, settings.RECONCILE_MAX_RANGES)):7d}",
-                    flush=True,
-                )
-    finally:
-        sim.terminate()
-        sim.wait()
+            times = []
+            for _ in range(REPEAT):
+                asked.update(round_trips=0, probes=0)
+                started = time.perf_counter()
+                cuts = first_run_cuts(probe, settings.RECONCILE_MAX_RANGES)
+                times.append(time.perf_counter() - started)
+            print(
+                f"{source.bucket:<22} {statistics.median(times) * 1000:10.0f} "
+                f"{asked['round_trips']:12d} {asked['probes']:7d} "
+                f"{len(split(cuts, settings.RECONCILE_MAX_RANGES)):7d}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":
