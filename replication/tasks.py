@@ -126,12 +126,13 @@ def _look_again_once_stale(task, run_id: int, index: int) -> None:
     wait = reconcile.seconds_until_stale(run_id, index)
     if wait is None:
         return
-    # claim_range wants the heartbeat strictly older, hence the second; and the retry must
-    # come before the run, alive from now, could be reaped: a retry that comes too early
-    # finds the range still held and looks again.
+    # claim_range wants the heartbeat strictly older, hence the second. The run is kept
+    # alive from now, so that the reaper cannot fail it between the range going stale and
+    # the retry, and the retry comes before that keep-alive runs out: one that comes too
+    # early finds the range still held and looks again.
     timeout = settings.RECONCILE_HEARTBEAT_TIMEOUT
     countdown = max(1, min(math.ceil(wait) + 1, timeout - 1))
-    reconcile.keep_alive_for_retry(run_id)
+    reconcile.keep_run_alive(run_id)
     log.warning(
         "reconcile run %s range %s: redelivered while another attempt holds it; "
         "looking again in %s s",

@@ -389,7 +389,7 @@ def claim_range(run_id: int, index: int) -> ReconcileRange | None:
         key_range.save(update_fields=["status", "attempt", "heartbeat_at"])
         # The run is alive again from now, not from this attempt's first heartbeat a few
         # seconds on: a run taken over from a silent worker is what the reaper looks for.
-        ReconcileRun.objects.filter(id=run_id, status=Status.RUNNING).update(heartbeat_at=now)
+        keep_run_alive(run_id, now)
     return key_range
 
 
@@ -413,14 +413,11 @@ def seconds_until_stale(run_id: int, index: int) -> float | None:
     return max(0.0, (stale_at - timezone.now()).total_seconds())
 
 
-def keep_alive_for_retry(run_id: int) -> None:
-    """Show a running run alive from now: a redelivered task will come back to take it over.
-
-    Without this, the reaper, which fails a run silent for RECONCILE_HEARTBEAT_TIMEOUT, could
-    fail it in the moment between its range going stale and the retry claiming it.
-    """
+def keep_run_alive(run_id: int, now: datetime | None = None) -> None:
+    """Show a running run alive from ``now``, which keeps the reaper off it for another
+    RECONCILE_HEARTBEAT_TIMEOUT: a range was just taken over, or will be by a waiting retry."""
     ReconcileRun.objects.filter(id=run_id, status=Status.RUNNING).update(
-        heartbeat_at=timezone.now()
+        heartbeat_at=now or timezone.now()
     )
 
 
