@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from backupsite.celery import app
 from replication import tasks
-from replication.models import ReconcileRange, ReconcileRun
+from replication.models import ReconcileRun
 from replication.reconcile import run as reconcile
 from tests.conftest import redis_url_or_skip
 from tests.factories import make_pair
@@ -137,6 +137,26 @@ def wait_for(predicate, *, timeout: float, worker: Worker, what: str):
     pytest.fail(f"timed out waiting for {what}; worker log:\n{worker.output()}")
 
 
+def started(rows, *, worker: Worker, what: str):
+    """The first of ``rows`` (runs or ranges) that ``worker`` has started."""
+    return wait_for(
+        lambda: rows.filter(status="running").first(),
+        timeout=60,
+        worker=worker,
+        what=f"the worker to start {what}",
+    )
+
+
+def finished(run_id: int, *, worker: Worker, what: str, timeout: float = 60) -> ReconcileRun:
+    """The run once it is no longer running."""
+    return wait_for(
+        lambda: (r := run_state(run_id)).status != "running" and r,
+        timeout=timeout,
+        worker=worker,
+        what=what,
+    )
+
+
 def run_state(run_id: int) -> ReconcileRun:
     return ReconcileRun.objects.get(pk=run_id)
 
@@ -155,12 +175,7 @@ def test_real_worker_reconciles_over_redis_then_splits_the_next_run_into_a_chord
     first = run_state(first_id)
     second_id = tasks.reconcile_pair.apply_async((pair.pk,), queue=worker.queue).get(timeout=60)
     # The chord's last task finishes the run after reconcile_pair has returned.
-    second = wait_for(
-        lambda: (r := run_state(second_id)).status != "running" and r,
-        timeout=60,
-        worker=worker,
-        what="the chord to finish",
-    )
+    second = finished(second_id, worker=worker, what="the chord to finish")
 
     expected = {"status": "succeeded", "missing": 250, "extra": 5, "mismatched": 25}
     expected |= {"source_objects": 2500, "destination_objects": 2255}
@@ -179,12 +194,7 @@ def test_worker_killed_mid_run_is_failed_by_the_reaper_and_a_rerun_succeeds(work
     doomed = worker_env()
 
     tasks.reconcile_pair.apply_async((pair.pk,), queue=doomed.queue)
-    running = wait_for(
-        lambda: ReconcileRun.objects.filter(pair=pair, status="running").first(),
-        timeout=60,
-        worker=doomed,
-        what="the worker to start the run",
-    )
+    running = started(ReconcileRun.objects.filter(pair=pair), worker=doomed, what="the run")
     doomed.kill()
 
     running.refresh_from_db()
@@ -240,12 +250,7 @@ def test_worker_lost_mid_range_has_its_task_redelivered_and_the_run_completes(
 
     run, _ = reconcile.request_run(pair)  # as the admin and the schedule do: the run first
     tasks.reconcile_pair.apply_async((pair.pk,), {"run_id": run.pk}, queue=doomed.queue)
-    wait_for(
-        lambda: ReconcileRange.objects.filter(run=run, status="running").exists(),
-        timeout=60,
-        worker=doomed,
-        what="the worker to start the range",
-    )
+    started(run.ranges.all(), worker=doomed, what="the range")
     stop(doomed)
     running = run_state(run.pk)
     assert running.status == "running", f"the run ended before the worker was lost: {running.error}"
@@ -265,11 +270,8 @@ LOOKED_AGAIN = "redelivered while another attempt holds it; looking again in"
 def a_survivor_finishes(worker_env, queue: str, run: ReconcileRun, timeouts: dict):
     """Start a worker on the lost worker's queue; wait for it to end the run."""
     survivor = worker_env(queue, **timeouts)
-    done = wait_for(
-        lambda: (r := run_state(run.pk)).status != "running" and r,
-        timeout=90,
-        worker=survivor,
-        what="the redelivered tasks to finish the run",
+    done = finished(
+        run.pk, worker=survivor, what="the redelivered tasks to finish the run", timeout=90
     )
     return done, survivor
 
@@ -290,12 +292,7 @@ def test_a_cold_shutdown_mid_chord_has_its_range_retried_and_the_chord_completes
 
     run, _ = reconcile.request_run(pair)
     tasks.reconcile_pair.apply_async((pair.pk,), {"run_id": run.pk}, queue=doomed.queue)
-    lost = wait_for(
-        lambda: ReconcileRange.objects.filter(run=run, status="running").first(),
-        timeout=60,
-        worker=doomed,
-        what="the worker to start a range",
-    )
+    lost = started(run.ranges.all(), worker=doomed, what="a range")
     doomed.cold_shutdown()
     assert run_state(run.pk).status == "running", run_state(run.pk).error
 
