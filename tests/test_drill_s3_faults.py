@@ -16,6 +16,7 @@ from django.utils import timezone
 from replication import s3 as s3_clients
 from replication.lambda_function import ReplicationFailed
 from replication.models import ReconcileRun
+from replication.reconcile import inline
 from replication.reconcile import run as reconcile
 from tests.factories import make_pair
 from tests.lambda_support import (
@@ -77,7 +78,7 @@ def old_objects(s3, bucket: str, keys, body: bytes = b"data") -> None:
 
 def reconcile_now(pair, **options) -> ReconcileRun:
     run, _ = reconcile.request_run(pair, **options)
-    reconcile.reconcile_inline(run.pk)
+    inline.reconcile_inline(run.pk)
     run.refresh_from_db()
     return run
 

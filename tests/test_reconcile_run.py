@@ -6,7 +6,7 @@ import pytest
 from django.utils import timezone
 
 from replication.models import Discrepancy, ReconcileRun
-from replication.reconcile import listing
+from replication.reconcile import inline, listing, reaper, writer
 from replication.reconcile import run as reconcile
 from tests.factories import make_pair
 from tests.reconcile_support import an_hour_ago, found, prefixed_pair, reconcile_now
@@ -274,7 +274,7 @@ def test_progress_and_heartbeat_are_saved_while_the_run_is_going(s3, docs, setti
         saved = ReconcileRun.objects.get(pk=run.pk)
         seen.append((saved.status, saved.objects_scanned))
 
-    reconcile.reconcile_inline(run.pk, on_progress=record)
+    inline.reconcile_inline(run.pk, on_progress=record)
 
     running = [scanned for status, scanned in seen if status == "running"]
     assert 0 < running[0] < 24
@@ -292,9 +292,9 @@ def test_a_run_failed_while_going_stops_and_stays_failed(s3, docs, settings, mon
     run, _ = reconcile.request_run(docs)
 
     def reaped(_objects):
-        reconcile.fail_run(run.pk, "reaped")
+        reaper.fail_run(run.pk, "reaped")
 
-    reconcile.reconcile_inline(run.pk, on_progress=reaped)
+    inline.reconcile_inline(run.pk, on_progress=reaped)
 
     run.refresh_from_db()
     assert (run.status, run.error) == ("failed", "reaped")
@@ -337,8 +337,8 @@ def test_discrepancy_rows_inserted_directly_equal_those_made_as_model_instances(
         Difference(EXTRA, backup.key, None, backup),
         Difference(MISMATCHED, source.key, source, backup),
     ]
-    direct = reconcile.DiscrepancyWriter(run, keep_for_repair=False, range_index=1)
-    as_models = reconcile.DiscrepancyWriter(run, keep_for_repair=True, range_index=2)
+    direct = writer.DiscrepancyWriter(run, keep_for_repair=False, range_index=1)
+    as_models = writer.DiscrepancyWriter(run, keep_for_repair=True, range_index=2)
     for difference in differences:
         direct.add(difference)
         as_models.add(difference)

@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from replication import s3
 from replication.models import BucketPair, ReconcileRun
+from replication.reconcile import inline, reaper
 from replication.reconcile import run as reconcile
 from replication.reconcile.wording import one_line, outcome
 
@@ -88,11 +89,11 @@ class Command(BaseCommand):
         if bar.enabled:
             # On a terminal, say which S3 before the bar; failures always name it (below).
             sys.stderr.write(f"Reconciling {pair.name} in {s3.describe()}\n")
-        thresholds = reconcile.spare_the_garbage_collector(pair.region)
+        thresholds = inline.spare_the_garbage_collector(pair.region)
         try:
-            reconcile.reconcile_inline(run.pk, on_progress=bar.advance)
+            inline.reconcile_inline(run.pk, on_progress=bar.advance)
         except KeyboardInterrupt:
-            reconcile.fail_run(run.pk, "interrupted by the operator (Ctrl-C)")
+            reaper.fail_run(run.pk, "interrupted by the operator (Ctrl-C)")
             raise CommandError("interrupted; the run is saved as failed") from None
         finally:
             bar.close()

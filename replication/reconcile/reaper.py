@@ -1,0 +1,77 @@
+"""Ending a run failed: by a range that failed, or by the reaper when its workers are gone.
+
+Every change is a conditional update on the run row, so a run that finished meanwhile, or a
+slow worker that reported a moment ago, is never failed.
+"""
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from replication.models import ReconcileRange, ReconcileRun
+
+Status = ReconcileRun.Status
+RangeStatus = ReconcileRange.Status
+
+
+def fail_run(
+    run_id: int,
+    reason: str,
+    *,
+    statuses: Iterable[str] = ReconcileRun.ACTIVE,
+    heartbeat_before: datetime | None = None,
+) -> bool:
+    """Mark a run failed with a one-line reason, unless it already ended. True if it was.
+
+    ``heartbeat_before`` makes it conditional on the run still being silent, in the same
+    statement: a slow worker that reported a moment ago is not failed.
+    """
+    now = timezone.now()
+    runs = ReconcileRun.objects.filter(id=run_id, status__in=list(statuses))
+    if heartbeat_before is not None:
+        runs = runs.filter(heartbeat_at__lt=heartbeat_before)
+    with transaction.atomic():
+        failed = runs.update(
+            status=Status.FAILED, finished_at=now, heartbeat_at=now, error=reason[:2000]
+        )
+        if failed:
+            ReconcileRange.objects.filter(
+                run_id=run_id, status__in=[RangeStatus.QUEUED, RangeStatus.RUNNING]
+            ).update(status=RangeStatus.FAILED)
+    return bool(failed)
+
+
+def reap_stalled_runs(now: datetime | None = None, *, pair_id: int | None = None) -> list[int]:
+    """Fail runs whose worker is gone: running without a heartbeat, or queued for too long.
+
+    Beat calls it every minute for all pairs; ``request_run`` for one pair, lazily.
+    """
+    now = now or timezone.now()
+    silent_since = now - timedelta(seconds=settings.RECONCILE_HEARTBEAT_TIMEOUT)
+    queued_since = now - timedelta(seconds=settings.RECONCILE_QUEUED_TIMEOUT)
+    reaped = []
+    runs = (
+        ReconcileRun.objects.all()
+        if pair_id is None
+        else ReconcileRun.objects.filter(pair_id=pair_id)
+    )
+    stalled = runs.filter(status=Status.RUNNING, heartbeat_at__lt=silent_since)
+    for run_id, heartbeat_at in stalled.values_list("id", "heartbeat_at"):
+        reason = (
+            f"the worker stopped reporting (no heartbeat since {heartbeat_at:%Y-%m-%d %H:%M:%S} "
+            "UTC): it was killed, lost its connection or ran out of memory. Run it again."
+        )
+        if fail_run(run_id, reason, statuses=[Status.RUNNING], heartbeat_before=silent_since):
+            reaped.append(run_id)
+    never_started = runs.filter(status=Status.QUEUED, heartbeat_at__lt=queued_since)
+    for run_id in never_started.values_list("id", flat=True):
+        reason = (
+            f"no worker started it within {settings.RECONCILE_QUEUED_TIMEOUT // 60} minutes: "
+            "check that a Celery worker is running and reaches the broker"
+        )
+        if fail_run(run_id, reason, statuses=[Status.QUEUED], heartbeat_before=queued_since):
+            reaped.append(run_id)
+    return reaped
