@@ -13,7 +13,7 @@ from django.conf import settings
 from replication.alerts.tasks import deliver_notification, evaluate_health
 from replication.ingest import retention
 from replication.models import BucketPair, ReconcileRun
-from replication.reconcile import heartbeat, inline, reaper
+from replication.reconcile import heartbeat, inline, reaper, settle
 from replication.reconcile import run as reconcile
 
 __all__ = ["deliver_notification", "evaluate_health"]  # alerts' tasks, found by autodiscovery
@@ -173,6 +173,13 @@ def dispatch_due_reconciles() -> list[int]:
         if created and run.status != ReconcileRun.Status.FAILED:
             started.append(run.id)
     return started
+
+
+@shared_task(ignore_result=True)
+def settle_in_flight() -> dict[str, int]:
+    """Beat, every minute: objects runs found in flight whose grace has passed are checked
+    again on both sides and settle as in sync or missing (replication/reconcile/settle.py)."""
+    return settle.settle_due()
 
 
 @shared_task(ignore_result=True)

@@ -1,9 +1,10 @@
 """What a reconcile establishes about each object, written into its ObjectState. ORM edge.
 
 A run writes a finding for every object it found missing or mismatched, every object its
-repair copied, and every object it found in sync that had an open problem (an open failure,
-or a lacking finding): so a failure whose later success report was lost does not stay open
-forever. In-flight, unverified and extra objects get none.
+repair copied or deleted, and every object it found in sync that had an open problem (an
+open failure, or a lacking finding): so a failure whose later success report was lost does
+not stay open forever. In-flight, unverified and extra objects get none (an extra its repair
+deleted does).
 
 It works in the same streaming pass as the diff and keeps memory flat: findings go out in
 batched upserts, and the pair's problem keys in the range are read from the database in
@@ -15,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 
 from django.db import connection
-from django.db.models import F, Q
+from django.db.models import Case, F, Q, When
 from django.db.models.functions import Collate
 
 from replication.models import ObjectState, ReconcileRun
@@ -33,12 +34,16 @@ _UNREAD = object()
 _FINDING_OF_KIND = {MISSING: Finding.MISSING, MISMATCHED: Finding.MISMATCHED}
 
 
+def _open_failure() -> Q:
+    return Q(status=CopyStatus.FAILED) & (
+        Q(finding_at__isnull=True) | Q(finding_at__lt=F("event_time"))
+    )
+
+
 def problems(pair_id: int) -> Q:
     """ObjectState rows of a pair with an open problem: an open failure, or a lacking finding
     that no newer event superseded (the two queryset methods of ObjectState, in one filter)."""
-    open_failure = Q(status=CopyStatus.FAILED) & (
-        Q(finding_at__isnull=True) | Q(finding_at__lt=F("event_time"))
-    )
+    open_failure = _open_failure()
     lacking = Q(finding__in=LACKING_FINDINGS) & (
         Q(event_time__isnull=True) | Q(event_time__lte=F("finding_at"))
     )
@@ -51,12 +56,16 @@ def _byte_ordered(field: str):
     return Collate(F(field), "C") if connection.vendor == "postgresql" else F(field)
 
 
-def problem_keys(pair_id: int, prefix: str, bounds: KeyRange) -> Iterator[str]:
+def problem_keys(pair_id: int, prefix: str, bounds: KeyRange) -> Iterator[tuple[str, bool]]:
     """The keys (relative to ``prefix``) of the pair's open problems in ``bounds``, in S3's
-    key order, read a page at a time."""
+    key order, read a page at a time; each with whether it is an open failure (a copy known
+    to have failed), which is never "in flight"."""
     rows = (
         ObjectState.objects.filter(problems(pair_id), key__startswith=prefix)
-        .annotate(byte_key=_byte_ordered("key"))
+        .annotate(
+            byte_key=_byte_ordered("key"),
+            failed=Case(When(_open_failure(), then=True), default=False),
+        )
         .order_by("byte_key")
     )
     if bounds.end is not None:
@@ -64,12 +73,12 @@ def problem_keys(pair_id: int, prefix: str, bounds: KeyRange) -> Iterator[str]:
     after = None if bounds.start_after is None else prefix + bounds.start_after
     while True:
         page = rows if after is None else rows.filter(byte_key__gt=after)
-        keys = list(page.values_list("key", flat=True)[:_PAGE])
-        for key in keys:
-            yield key[len(prefix) :]
+        keys = list(page.values_list("key", "failed")[:_PAGE])
+        for key, failed in keys:
+            yield key[len(prefix) :], bool(failed)
         if len(keys) < _PAGE:
             return
-        after = keys[-1]
+        after = keys[-1][0]
 
 
 class FindingWriter:
@@ -105,6 +114,11 @@ class FindingWriter:
             self._wanted.add(key)
         return wanted
 
+    def copy_failed(self, key: str) -> bool:
+        """Whether the object's copy is known to have failed (an open failure): the merge asks
+        this of young differing keys, in key order, to count them missing, not in flight."""
+        return self._is_problem(key) and self._next_problem[1]
+
     def noting(self, differences: Iterable[Difference]) -> Iterator[Difference]:
         """``differences`` unchanged, asking ``wants_in_sync`` (in key order, as the merge
         does) of those the checksums may prove in sync."""
@@ -113,9 +127,13 @@ class FindingWriter:
                 self.wants_in_sync(difference.key)
             yield difference
 
-    def see(self, difference: Difference) -> None:
+    def see(self, difference: Difference, *, copied: bool = False) -> None:
+        """Note ``difference``; ``copied`` when the repair copied it (then that is the finding)."""
         wanted = difference.key in self._wanted
         self._wanted.discard(difference.key)
+        if copied:
+            self.repaired(difference.key, difference.source.last_modified)
+            return
         finding = _FINDING_OF_KIND.get(difference.kind)
         if finding is not None:
             self._add(difference.key, finding, difference.source.last_modified)
@@ -127,12 +145,16 @@ class FindingWriter:
     def repaired(self, key: str, source_modified_at: datetime | None) -> None:
         self._add(key, Finding.REPAIRED, source_modified_at)
 
+    def deleted(self, key: str) -> None:
+        """An extra the repair deleted from the backup (a pair that mirrors deletes)."""
+        self._add(key, Finding.DELETED, None)
+
     def _is_problem(self, key: str) -> bool:
         if self._next_problem is _UNREAD:
             self._next_problem = next(self._problems, None)
-        while self._next_problem is not None and self._next_problem < key:
+        while self._next_problem is not None and self._next_problem[0] < key:
             self._next_problem = next(self._problems, None)
-        return self._next_problem == key
+        return self._next_problem is not None and self._next_problem[0] == key
 
     def _add(self, key: str, finding: str, source_modified_at: datetime | None) -> None:
         lacking = finding in LACKING_FINDINGS

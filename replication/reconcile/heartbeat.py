@@ -32,7 +32,8 @@ class Heartbeat:
     """Saves progress and the heartbeat every few seconds; reports progress more often.
 
     The save is conditional on the run still running: a run failed meanwhile (by another
-    range or by the reaper) raises RunAbandoned here, and this range stops.
+    range or by the reaper) raises RunAbandoned here, and this range stops. Repair counts
+    given to ``count`` go out with the next save, so a page shows the copying live.
     """
 
     def __init__(
@@ -49,16 +50,25 @@ class Heartbeat:
         self.saved_at = time.monotonic()
         self.saved = 0
         self.reported = 0
+        self.counted: dict[str, int] = {}
+
+    def count(self, **increments: int) -> None:
+        """Add to run counters (repair_total, repaired, repair_failed) at the next save."""
+        for name, n in increments.items():
+            self.counted[name] = self.counted.get(name, 0) + n
 
     def beat(self, scanned: int, *, force: bool = False) -> None:
         now = time.monotonic()
         if force or now - self.saved_at >= self.every:
+            counted = {name: F(name) + n for name, n in self.counted.items() if n}
             updated = ReconcileRun.objects.filter(id=self.run_id, status=Status.RUNNING).update(
                 objects_scanned=F("objects_scanned") + (scanned - self.saved),
                 heartbeat_at=timezone.now(),
+                **counted,
             )
             if not updated:
                 raise RunAbandoned
+            self.counted = {}
             if self.key_range is not None:
                 ours = ReconcileRange.objects.filter(
                     id=self.key_range.id, attempt=self.key_range.attempt

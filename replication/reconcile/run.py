@@ -28,6 +28,7 @@ from replication.reconcile.heartbeat import (
     keep_run_alive,
 )
 from replication.reconcile.listing import ListingError, ParallelListing, Side, probe_keys
+from replication.reconcile.locks import retrying_deadlocks
 from replication.reconcile.ranges import (
     BoundarySampler,
     KeyRange,
@@ -36,7 +37,8 @@ from replication.reconcile.ranges import (
     too_small_to_split,
 )
 from replication.reconcile.reaper import fail_run, reap_stalled_runs
-from replication.reconcile.repair import repair, repairable_kinds
+from replication.reconcile.repair import Repaired, delete_extras, repairing
+from replication.reconcile.settle import settle_earlier_runs
 from replication.reconcile.verdict import verdict
 from replication.reconcile.verify import second_opinion
 from replication.reconcile.writer import FLUSH_ROWS, DiscrepancyWriter
@@ -137,6 +139,9 @@ def claim_run(run_id: int) -> ReconcileRun | None:
         )
         run.ranges_total = len(ranges)
         run.save(update_fields=["ranges_total"])
+    # What the pair's earlier runs left in flight is settled first (beat does it each minute;
+    # a site without beat relies on this).
+    settle_earlier_runs(run)
     return run
 
 
@@ -189,13 +194,34 @@ def run_range(run_id: int, index: int, *, on_progress: ProgressCallback | None =
         fail_run(run_id, f"unexpected error: {type(exc).__name__}: {exc}")
         return True
     counts = tally.as_dict() | {"repaired": 0, "repair_failed": 0} | repaired
+    retrying_deadlocks(
+        lambda: _record_range_done(key_range, counts, boundaries),
+        what=f"reconcile run {run_id} range {index}",
+    )
+    return True
+
+
+def _record_range_done(key_range: ReconcileRange, counts: dict, boundaries: list[str]) -> None:
     with transaction.atomic():
+        _lock_run(key_range.run_id)  # the run before its range, as everywhere (locks.py)
         done = ReconcileRange.objects.filter(
             id=key_range.id, attempt=key_range.attempt, status=RangeStatus.RUNNING
         ).update(status=RangeStatus.SUCCEEDED, counts=counts, boundaries=boundaries)
         if done:
-            ReconcileRun.objects.filter(id=run_id).update(ranges_done=F("ranges_done") + 1)
-    return True
+            ReconcileRun.objects.filter(id=key_range.run_id).update(
+                ranges_done=F("ranges_done") + 1
+            )
+
+
+def _lock_run(run_id: int, **conditions) -> bool:
+    """Lock the run row for this transaction; False if no run matches ``conditions``."""
+    return (
+        ReconcileRun.objects.select_for_update()
+        .filter(id=run_id, **conditions)
+        .values_list("id", flat=True)
+        .first()
+        is not None
+    )
 
 
 def claim_range(run_id: int, index: int) -> ReconcileRange | None:
@@ -208,7 +234,15 @@ def claim_range(run_id: int, index: int) -> ReconcileRange | None:
     now = timezone.now()
     stale = now - timedelta(seconds=settings.RECONCILE_HEARTBEAT_TIMEOUT)
     claimable = Q(status=RangeStatus.QUEUED) | Q(status=RangeStatus.RUNNING, heartbeat_at__lt=stale)
+    return retrying_deadlocks(
+        lambda: _claim_range(run_id, index, claimable, now), what=f"claiming range {index}"
+    )
+
+
+def _claim_range(run_id: int, index: int, claimable: Q, now: datetime) -> ReconcileRange | None:
     with transaction.atomic():
+        if not _lock_run(run_id, status=Status.RUNNING):  # the run before its range
+            return None
         key_range = (
             ReconcileRange.objects.select_for_update(of=("self",))
             .select_related("run__pair")
@@ -259,9 +293,10 @@ def _reconcile(
     bounds = KeyRange(key_range.start_after, key_range.end)
     heartbeat = Heartbeat(run.id, on_progress, key_range=key_range)
     sampler = BoundarySampler(settings.RECONCILE_RANGE_SIZE)
-    writer = DiscrepancyWriter(run, keep_for_repair=run.repair, range_index=key_range.index)
+    writer = DiscrepancyWriter(run, range_index=key_range.index)
     findings = FindingWriter(run, bounds)
     tally = Tally()
+    repaired = RepairCounts(heartbeat)
     in_flight_after = timezone.now() - pair.grace_period
 
     lister = s3_clients.listing_client(pair.region)
@@ -276,26 +311,95 @@ def _reconcile(
             # Only the in-sync objects with an open problem get a finding: the others need
             # not leave the merge at all (a million of them cost seconds of CPU).
             in_sync=findings.wants_in_sync,
+            # A young object whose copy is known to have failed is missing, not in flight.
+            copy_failed=findings.copy_failed,
         )
-        for difference in second_opinion(
+        settled = second_opinion(
             findings.noting(differences),
             tally,
             s3=lister,
             source=source,
             backup=backup,
             threads=settings.RECONCILE_CHECKSUM_THREADS,
-        ):
-            findings.see(difference)
+        )
+        if run.repair:
+            # Every missing and mismatched object is copied as it streams by, stored as a
+            # row or not: the cap on rows never limits what is repaired.
+            outcomes = repairing(
+                settled,
+                s3=s3,
+                pair=pair,
+                threads=settings.RECONCILE_REPAIR_THREADS,
+                on_found=repaired.found,
+                on_wait=lambda: heartbeat.beat(tally.scanned),
+                wait_seconds=heartbeat.every,
+            )
+        else:
+            outcomes = ((difference, None) for difference in settled)
+        for difference, outcome in outcomes:
+            if outcome is not None:
+                repaired.record(difference.kind, outcome)
+            findings.see(difference, copied=outcome is not None and outcome.done)
             if difference.kind != IN_SYNC:
-                writer.add(difference)
+                writer.add(difference, outcome)
     writer.flush()
+    if run.repair and pair.mirror_deletes and tally.source_objects:
+        # Never on an empty source listing: a wrong bucket or prefix lists nothing.
+        _delete_extras(s3, run, key_range, heartbeat, tally, findings, repaired)
     findings.flush()
     heartbeat.beat(tally.scanned, force=True)
+    return tally, sampler.boundaries, repaired.counts if run.repair else {}
 
-    repaired: dict[str, int] = {}
-    if run.repair:
-        repaired = _repair(s3, pair, writer.kept, heartbeat, tally, findings)
-    return tally, sampler.boundaries, repaired
+
+class RepairCounts:
+    """What a range's repair did, by kind, for the range's counts; live on the run through
+    the heartbeat, so the page can say "copying 1,234 of 5,000"."""
+
+    def __init__(self, heartbeat: Heartbeat):
+        self.heartbeat = heartbeat
+        self.counts = {"repair_total": 0, "repaired": 0, "repair_failed": 0}
+
+    def found(self) -> None:
+        self.counts["repair_total"] += 1
+        self.heartbeat.count(repair_total=1)
+
+    def record(self, kind: str, outcome: Repaired) -> None:
+        if outcome.done:
+            self._add("repaired")
+            self._add(f"repaired_{kind}")
+        elif outcome.outcome == Discrepancy.Repair.FAILED:
+            self._add("repair_failed")
+
+    def _add(self, name: str) -> None:
+        self.counts[name] = self.counts.get(name, 0) + 1
+        if name in ("repaired", "repair_failed"):
+            self.heartbeat.count(**{name: 1})
+
+
+def _delete_extras(s3, run, key_range, heartbeat, tally, findings, repaired) -> None:
+    """Delete the range's stored extras (a pair that mirrors deletes); each deleted one gets a
+    finding."""
+    rows = list(
+        Discrepancy.objects.filter(
+            run=run, range_index=key_range.index, kind=Discrepancy.Kind.EXTRA
+        ).order_by("id")
+    )
+    if not rows:
+        return
+    delete_extras(
+        s3,
+        run.pair,
+        rows,
+        threads=settings.RECONCILE_REPAIR_THREADS,
+        on_done=lambda: heartbeat.beat(tally.scanned),
+    )
+    Discrepancy.objects.bulk_update(
+        rows, ["repaired", "repair_outcome", "repair_error"], batch_size=FLUSH_ROWS
+    )
+    for row in rows:
+        repaired.record(Discrepancy.Kind.EXTRA, Repaired(row.repair_outcome, row.repair_error))
+        if row.repaired:
+            findings.deleted(run.pair.relative_source_key(row.key))
 
 
 def _entries(
@@ -316,36 +420,15 @@ def _entries(
 _KEY = attrgetter("key")
 
 
-def _repair(
-    s3, pair, rows: list[Discrepancy], heartbeat: Heartbeat, tally: Tally, findings
-) -> dict[str, int]:
-    """Repair the kept rows; the counts of what it fixed, by kind, and of what failed."""
-    wanted_kinds = repairable_kinds(pair)
-    wanted = [row for row in rows if row.kind in wanted_kinds]
-    repair(
-        s3,
-        pair,
-        wanted,
-        threads=settings.RECONCILE_REPAIR_THREADS,
-        on_done=lambda: heartbeat.beat(tally.scanned),
-    )
-    Discrepancy.objects.bulk_update(
-        wanted, ["repaired", "repair_outcome", "repair_error"], batch_size=FLUSH_ROWS
-    )
-    counts = {"repaired": 0, "repair_failed": 0}
-    for row in wanted:
-        if row.repaired:
-            counts["repaired"] += 1
-            counts[f"repaired_{row.kind}"] = counts.get(f"repaired_{row.kind}", 0) + 1
-            if row.repair_outcome == Discrepancy.Repair.COPIED:
-                findings.repaired(pair.relative_source_key(row.key), row.source_last_modified)
-        elif row.repair_outcome == Discrepancy.Repair.FAILED:
-            counts["repair_failed"] += 1
-    findings.flush()
-    return counts
-
-
 # --- Ending it --------------------------------------------------------------------------------
+
+
+# A range's count of what its repair fixed, by kind (RepairCounts), and the run's field.
+_FIXED = {
+    "missing": "repaired_missing",
+    "mismatched": "repaired_mismatched",
+    "extra": "repaired_extra",
+}
 
 
 def finish_run(run_id: int) -> ReconcileRun | None:
@@ -360,14 +443,17 @@ def finish_run(run_id: int) -> ReconcileRun | None:
             return run
         tally = Tally()
         boundaries: list[str] = []
-        fixed = {kind: 0 for kind in ("missing", "mismatched", "extra")}
+        # The live repair counts the heartbeats saved may include an attempt that was taken
+        # over: the ranges' own counts are exact.
+        repair = dict.fromkeys(["repair_total", "repaired", "repair_failed", *_FIXED.values()], 0)
         for r in ranges:
             tally.add(Tally.from_dict(r.counts))
-            run.repaired += r.counts.get("repaired", 0)
-            run.repair_failed += r.counts.get("repair_failed", 0)
-            for kind in fixed:
-                fixed[kind] += r.counts.get(f"repaired_{kind}", 0)
+            for name in repair:
+                repair[name] += r.counts.get(name, 0)
             boundaries.extend(r.boundaries)
+        repair["extras_deleted"] = repair.pop("repaired_extra")
+        for name, value in repair.items():
+            setattr(run, name, value)
         for name, value in tally.as_dict().items():
             setattr(run, name, value)
         run.objects_scanned = tally.scanned
@@ -375,11 +461,13 @@ def finish_run(run_id: int) -> ReconcileRun | None:
         run.status = Status.SUCCEEDED
         # The raw counts stay as found; the verdict is about the backup as the repair left it.
         run.verdict = verdict(
-            missing=run.missing - fixed["missing"],
-            mismatched=run.mismatched - fixed["mismatched"],
-            extra=run.extra - fixed["extra"],
+            missing=run.missing - run.repaired_missing,
+            mismatched=run.mismatched - run.repaired_mismatched,
+            extra=run.extra - run.extras_deleted,
             unverified=run.unverified,
             mirror_deletes=run.pair.mirror_deletes,
+            source_objects=run.source_objects,
+            destination_objects=run.destination_objects,
         )
         run.finished_at = run.heartbeat_at = timezone.now()
         run.save()

@@ -1,5 +1,6 @@
 """The range writer: a range's discrepancy rows, stored in batches under the run's cap."""
 
+from collections.abc import Iterable
 from datetime import datetime
 
 from django.conf import settings
@@ -8,6 +9,7 @@ from django.db.models import F
 
 from replication.models import Discrepancy, ReconcileRun
 from replication.reconcile.diff import Difference
+from replication.reconcile.repair import Repaired
 from replication.rows import insert_rows
 
 FLUSH_ROWS = 500
@@ -17,22 +19,22 @@ class DiscrepancyWriter:
     """Stores discrepancy rows in batches, at most RECONCILE_MAX_DISCREPANCY_ROWS per run.
 
     Ranges of one run write concurrently, so each batch first reserves its share of the cap
-    on the run row; once the cap is reached rows are dropped (the counts stay complete).
+    on the run row; once the cap is reached rows are dropped (the counts stay complete, and
+    a repair acts on every difference it finds, stored or not).
     """
 
-    def __init__(self, run: ReconcileRun, *, keep_for_repair: bool, range_index: int | None = None):
+    def __init__(self, run: ReconcileRun, *, range_index: int | None = None):
         self.run = run
         self.range_index = range_index
         self.cap = settings.RECONCILE_MAX_DISCREPANCY_ROWS
-        self.keep_for_repair = keep_for_repair
-        self.pending: list[Difference] = []
-        self.kept: list[Discrepancy] = []
+        self.pending: list[tuple[Difference, Repaired | None]] = []
         self.full = False
 
-    def add(self, difference: Difference) -> None:
+    def add(self, difference: Difference, repaired: Repaired | None = None) -> None:
+        """Store ``difference``, with what the repair did to it if it acted on it."""
         if self.full:
             return
-        self.pending.append(difference)
+        self.pending.append((difference, repaired))
         if len(self.pending) >= FLUSH_ROWS:
             self.flush()
 
@@ -40,23 +42,12 @@ class DiscrepancyWriter:
         if not self.pending:
             return
         granted = self._reserve(len(self.pending))
-        differences = self.pending[:granted]
+        rows = self.pending[:granted]
         if granted < len(self.pending):
             self.full = True
         self.pending = []
-        if not differences:
-            return
-        if self.keep_for_repair:
-            # The repair updates the rows it acts on: model instances, with their ids.
-            rows = [self._row(d) for d in differences]
-            Discrepancy.objects.bulk_create(rows)
-            self.kept.extend(rows)
-        else:
-            insert_discrepancies(self.run, self.range_index, differences)
-
-    def _row(self, difference: Difference) -> Discrepancy:
-        values = _values(self.run.pair.source_prefix, self.range_index, difference)
-        return Discrepancy(run=self.run, **dict(zip(_DIFFERENCE_COLUMNS, values, strict=True)))
+        if rows:
+            insert_discrepancies(self.run, self.range_index, rows)
 
     def _reserve(self, wanted: int) -> int:
         with transaction.atomic():
@@ -73,7 +64,7 @@ class DiscrepancyWriter:
         return granted
 
 
-# What a difference says of itself, the same for a model instance and an inserted row.
+# What a difference says of itself, as the columns of an inserted row.
 _DIFFERENCE_COLUMNS = (
     "key",
     "range_index",
@@ -104,10 +95,21 @@ def _values(prefix: str, range_index: int | None, difference: Difference) -> tup
     )
 
 
-def insert_discrepancies(run: ReconcileRun, range_index: int | None, differences) -> None:
-    """The rows DiscrepancyWriter._row would make, in multi-row INSERTs without model
-    instances (a tenth of bulk_create's CPU: tens of thousands of rows in a large run)."""
-    columns = ("run", *_DIFFERENCE_COLUMNS, "repaired", "repair_outcome", "repair_error")
+def insert_discrepancies(
+    run: ReconcileRun,
+    range_index: int | None,
+    rows_of: Iterable[tuple[Difference, Repaired | None]],
+) -> None:
+    """Discrepancy rows of (difference, what the repair did) pairs, in multi-row INSERTs
+    without model instances (a tenth of bulk_create's CPU: tens of thousands of rows)."""
+    columns = (
+        "run",
+        *_DIFFERENCE_COLUMNS,
+        "repaired",
+        "repair_outcome",
+        "repair_error",
+        "settled",
+    )
     fields = [Discrepancy._meta.get_field(name) for name in columns]
     moment = Discrepancy._meta.get_field("source_last_modified")
     prepared: dict = {}  # a listing repeats few distinct timestamps
@@ -119,9 +121,12 @@ def insert_discrepancies(run: ReconcileRun, range_index: int | None, differences
 
     prefix = run.pair.source_prefix
     rows = []
-    for d in differences:
+    for d, repaired in rows_of:
         values = [
             when(v) if isinstance(v, datetime) else v for v in _values(prefix, range_index, d)
         ]
-        rows.append((run.id, *values, False, "", ""))
+        if repaired is None:
+            rows.append((run.id, *values, False, "", "", ""))
+        else:
+            rows.append((run.id, *values, repaired.done, repaired.outcome, repaired.error, ""))
     insert_rows(Discrepancy, fields, rows)
