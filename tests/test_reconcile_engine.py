@@ -425,3 +425,71 @@ def test_a_long_etag_from_an_s3_compatible_server_is_stored(docs):
 
     stored = Discrepancy.objects.get(run=run)
     assert (stored.source_etag, stored.backup_etag) == (long_etag, long_etag[::-1])
+
+
+# --- The pure rules, directly ------------------------------------------------------------------
+
+
+def test_the_merge_asks_about_failed_copies_only_for_young_differing_keys_in_key_order():
+    from replication.reconcile.diff import IN_FLIGHT, diff
+
+    now = timezone.now()
+    young, old = now, now - timedelta(hours=2)
+    source = [
+        Entry("a", 1, "x" * 32, old),
+        Entry("b", 1, "x" * 32, young),
+        Entry("c", 1, "x" * 32, young),
+        Entry("d", 1, "y" * 32, young),
+    ]
+    backup = [Entry("d", 1, "x" * 32, old)]
+    asked = []
+
+    def copy_failed(key):
+        asked.append(key)
+        return key in ("c", "d")
+
+    kinds = {
+        d.key: d.kind
+        for d in diff(
+            source, backup, in_flight_after=now - timedelta(hours=1), copy_failed=copy_failed
+        )
+    }
+
+    assert kinds == {"a": MISSING, "b": IN_FLIGHT, "c": MISSING, "d": MISMATCHED}
+    assert asked == ["b", "c", "d"]
+
+
+Head = checksums.ObjectChecksum
+
+
+@pytest.mark.parametrize(
+    ("source", "backup", "expected"),
+    [
+        (None, None, "gone"),
+        (Head("other", 5), None, "gone"),  # overwritten since the run
+        (Head("a" * 32, 5), None, "missing"),
+        (Head("a" * 32, 5), Head("a" * 32, 5), "in_sync"),
+        (
+            Head("a" * 32, 5),
+            Head("b" * 32, 5),
+            "mismatched",
+        ),
+        (
+            Head("a" * 32, 5),
+            Head("a" * 32, 6),
+            "mismatched",
+        ),
+        (
+            Head("a" * 32, 5),
+            Head("b" * 32, 5, etag_is_md5=False),
+            "unverified",
+        ),
+        (
+            Head("a" * 32, 5, "CRC32", "q", "FULL_OBJECT"),
+            Head("b" * 32, 5, "CRC32", "q", "FULL_OBJECT", False),
+            "in_sync",
+        ),
+    ],
+)
+def test_how_an_in_flight_object_settles(source, backup, expected):
+    assert checksums.settled_as("a" * 32, source, backup) == expected

@@ -423,12 +423,15 @@ _KEY = attrgetter("key")
 # --- Ending it --------------------------------------------------------------------------------
 
 
-# A range's count of what its repair fixed, by kind (RepairCounts), and the run's field.
-_FIXED = {
-    "missing": "repaired_missing",
-    "mismatched": "repaired_mismatched",
-    "extra": "repaired_extra",
-}
+# What a range's repair counted (RepairCounts), summed into the run's fields of those names.
+_REPAIR_COUNTS = (
+    "repair_total",
+    "repaired",
+    "repair_failed",
+    "repaired_missing",
+    "repaired_mismatched",
+    "repaired_extra",  # the run's extras_deleted
+)
 
 
 def finish_run(run_id: int) -> ReconcileRun | None:
@@ -445,7 +448,7 @@ def finish_run(run_id: int) -> ReconcileRun | None:
         boundaries: list[str] = []
         # The live repair counts the heartbeats saved may include an attempt that was taken
         # over: the ranges' own counts are exact.
-        repair = dict.fromkeys(["repair_total", "repaired", "repair_failed", *_FIXED.values()], 0)
+        repair = dict.fromkeys(_REPAIR_COUNTS, 0)
         for r in ranges:
             tally.add(Tally.from_dict(r.counts))
             for name in repair:
