@@ -64,6 +64,17 @@ def test_a_young_object_whose_copy_failed_is_missing_not_in_flight(s3, docs):
     assert found(run) == {"missing": {"failed.txt"}, "in_flight": {"fresh.txt"}}
 
 
+def test_a_failed_copy_stays_missing_at_the_next_run_within_its_grace(s3, docs):
+    put(s3, SOURCE, "failed.txt")
+    failed_copy(docs, "failed.txt", timezone.now())
+    first = reconcile_now(docs)  # its finding closes the failure; the backup still lacks it
+
+    again = reconcile_now(docs)
+
+    assert (first.missing, again.missing, again.in_flight) == (1, 1, 0)
+    assert again.verdict == "out_of_sync"
+
+
 def test_a_young_changed_object_whose_copy_failed_is_mismatched_not_in_flight(s3, docs):
     put(s3, BACKUP, "doc.txt", b"old content")
     put(s3, SOURCE, "doc.txt", b"new content!")

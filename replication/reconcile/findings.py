@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 
 from django.db import connection
-from django.db.models import Case, F, Q, When
+from django.db.models import F, Q
 from django.db.models.functions import Collate
 
 from replication.models import ObjectState, ReconcileRun
@@ -34,16 +34,12 @@ _UNREAD = object()
 _FINDING_OF_KIND = {MISSING: Finding.MISSING, MISMATCHED: Finding.MISMATCHED}
 
 
-def _open_failure() -> Q:
-    return Q(status=CopyStatus.FAILED) & (
-        Q(finding_at__isnull=True) | Q(finding_at__lt=F("event_time"))
-    )
-
-
 def problems(pair_id: int) -> Q:
     """ObjectState rows of a pair with an open problem: an open failure, or a lacking finding
     that no newer event superseded (the two queryset methods of ObjectState, in one filter)."""
-    open_failure = _open_failure()
+    open_failure = Q(status=CopyStatus.FAILED) & (
+        Q(finding_at__isnull=True) | Q(finding_at__lt=F("event_time"))
+    )
     lacking = Q(finding__in=LACKING_FINDINGS) & (
         Q(event_time__isnull=True) | Q(event_time__lte=F("finding_at"))
     )
@@ -56,16 +52,12 @@ def _byte_ordered(field: str):
     return Collate(F(field), "C") if connection.vendor == "postgresql" else F(field)
 
 
-def problem_keys(pair_id: int, prefix: str, bounds: KeyRange) -> Iterator[tuple[str, bool]]:
+def problem_keys(pair_id: int, prefix: str, bounds: KeyRange) -> Iterator[str]:
     """The keys (relative to ``prefix``) of the pair's open problems in ``bounds``, in S3's
-    key order, read a page at a time; each with whether it is an open failure (a copy known
-    to have failed), which is never "in flight"."""
+    key order, read a page at a time."""
     rows = (
         ObjectState.objects.filter(problems(pair_id), key__startswith=prefix)
-        .annotate(
-            byte_key=_byte_ordered("key"),
-            failed=Case(When(_open_failure(), then=True), default=False),
-        )
+        .annotate(byte_key=_byte_ordered("key"))
         .order_by("byte_key")
     )
     if bounds.end is not None:
@@ -73,12 +65,12 @@ def problem_keys(pair_id: int, prefix: str, bounds: KeyRange) -> Iterator[tuple[
     after = None if bounds.start_after is None else prefix + bounds.start_after
     while True:
         page = rows if after is None else rows.filter(byte_key__gt=after)
-        keys = list(page.values_list("key", "failed")[:_PAGE])
-        for key, failed in keys:
-            yield key[len(prefix) :], bool(failed)
+        keys = list(page.values_list("key", flat=True)[:_PAGE])
+        for key in keys:
+            yield key[len(prefix) :]
         if len(keys) < _PAGE:
             return
-        after = keys[-1][0]
+        after = keys[-1]
 
 
 class FindingWriter:
@@ -115,9 +107,11 @@ class FindingWriter:
         return wanted
 
     def copy_failed(self, key: str) -> bool:
-        """Whether the object's copy is known to have failed (an open failure): the merge asks
-        this of young differing keys, in key order, to count them missing, not in flight."""
-        return self._is_problem(key) and self._next_problem[1]
+        """Whether the object's copy is known to have failed: an open failure, or the lacking
+        finding of an earlier run that nothing superseded (the failure it followed is no
+        longer "open", but the backup still lacks the object). The merge asks this of young
+        differing keys, in key order, to count them missing, not in flight."""
+        return self._is_problem(key)
 
     def noting(self, differences: Iterable[Difference]) -> Iterator[Difference]:
         """``differences`` unchanged, asking ``wants_in_sync`` (in key order, as the merge
@@ -152,9 +146,9 @@ class FindingWriter:
     def _is_problem(self, key: str) -> bool:
         if self._next_problem is _UNREAD:
             self._next_problem = next(self._problems, None)
-        while self._next_problem is not None and self._next_problem[0] < key:
+        while self._next_problem is not None and self._next_problem < key:
             self._next_problem = next(self._problems, None)
-        return self._next_problem is not None and self._next_problem[0] == key
+        return self._next_problem == key
 
     def _add(self, key: str, finding: str, source_modified_at: datetime | None) -> None:
         lacking = finding in LACKING_FINDINGS
