@@ -143,7 +143,8 @@ def test_a_copy_into_a_missing_backup_bucket_fails_with_no_such_bucket(s3, monke
 def test_a_denied_delete_in_repair_is_failed_never_counted_as_deleted(s3, pair):
     pair.mirror_deletes = True
     pair.save()
-    old_objects(s3, BACKUP, ["extra-1", "extra-2"])
+    old_objects(s3, SOURCE, ["kept"])  # a repair never deletes after an empty source listing
+    old_objects(s3, BACKUP, ["extra-1", "extra-2", "kept"])
     answer_with_error(
         s3_clients.client(pair.region), "DeleteObject", status=403, code="AccessDenied"
     )
@@ -154,7 +155,7 @@ def test_a_denied_delete_in_repair_is_failed_never_counted_as_deleted(s3, pair):
     rows = list(run.discrepancies.values_list("repaired", "repair_outcome", "repair_error"))
     assert all(not repaired and outcome == "failed" for repaired, outcome, _ in rows)
     assert all("AccessDenied" in error for _, _, error in rows)
-    assert sorted(backup_keys(s3)) == ["extra-1", "extra-2"]
+    assert sorted(backup_keys(s3)) == ["extra-1", "extra-2", "kept"]
 
 
 def test_a_denied_delete_in_the_lambda_is_failed_never_deleted(s3, monkeypatch):
