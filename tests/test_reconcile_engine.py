@@ -169,8 +169,8 @@ def test_repair_counts_are_saved_on_the_run_as_it_copies(s3, docs, monkeypatch, 
     run = reconcile_now(docs, repair=True)
 
     assert (run.repair_total, run.repaired, run.repaired_missing) == (3, 3, 3)
+    # Saved by the range's heartbeat, before the run's end sets them from the ranges.
     assert (3, 3) in saved
-    assert any(total == 3 and copied < 3 for total, copied in saved) or saved[0][0] <= 3
 
 
 def test_a_long_copy_keeps_calling_back_while_it_runs():

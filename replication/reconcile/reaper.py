@@ -54,12 +54,13 @@ def fail_run(
 def reap_stalled_runs(now: datetime | None = None, *, pair_id: int | None = None) -> list[int]:
     """Fail runs whose workers are gone: running without a heartbeat, or queued for too long.
 
-    A running run whose ranges still wait in the broker's queue (behind other pairs' work) is
-    waiting for a worker, as a queued run is: it has RECONCILE_QUEUED_TIMEOUT from its last
-    heartbeat, not RECONCILE_HEARTBEAT_TIMEOUT, unless one of its ranges is held by a silent
-    worker. Without a broker (tasks run in-process) nothing waits in a queue, and a queued
-    range means the process that ran the run is gone. Beat calls it every minute for all
-    pairs; ``request_run`` for one pair, lazily.
+    A running run whose range tasks still wait in the broker's queue (behind other pairs'
+    work) is waiting for a worker, as a queued run is: it has RECONCILE_QUEUED_TIMEOUT from
+    its last heartbeat, not RECONCILE_HEARTBEAT_TIMEOUT, unless one of its ranges is held by
+    a silent worker. Only runs of several ranges have range tasks (a one-range run's range is
+    run by its own task, right after the claim); without a broker (tasks run in-process)
+    nothing waits in a queue, and a queued range means the process that ran the run is gone.
+    Beat calls it every minute for all pairs; ``request_run`` for one pair, lazily.
     """
     now = now or timezone.now()
     silent_since = now - timedelta(seconds=settings.RECONCILE_HEARTBEAT_TIMEOUT)
@@ -76,9 +77,11 @@ def reap_stalled_runs(now: datetime | None = None, *, pair_id: int | None = None
         waiting_in_queue = Exists(ranges.filter(status=RangeStatus.QUEUED)) & ~Exists(
             ranges.filter(status=RangeStatus.RUNNING, heartbeat_at__lt=silent_since)
         )
-        stalled = stalled.exclude(waiting_in_queue & Q(heartbeat_at__gte=queued_since))
+        stalled = stalled.exclude(
+            waiting_in_queue & Q(ranges_total__gt=1, heartbeat_at__gte=queued_since)
+        )
     for run_id, heartbeat_at in stalled.values_list("id", "heartbeat_at"):
-        if heartbeat_at < queued_since and _has_queued_ranges(run_id):
+        if heartbeat_at < queued_since and _waits_in_queue(run_id):
             reason = (
                 f"its ranges waited {settings.RECONCILE_QUEUED_TIMEOUT // 60} minutes in the "
                 "queue with no worker taking them: check that Celery workers are running and "
@@ -103,8 +106,10 @@ def reap_stalled_runs(now: datetime | None = None, *, pair_id: int | None = None
     return reaped
 
 
-def _has_queued_ranges(run_id: int) -> bool:
+def _waits_in_queue(run_id: int) -> bool:
     return (
         not settings.CELERY_TASK_ALWAYS_EAGER
-        and ReconcileRange.objects.filter(run_id=run_id, status=RangeStatus.QUEUED).exists()
+        and ReconcileRange.objects.filter(
+            run_id=run_id, run__ranges_total__gt=1, status=RangeStatus.QUEUED
+        ).exists()
     )
