@@ -217,6 +217,13 @@ CELERY_BEAT_SCHEDULE["purge-expired-events"] = {
     "options": {"expires": 3300},
 }
 
+# Reconcile: objects found in flight are settled once their grace has passed.
+CELERY_BEAT_SCHEDULE["settle-in-flight"] = {
+    "task": "replication.tasks.settle_in_flight",
+    "schedule": 60.0,
+    "options": {"expires": 55},
+}
+
 # Alerts: evaluate every pair's health every minute (replication/alerts/).
 CELERY_BEAT_SCHEDULE["evaluate-health"] = {
     "task": "replication.alerts.tasks.evaluate_health",

@@ -183,9 +183,12 @@ def _metadata(response) -> dict:
     }
 
 
-# HeadObject's fields a checksum comparison reads (reconcile/checksums.py), by header.
+# HeadObject's fields a checksum comparison reads (reconcile/checksums.py), by header; the
+# encryption says whether the ETag is an MD5 of the content (not with SSE-KMS or SSE-C).
 _HEAD_FIELDS = (
     ("ETag", "etag"),
+    ("ServerSideEncryption", "x-amz-server-side-encryption"),
+    ("SSECustomerAlgorithm", "x-amz-server-side-encryption-customer-algorithm"),
     ("ChecksumCRC64NVME", "x-amz-checksum-crc64nvme"),
     ("ChecksumCRC32", "x-amz-checksum-crc32"),
     ("ChecksumCRC32C", "x-amz-checksum-crc32c"),

@@ -13,6 +13,7 @@ from django.conf import settings
 from replication.alerts.tasks import deliver_notification, evaluate_health
 from replication.ingest import retention
 from replication.models import BucketPair, ReconcileRun
+from replication.reconcile import heartbeat, inline, reaper, settle
 from replication.reconcile import run as reconcile
 
 __all__ = ["deliver_notification", "evaluate_health"]  # alerts' tasks, found by autodiscovery
@@ -29,9 +30,10 @@ def purge_expired_events() -> int:
 
 
 # --- Reconcile --------------------------------------------------------------------------------
-# The work is in replication/reconcile/run.py; these decide only where it runs. A failed run
-# is not retried: it is saved with its reason, and the schedule or an operator reruns it. The
-# one retry is of a redelivered task that finds its range held (_look_again_once_stale).
+# The work is in replication/reconcile/ (run.py and its neighbours); these decide only where
+# it runs. A failed run is not retried: it is saved with its reason, and the schedule or an
+# operator reruns it. The one retry is of a redelivered task that finds its range held
+# (_look_again_once_stale).
 
 
 class ReconcileFailed(Exception):
@@ -57,7 +59,7 @@ def _raise_if_failed(run_id: int) -> None:
 def _spare_the_garbage_collector(**_) -> None:
     # With the embedded S3 (development), a client made here would start that server in
     # every worker process, reconciling or not.
-    reconcile.spare_the_garbage_collector(clients=not settings.EMBEDDED_S3)
+    inline.spare_the_garbage_collector(clients=not settings.EMBEDDED_S3)
 
 
 @shared_task(bind=True, acks_late=True, throws=(ReconcileFailed,), max_retries=None)
@@ -101,7 +103,7 @@ def reconcile_pair(
     try:
         chord(header)(finish_reconcile.si(run_id).set(**options))
     except Exception as exc:  # broker gone: the run must not stay "running"
-        reconcile.fail_run(run_id, f"could not queue its {len(header)} range tasks: {exc}")
+        reaper.fail_run(run_id, f"could not queue its {len(header)} range tasks: {exc}")
         raise
     return run_id
 
@@ -123,7 +125,7 @@ def _look_again_once_stale(task, run_id: int, index: int) -> None:
     """
     if task.request.is_eager:  # in-process runs have no redeliveries
         return
-    wait = reconcile.seconds_until_stale(run_id, index)
+    wait = heartbeat.seconds_until_stale(run_id, index)
     if wait is None:
         return
     # claim_range wants the heartbeat strictly older, hence the second. The run is kept
@@ -132,7 +134,7 @@ def _look_again_once_stale(task, run_id: int, index: int) -> None:
     # early finds the range still held and looks again.
     timeout = settings.RECONCILE_HEARTBEAT_TIMEOUT
     countdown = max(1, min(math.ceil(wait) + 1, timeout - 1))
-    reconcile.keep_run_alive(run_id)
+    heartbeat.keep_run_alive(run_id)
     log.warning(
         "reconcile run %s range %s: redelivered while another attempt holds it; "
         "looking again in %s s",
@@ -174,9 +176,16 @@ def dispatch_due_reconciles() -> list[int]:
 
 
 @shared_task(ignore_result=True)
+def settle_in_flight() -> dict[str, int]:
+    """Beat, every minute: objects runs found in flight whose grace has passed are checked
+    again on both sides and settle as in sync or missing (replication/reconcile/settle.py)."""
+    return settle.settle_due()
+
+
+@shared_task(ignore_result=True)
 def reap_stalled_reconciles() -> list[int]:
     """Beat, every minute: fail runs whose worker died, so none is left "running"."""
-    return reconcile.reap_stalled_runs()
+    return reaper.reap_stalled_runs()
 
 
 # The reason a run that never reached the queue is failed with; pages look for it.
@@ -208,7 +217,7 @@ def start_reconcile(
         run.refresh_from_db()
         return run, True
     except Exception as exc:
-        reconcile.fail_run(run.id, f"{QUEUE_UNAVAILABLE}: {exc}")
+        reaper.fail_run(run.id, f"{QUEUE_UNAVAILABLE}: {exc}")
         run.refresh_from_db()
         return run, True
     ReconcileRun.objects.filter(id=run.id, celery_task_id="").update(celery_task_id=result.id)

@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from replication.models import BucketPair, ObjectState, ReconcileRun
 from replication.models.events import CopyStatus
+from replication.reconcile import inline
 from replication.reconcile import run as reconcile
 from tests.factories import make_pair
 
@@ -33,7 +34,7 @@ def reconcile_now(pair, **options) -> ReconcileRun:
     boundaries = options.pop("boundaries", None)
     run, created = reconcile.request_run(pair, **options)
     assert created
-    reconcile.reconcile_inline(run.pk, boundaries=boundaries)
+    inline.reconcile_inline(run.pk, boundaries=boundaries)
     run.refresh_from_db()
     return run
 

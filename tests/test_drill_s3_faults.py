@@ -16,6 +16,7 @@ from django.utils import timezone
 from replication import s3 as s3_clients
 from replication.lambda_function import ReplicationFailed
 from replication.models import ReconcileRun
+from replication.reconcile import inline
 from replication.reconcile import run as reconcile
 from tests.factories import make_pair
 from tests.lambda_support import (
@@ -77,7 +78,7 @@ def old_objects(s3, bucket: str, keys, body: bytes = b"data") -> None:
 
 def reconcile_now(pair, **options) -> ReconcileRun:
     run, _ = reconcile.request_run(pair, **options)
-    reconcile.reconcile_inline(run.pk)
+    inline.reconcile_inline(run.pk)
     run.refresh_from_db()
     return run
 
@@ -142,7 +143,8 @@ def test_a_copy_into_a_missing_backup_bucket_fails_with_no_such_bucket(s3, monke
 def test_a_denied_delete_in_repair_is_failed_never_counted_as_deleted(s3, pair):
     pair.mirror_deletes = True
     pair.save()
-    old_objects(s3, BACKUP, ["extra-1", "extra-2"])
+    old_objects(s3, SOURCE, ["kept"])  # a repair never deletes after an empty source listing
+    old_objects(s3, BACKUP, ["extra-1", "extra-2", "kept"])
     answer_with_error(
         s3_clients.client(pair.region), "DeleteObject", status=403, code="AccessDenied"
     )
@@ -153,7 +155,7 @@ def test_a_denied_delete_in_repair_is_failed_never_counted_as_deleted(s3, pair):
     rows = list(run.discrepancies.values_list("repaired", "repair_outcome", "repair_error"))
     assert all(not repaired and outcome == "failed" for repaired, outcome, _ in rows)
     assert all("AccessDenied" in error for _, _, error in rows)
-    assert sorted(backup_keys(s3)) == ["extra-1", "extra-2"]
+    assert sorted(backup_keys(s3)) == ["extra-1", "extra-2", "kept"]
 
 
 def test_a_denied_delete_in_the_lambda_is_failed_never_deleted(s3, monkeypatch):

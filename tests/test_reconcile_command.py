@@ -32,6 +32,7 @@ JSON_KEYS = [
     "repaired",
     "duration_s",
     "verdict",
+    "verdict_text",
 ]
 
 
@@ -82,6 +83,7 @@ def test_json_prints_exactly_the_contract_fields_and_exits_zero_when_out_of_sync
         "repaired": 0,
         "duration_s": run.duration_s,
         "verdict": "out_of_sync",
+        "verdict_text": "out of sync, 2 missing, 1 extra · 1 in flight",
     }
     assert isinstance(summary["duration_s"], float)
     assert out.count("\n") == 1
@@ -90,6 +92,11 @@ def test_json_prints_exactly_the_contract_fields_and_exits_zero_when_out_of_sync
 def test_repair_copies_what_is_missing_and_reports_it(site, capsys):
     assert manage("reconcile", "site", "--repair", "--json") == 0
     repaired = json.loads(capsys.readouterr().out)
+    assert repaired["verdict_text"] == (
+        "in sync after repair: 2 missing copied; 1 extra kept · 1 in flight"
+    )
+    assert (repaired["repaired_missing"], repaired["repair_failed"]) == (2, 0)
+    assert repaired["extras_deleted"] == 0
     # Both missing objects copied; the extra is allowed (the pair keeps what the source lost).
     assert (repaired["missing"], repaired["repaired"], repaired["verdict"]) == (2, 2, "in_sync")
 
@@ -104,7 +111,7 @@ def test_plain_output_is_a_readable_summary(site, capsys):
     run = ReconcileRun.objects.get()
     # The verdict first, then the counts that explain it.
     assert out.startswith(
-        f"Run #{run.pk} of site finished: out of sync, 2 missing, 1 extra, 1 in flight\n"
+        f"Run #{run.pk} of site finished: out of sync, 2 missing, 1 extra · 1 in flight\n"
         "  finished in "
     )
     assert "source 4 objects, 40 B; backup 2 objects, 30 B" in out

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from replication.reconcile import run as run_module
+from replication.reconcile import inline
 from replication.reconcile.cores import quota_cores, usable_cores
 
 AFFINITY = len(os.sched_getaffinity(0))
@@ -56,17 +56,17 @@ def test_the_setting_or_else_one_process_per_usable_core_up_to_four(
     settings, monkeypatch, setting, cores, expected
 ):
     settings.RECONCILE_INLINE_PROCESSES = setting
-    monkeypatch.setattr(run_module, "usable_cores", lambda: cores)
-    monkeypatch.setattr(run_module.connection, "vendor", "sqlite")
-    monkeypatch.setattr(run_module.connection, "is_in_memory_db", lambda: False, raising=False)
+    monkeypatch.setattr(inline, "usable_cores", lambda: cores)
+    monkeypatch.setattr(inline.connection, "vendor", "sqlite")
+    monkeypatch.setattr(inline.connection, "is_in_memory_db", lambda: False, raising=False)
 
-    assert run_module.inline_processes() == expected
+    assert inline.inline_processes() == expected
 
 
 @pytest.mark.django_db
 def test_an_in_memory_sqlite_database_is_never_forked(settings, monkeypatch):
     settings.RECONCILE_INLINE_PROCESSES = 4
-    monkeypatch.setattr(run_module.connection, "vendor", "sqlite")
-    monkeypatch.setattr(run_module.connection, "is_in_memory_db", lambda: True, raising=False)
+    monkeypatch.setattr(inline.connection, "vendor", "sqlite")
+    monkeypatch.setattr(inline.connection, "is_in_memory_db", lambda: True, raising=False)
 
-    assert run_module.inline_processes() == 1
+    assert inline.inline_processes() == 1

@@ -24,6 +24,7 @@ from django.utils import timezone
 from backupsite.celery import app
 from replication import tasks
 from replication.models import ReconcileRun
+from replication.reconcile import reaper
 from replication.reconcile import run as reconcile
 from tests.conftest import redis_url_or_skip
 from tests.factories import make_pair
@@ -201,7 +202,7 @@ def test_worker_killed_mid_run_is_failed_by_the_reaper_and_a_rerun_succeeds(work
     assert running.status == "running", "the run finished before the worker could be killed"
     # Nobody will ever report for it again; once the heartbeat timeout has passed...
     later = timezone.now() + timedelta(seconds=settings.RECONCILE_HEARTBEAT_TIMEOUT + 1)
-    assert reconcile.reap_stalled_runs(now=later) == [running.pk]
+    assert reaper.reap_stalled_runs(now=later) == [running.pk]
     running.refresh_from_db()
     assert running.status == "failed"
     assert "the worker stopped reporting" in running.error

@@ -6,7 +6,8 @@ import pytest
 from django.utils import timezone
 
 from replication.models import Discrepancy, ReconcileRun
-from replication.reconcile import listing
+from replication.reconcile import inline, listing, reaper, writer
+from replication.reconcile import repair as repair_module
 from replication.reconcile import run as reconcile
 from tests.factories import make_pair
 from tests.reconcile_support import an_hour_ago, found, prefixed_pair, reconcile_now
@@ -229,13 +230,13 @@ def test_repair_of_a_source_changed_since_the_listing_is_skipped_not_copied(s3, 
     with an_hour_ago():
         put_source(s3, "k", b"listed")
 
-    real_repair = reconcile.repair
+    real_copy = repair_module.copy_difference
 
-    def overwrite_then_repair(s3_client, pair, rows, **kwargs):
+    def overwrite_then_copy(s3_client, pair, difference):
         put_source(s3, "k", b"written after the listing")
-        return real_repair(s3_client, pair, rows, **kwargs)
+        return real_copy(s3_client, pair, difference)
 
-    monkeypatch.setattr(reconcile, "repair", overwrite_then_repair)
+    monkeypatch.setattr(repair_module, "copy_difference", overwrite_then_copy)
     run = reconcile_now(docs, repair=True)
 
     row = run.discrepancies.get()
@@ -274,7 +275,7 @@ def test_progress_and_heartbeat_are_saved_while_the_run_is_going(s3, docs, setti
         saved = ReconcileRun.objects.get(pk=run.pk)
         seen.append((saved.status, saved.objects_scanned))
 
-    reconcile.reconcile_inline(run.pk, on_progress=record)
+    inline.reconcile_inline(run.pk, on_progress=record)
 
     running = [scanned for status, scanned in seen if status == "running"]
     assert 0 < running[0] < 24
@@ -292,9 +293,9 @@ def test_a_run_failed_while_going_stops_and_stays_failed(s3, docs, settings, mon
     run, _ = reconcile.request_run(docs)
 
     def reaped(_objects):
-        reconcile.fail_run(run.pk, "reaped")
+        reaper.fail_run(run.pk, "reaped")
 
-    reconcile.reconcile_inline(run.pk, on_progress=reaped)
+    inline.reconcile_inline(run.pk, on_progress=reaped)
 
     run.refresh_from_db()
     assert (run.status, run.error) == ("failed", "reaped")
@@ -322,38 +323,30 @@ def test_an_unknown_trigger_is_refused_before_anything_is_stored(docs):
     assert not ReconcileRun.objects.exists()
 
 
-def test_discrepancy_rows_inserted_directly_equal_those_made_as_model_instances(db):
+def test_discrepancy_rows_are_stored_with_what_the_repair_did_to_them(db):
     from datetime import UTC, datetime
 
     from replication.reconcile.diff import EXTRA, MISMATCHED, MISSING, Difference, Entry
+    from replication.reconcile.repair import Repaired
 
     pair = make_pair(name="rows", source_prefix="live/")
     run = ReconcileRun.objects.create(pair=pair)
     when = datetime(2026, 1, 1, 12, 30, 15, 123000, tzinfo=UTC)
     source = Entry("a/é & <b>.txt", 10, "0cc175b9c0f1b6a831c399e269772661", when)
     backup = Entry("a/é & <b>.txt", 11, "92eb5ffee6ae2fec3ad71c777531578f-2", when)
-    differences = [
-        Difference(MISSING, source.key, source, None),
-        Difference(EXTRA, backup.key, None, backup),
-        Difference(MISMATCHED, source.key, source, backup),
+    rows = writer.DiscrepancyWriter(run, range_index=1)
+    rows.add(Difference(MISSING, source.key, source, None), Repaired("copied"))
+    rows.add(Difference(EXTRA, backup.key, None, backup))
+    rows.add(Difference(MISMATCHED, source.key, source, backup), Repaired("failed", "Denied"))
+    rows.flush()
+
+    stored = list(Discrepancy.objects.filter(run=run).order_by("id"))
+    assert [(d.kind, d.repaired, d.repair_outcome, d.repair_error) for d in stored] == [
+        ("missing", True, "copied", ""),
+        ("extra", False, "", ""),
+        ("mismatched", False, "failed", "Denied"),
     ]
-    direct = reconcile.DiscrepancyWriter(run, keep_for_repair=False, range_index=1)
-    as_models = reconcile.DiscrepancyWriter(run, keep_for_repair=True, range_index=2)
-    for difference in differences:
-        direct.add(difference)
-        as_models.add(difference)
-    direct.flush()
-    as_models.flush()
-
-    def rows(range_index):
-        kept = Discrepancy.objects.filter(run=run, range_index=range_index).order_by("id")
-        return [
-            {k: v for k, v in row.items() if k not in ("id", "range_index")}
-            for row in kept.values()
-        ]
-
-    assert rows(1) == rows(2)
-    assert len(rows(1)) == 3
-    assert rows(1)[0]["key"] == "live/a/é & <b>.txt"
-    assert rows(1)[0]["source_last_modified"] == when
-    assert len(as_models.kept) == 3 and not direct.kept
+    assert stored[0].key == "live/a/é & <b>.txt"
+    assert stored[0].source_last_modified == when
+    assert (stored[2].backup_size, stored[2].backup_etag) == (11, backup.etag)
+    assert run.refresh_from_db() or run.discrepancies_stored == 3

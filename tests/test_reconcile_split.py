@@ -310,11 +310,11 @@ def threaded_pair(s3, settings, monkeypatch):
 def test_ranges_reconciled_on_threads_find_exactly_what_one_range_finds(
     threaded_pair, settings, monkeypatch, processes
 ):
-    from replication.reconcile import run as run_module
+    from replication.reconcile import inline
     from tests.test_reconcile_run import reconcile_now
 
     settings.RECONCILE_INLINE_PROCESSES = processes
-    monkeypatch.setattr(run_module, "usable_cores", lambda: 2)
+    monkeypatch.setattr(inline, "usable_cores", lambda: 2)
     threaded = reconcile_now(threaded_pair)
     whole = reconcile_now(threaded_pair, boundaries=[])
 
@@ -329,11 +329,11 @@ def test_ranges_reconciled_on_threads_find_exactly_what_one_range_finds(
 def test_a_range_process_that_dies_fails_the_run_and_says_so(threaded_pair, settings, monkeypatch):
     import os
 
-    from replication.reconcile import run as run_module
+    from replication.reconcile import inline
     from tests.test_reconcile_run import reconcile_now
 
     settings.RECONCILE_INLINE_PROCESSES = 2
-    monkeypatch.setattr(run_module, "run_range", lambda *args, **kwargs: os._exit(9))
+    monkeypatch.setattr(inline, "run_range", lambda *args, **kwargs: os._exit(9))
     run = reconcile_now(threaded_pair)
 
     assert run.status == "failed"
@@ -344,7 +344,7 @@ def test_ranges_are_handed_out_once_each_across_threads_and_forked_processes():
     import multiprocessing
     from concurrent.futures import ThreadPoolExecutor
 
-    from replication.reconcile.run import _InTurn
+    from replication.reconcile.inline import _InTurn
 
     context = multiprocessing.get_context("fork")
     take, taken = _InTurn(list(range(300)), context), context.SimpleQueue()

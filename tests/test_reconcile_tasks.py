@@ -12,6 +12,7 @@ from kombu.exceptions import OperationalError
 from backupsite.celery import app
 from replication import tasks
 from replication.models import ReconcileRange, ReconcileRun
+from replication.reconcile import heartbeat, reaper
 from replication.reconcile import run as reconcile
 from tests.factories import make_pair
 
@@ -133,14 +134,14 @@ def test_reaper_leaves_runs_that_report(logs):
 def test_reaper_fails_a_run_no_worker_took(logs):
     run, _ = reconcile.request_run(logs)
     ReconcileRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(hours=2))
-    assert reconcile.reap_stalled_runs() == [run.pk]
+    assert reaper.reap_stalled_runs() == [run.pk]
     run.refresh_from_db()
     assert run.error.startswith("no worker started it within 60 minutes")
 
 
 def test_after_the_reaper_a_rerun_succeeds_and_the_old_delivery_does_nothing(logs):
     dead = started_run(logs, heartbeat_age=timedelta(minutes=10))
-    reconcile.reap_stalled_runs()
+    reaper.reap_stalled_runs()
 
     rerun = ReconcileRun.objects.get(pk=tasks.reconcile_pair.delay(logs.pk).get())
     # Redis redelivers the dead worker's message once its visibility timeout passes.
@@ -347,7 +348,7 @@ def test_the_reaper_leaves_a_run_whose_redelivered_task_waits_to_take_it_over(lo
     assert retries == [("reconcile_pair", 271)]
     # A reaper tick in the second between the range going stale and the retry.
     with time_machine.travel(timezone.now() + timedelta(seconds=270.5)):
-        assert reconcile.reap_stalled_runs() == []
+        assert reaper.reap_stalled_runs() == []
     with time_machine.travel(timezone.now() + timedelta(seconds=271)):
         tasks.reconcile_pair.run(logs.pk, run_id=run.pk)
     run.refresh_from_db()
@@ -366,7 +367,7 @@ def test_a_retry_comes_before_the_run_could_be_reaped_even_right_after_a_heartbe
         tasks.reconcile_range.run(run.pk, 0)
     assert retries == [("reconcile_range", 299), ("reconcile_range", 2)]
     with time_machine.travel(start + timedelta(seconds=300.5), tick=False):
-        assert reconcile.reap_stalled_runs() == []
+        assert reaper.reap_stalled_runs() == []
     with time_machine.travel(start + timedelta(seconds=301), tick=False):
         tasks.reconcile_range.run(run.pk, 0)
         tasks.finish_reconcile.run(run.pk)
@@ -379,11 +380,11 @@ def test_a_redelivered_range_of_a_finished_or_failed_run_does_not_retry(logs, re
     finished, _ = tasks.start_reconcile(logs, trigger="manual")
     tasks.reconcile_range.run(finished.pk, 0)
     failed = died_mid_range(make_pair(name="other"), silent_for=timedelta(seconds=30))
-    reconcile.fail_run(failed.pk, "the operator stopped it")
+    reaper.fail_run(failed.pk, "the operator stopped it")
     tasks.reconcile_range.run(failed.pk, 0)
 
     assert retries == []
-    assert reconcile.seconds_until_stale(failed.pk, 0) is None
+    assert heartbeat.seconds_until_stale(failed.pk, 0) is None
 
 
 def test_a_range_taken_over_from_a_silent_worker_keeps_the_reaper_off_its_run(logs):
@@ -394,7 +395,7 @@ def test_a_range_taken_over_from_a_silent_worker_keeps_the_reaper_off_its_run(lo
 
     reconcile.claim_range(run.pk, 0)  # the redelivered task, before its first heartbeat
 
-    assert reconcile.reap_stalled_runs() == []
+    assert reaper.reap_stalled_runs() == []
     run.refresh_from_db()
     assert run.status == "running"
 
@@ -406,7 +407,7 @@ def test_an_attempt_superseded_by_a_redelivery_stops_without_counting(logs, sett
     reconcile.claim_range(run.pk, 0)  # the redelivery took over
 
     with pytest.raises(reconcile.RangeSuperseded):
-        reconcile.Heartbeat(run.pk, key_range=old_attempt).beat(10, force=True)
+        heartbeat.Heartbeat(run.pk, key_range=old_attempt).beat(10, force=True)
 
 
 def test_a_redelivered_one_range_run_whose_worker_went_silent_is_finished(logs):

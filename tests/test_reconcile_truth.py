@@ -12,7 +12,7 @@ from replication.models import ObjectState, ReconcileRun
 from replication.models.events import CopyStatus, Finding
 from replication.reconcile import repair as repair_module
 from replication.reconcile.verdict import IN_SYNC, OUT_OF_SYNC, UNPROVEN, verdict
-from replication.reconcile.wording import outcome
+from replication.reconcile.wording import outcome, verdict_detail, verdict_label, verdict_line
 from tests.reconcile_support import an_hour_ago, failed_copy, prefixed_pair, reconcile_now
 
 SOURCE, BACKUP = "truth-src", "truth-bak"
@@ -70,11 +70,44 @@ def test_a_finished_run_reads_verdict_first_then_the_counts():
 
 
 def test_a_repair_says_what_it_fixed_and_what_failed():
-    run = a_run(verdict="out_of_sync", repair=True, repaired=2, repair_failed=1)
+    run = a_run(verdict="out_of_sync", repair=True, repaired=2, repair_failed=1, repaired_missing=2)
     assert outcome(run) == (
-        "Run #12 of photos finished: out of sync, 2 missing, 1 mismatched, 2 repaired, "
-        "1 repair failed"
+        "Run #12 of photos finished: out of sync after repair: 2 missing and 1 mismatched "
+        "found: 2 copied, 1 failed"
     )
+
+
+def test_after_a_repair_the_line_says_what_was_found_and_what_was_repaired():
+    run = a_run(
+        verdict="in_sync",
+        repair=True,
+        missing=52,
+        mismatched=6,
+        extra=1,
+        repaired=58,
+        repaired_missing=52,
+        repaired_mismatched=6,
+        in_flight=12,
+    )
+    assert verdict_line(run) == (
+        "in sync after repair: 52 missing and 6 mismatched copied; 1 extra kept · 12 in flight"
+    )
+    assert verdict_label(run) == "in sync after repair"
+    assert verdict_detail(run) == (
+        "52 missing and 6 mismatched copied; 1 extra kept · 12 in flight"
+    )
+
+
+def test_extras_a_repair_deleted_are_said_deleted_and_a_clean_repair_says_so():
+    run = a_run(verdict="in_sync", repair=True, missing=0, mismatched=0, extra=3, extras_deleted=3)
+    assert verdict_line(run) == "in sync after repair: nothing to copy; 3 extra deleted"
+
+
+def test_in_flight_stands_beside_the_verdict():
+    run = a_run(verdict="in_sync", missing=0, mismatched=0, in_flight=12)
+    assert verdict_line(run) == "in sync · 12 in flight"
+    assert verdict_detail(run) == "12 in flight"
+    assert outcome(run) == "Run #12 of photos finished: in sync · 12 in flight"
 
 
 def test_a_failed_run_reads_as_its_reason_on_one_line():
@@ -239,17 +272,18 @@ def test_findings_are_complete_even_when_discrepancy_rows_are_capped(s3, docs, s
     assert ObjectState.objects.lacking().count() == 3
 
 
-def test_a_repair_that_could_not_fix_everything_leaves_the_run_out_of_sync(s3, docs, settings):
-    settings.RECONCILE_MAX_DISCREPANCY_ROWS = 1  # repair acts on stored rows only
+def test_a_repair_copies_beyond_the_cap_on_stored_rows(s3, docs, settings):
+    settings.RECONCILE_MAX_DISCREPANCY_ROWS = 1  # rows are capped; repair is not
     with an_hour_ago():
         for n in range(3):
             put(s3, SOURCE, f"m{n}")
 
     run = reconcile_now(docs, repair=True)
 
-    assert (run.missing, run.repaired, run.verdict) == (3, 1, ReconcileRun.Verdict.OUT_OF_SYNC)
-    assert ObjectState.objects.filter(finding=Finding.REPAIRED).count() == 1
-    assert ObjectState.objects.lacking().count() == 2
+    assert (run.missing, run.repaired, run.verdict) == (3, 3, ReconcileRun.Verdict.IN_SYNC)
+    assert run.discrepancies.count() == 1
+    assert ObjectState.objects.filter(finding=Finding.REPAIRED).count() == 3
+    assert ObjectState.objects.lacking().count() == 0
 
 
 def test_a_failed_repair_leaves_the_run_out_of_sync(s3, docs, monkeypatch):

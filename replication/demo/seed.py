@@ -27,6 +27,7 @@ from replication import s3 as s3_clients
 from replication.demo import scenario
 from replication.demo.scenario import PairPlan
 from replication.models import BucketPair, CopyEvent, IngestKey, ReconcileRun
+from replication.reconcile import inline
 from replication.reconcile import run as reconcile
 
 log = logging.getLogger(__name__)
@@ -277,7 +278,7 @@ class Demo:
         run, created = reconcile.request_run(pair, trigger=ReconcileRun.Trigger.MANUAL)
         if not created:
             return None
-        reconcile.reconcile_inline(run.pk, processes=1)  # small buckets: forking costs more
+        inline.reconcile_inline(run.pk, processes=1)  # small buckets: forking costs more
         run.refresh_from_db()
         if run.status == ReconcileRun.Status.SUCCEEDED:
             self.say(

@@ -112,6 +112,7 @@ class Finding(models.TextChoices):
     MISSING = "missing"
     MISMATCHED = "mismatched"
     REPAIRED = "repaired", "copied by repair"
+    DELETED = "deleted", "deleted by repair"  # an extra, on a pair that mirrors deletes
 
 
 # The findings that say the backup lacks or contradicts the source.

@@ -72,8 +72,23 @@ class ReconcileRun(models.Model):
         help_text="Unverified or mismatched by their listings, settled by HEAD checksums "
         "(already counted as in sync or mismatched).",
     )
+    # Repair: every missing and mismatched object found, whatever the cap on stored rows.
+    # repair_total grows as the listing finds them; the three below it are saved with the
+    # heartbeat while the repair copies, and set exactly from the ranges when the run ends.
+    repair_total = models.BigIntegerField(
+        default=0, help_text="Missing and mismatched objects the repair set out to copy."
+    )
     repaired = models.BigIntegerField(default=0)
     repair_failed = models.BigIntegerField(default=0)
+    repaired_missing = models.BigIntegerField(default=0)
+    repaired_mismatched = models.BigIntegerField(default=0)
+    extras_deleted = models.BigIntegerField(default=0)
+    # How the run's stored in-flight rows settled once their grace had passed (HEAD on both
+    # sides; settled_missing counts mismatched ones too: both are lacking). The run's counts
+    # and verdict never change. settled_at: when its last stored in-flight row settled.
+    settled_in_sync = models.BigIntegerField(default=0)
+    settled_missing = models.BigIntegerField(default=0)
+    settled_at = models.DateTimeField(null=True, blank=True)
     discrepancies_stored = models.PositiveIntegerField(default=0)
     ranges_total = models.PositiveIntegerField(default=0)
     ranges_done = models.PositiveIntegerField(default=0)
@@ -104,6 +119,12 @@ class ReconcileRun(models.Model):
                 fields=["heartbeat_at"],
                 condition=Q(status__in=["queued", "running"]),
                 name="reconcile_run_active_heartbeat",
+            ),
+            # Settling: finished runs with in-flight objects not yet settled.
+            models.Index(
+                fields=["pair", "finished_at"],
+                condition=Q(status="succeeded", in_flight__gt=0, settled_at__isnull=True),
+                name="reconcile_run_to_settle",
             ),
         ]
 
@@ -191,12 +212,25 @@ class Discrepancy(models.Model):
     range_index = models.PositiveIntegerField(null=True, blank=True)
     kind = models.CharField(max_length=16, choices=Kind.choices)
     source_size = models.BigIntegerField(null=True, blank=True)
-    source_etag = models.CharField(max_length=80, blank=True)
+    # ETags of S3-compatible servers may be longer than AWS's 34 characters: no limit.
+    source_etag = models.TextField(blank=True)
     source_last_modified = models.DateTimeField(null=True, blank=True)
     backup_size = models.BigIntegerField(null=True, blank=True)
-    backup_etag = models.CharField(max_length=80, blank=True)
+    backup_etag = models.TextField(blank=True)
     backup_last_modified = models.DateTimeField(null=True, blank=True)
+
+    class Settled(models.TextChoices):
+        """How an in-flight row settled once its grace had passed (reconcile/settle.py)."""
+
+        NOT_YET = "", "not settled"
+        IN_SYNC = "in_sync", "in sync"
+        MISSING = "missing"
+        MISMATCHED = "mismatched"
+        UNVERIFIED = "unverified"
+        GONE = "gone", "gone from the source"
+
     repaired = models.BooleanField(default=False)
+    settled = models.CharField(max_length=16, choices=Settled.choices, blank=True)
     repair_outcome = models.CharField(max_length=16, choices=Repair.choices, blank=True)
     repair_error = models.TextField(blank=True)
 

@@ -16,7 +16,12 @@ What is comparable:
   boundaries (same count, other sizes) give another value, and DESIGN.md forbids calling a
   mismatch only because of the part layout. They stay undecided.
 - Anything else (one side without a checksum, different algorithms, a full-object checksum
-  against a composite one) is undecided and keeps the listing's classification.
+  against a composite one) is undecided and keeps the listing's classification; except that
+  a same-size "mismatch" whose ETags are not both MD5s (HEAD says SSE-KMS or SSE-C on either
+  side: their ETags are no digest of the content) is only unverified, never mismatched. A
+  listing does not say the encryption; HEAD's ServerSideEncryption and SSECustomerAlgorithm
+  do, and a HEAD refused with 400 (what S3 answers for an SSE-C object asked without its key)
+  is taken as SSE-C.
 
 The I/O layer (replication/reconcile/verify.py) makes the HEADs; this module decides.
 """
@@ -39,7 +44,10 @@ COMPOSITE = "COMPOSITE"
 # The order HEAD's fields are looked at in; S3 returns at most one of them per object.
 ALGORITHMS = ("CRC64NVME", "CRC32", "CRC32C", "SHA1", "SHA256")
 
-# Verdicts of a second opinion (MISMATCHED is diff's own).
+# Encryptions whose ETags are not MD5s of the content (HEAD's ServerSideEncryption).
+KMS_ENCRYPTIONS = ("aws:kms", "aws:kms:dsse")
+
+# Verdicts of a second opinion (MISMATCHED and UNVERIFIED are diff's own).
 IN_SYNC = "in_sync"
 UNDECIDED = "undecided"
 
@@ -54,6 +62,8 @@ class ObjectChecksum(NamedTuple):
     algorithm: str | None = None  # one of ALGORITHMS
     value: str | None = None  # base64, with "-N" for a composite checksum on real S3
     type: str | None = None  # FULL_OBJECT, COMPOSITE, or None when it cannot be told
+    # False for SSE-KMS and SSE-C objects, whose ETags are not MD5s of their content.
+    etag_is_md5: bool = True
 
     @property
     def parts(self) -> int | None:
@@ -69,12 +79,16 @@ def from_head(response: Mapping) -> ObjectChecksum:
     """The checksum fields of a boto3 ``head_object`` response made with ChecksumMode=ENABLED."""
     etag = str(response.get("ETag", "")).strip('"')
     size = int(response.get("ContentLength", -1))
+    etag_is_md5 = not (
+        response.get("ServerSideEncryption") in KMS_ENCRYPTIONS
+        or response.get("SSECustomerAlgorithm")
+    )
     for algorithm in ALGORITHMS:
         value = response.get(f"Checksum{algorithm}")
         if value:
             break
     else:
-        return ObjectChecksum(etag, size)
+        return ObjectChecksum(etag, size, etag_is_md5=etag_is_md5)
     kind = response.get("ChecksumType")
     if kind is None:
         # Older objects and some servers omit the type. A "-N" suffix is composite; a single
@@ -84,12 +98,12 @@ def from_head(response: Mapping) -> ObjectChecksum:
             kind = COMPOSITE
         elif not is_multipart(etag):
             kind = FULL_OBJECT
-    return ObjectChecksum(etag, size, algorithm, value, kind)
+    return ObjectChecksum(etag, size, algorithm, value, kind, etag_is_md5)
 
 
-def compare_checksums(source: ObjectChecksum, backup: ObjectChecksum) -> str:
+def compare_checksums(source: ObjectChecksum, backup: ObjectChecksum | None) -> str:
     """IN_SYNC, MISMATCHED or UNDECIDED, from the two sides' checksums alone."""
-    if source.algorithm is None or source.algorithm != backup.algorithm:
+    if backup is None or source.algorithm is None or source.algorithm != backup.algorithm:
         return UNDECIDED
     if source.type == FULL_OBJECT and backup.type == FULL_OBJECT:
         return IN_SYNC if source.value == backup.value else MISMATCHED
@@ -107,16 +121,22 @@ def compare_checksums(source: ObjectChecksum, backup: ObjectChecksum) -> str:
 def settle(
     difference: Difference, source: ObjectChecksum | None, backup: ObjectChecksum | None
 ) -> str:
-    """The verdict on ``difference`` given each side's HEAD (None where the HEAD failed).
+    """The verdict on ``difference`` given each side's HEAD (None where the HEAD failed, or
+    was spared because the source's answer decided already).
 
     A HEAD that saw another version than the listing (the object was overwritten meanwhile)
     says nothing about the listed one, whose sizes and ETags the counts are made of.
     """
-    if source is None or backup is None:
+    if source is None or not _same_version(difference.source, source):
         return UNDECIDED
-    if not (_same_version(difference.source, source) and _same_version(difference.backup, backup)):
+    if backup is not None and not _same_version(difference.backup, backup):
         return UNDECIDED
-    return compare_checksums(source, backup)
+    verdict = compare_checksums(source, backup)
+    encrypted = not source.etag_is_md5 or (backup is not None and not backup.etag_is_md5)
+    if verdict == UNDECIDED and difference.kind == MISMATCHED and encrypted:
+        # Equal sizes, ETags that are no digests, no checksum to compare: unverified.
+        return UNVERIFIED
+    return verdict
 
 
 def _same_version(listed: Entry | None, head: ObjectChecksum) -> bool:
@@ -154,5 +174,46 @@ def reclassify(difference: Difference, verdict: str, tally: Tally) -> Difference
     if verdict == IN_SYNC:
         tally.in_sync += 1
         return difference._replace(kind=IN_SYNC)
-    tally.mismatched += 1
-    return difference._replace(kind=MISMATCHED)
+    setattr(tally, verdict, getattr(tally, verdict) + 1)
+    return difference._replace(kind=verdict)
+
+
+# How an in-flight object settled, once its grace had passed (replication/reconcile/settle.py).
+SETTLED_IN_SYNC = "in_sync"
+SETTLED_MISSING = "missing"
+SETTLED_MISMATCHED = "mismatched"
+SETTLED_UNVERIFIED = "unverified"
+SETTLED_GONE = "gone"
+
+
+def settled_as(
+    listed_etag: str, source: ObjectChecksum | None, backup: ObjectChecksum | None
+) -> str:
+    """How an object listed in flight with ``listed_etag`` stands now, from HEADs of both
+    sides (None: the object does not exist there).
+
+    Gone when the source no longer holds the listed version (deleted, or overwritten: the
+    next reconcile sees the new one); missing without a backup copy; else as the checksums,
+    or failing them the ETags, can tell: in sync, mismatched, or unverified.
+    """
+    if source is None or source.etag != listed_etag:
+        return SETTLED_GONE
+    if backup is None:
+        return SETTLED_MISSING
+    if source.size != backup.size:
+        return SETTLED_MISMATCHED
+    by_checksum = compare_checksums(source, backup)
+    if by_checksum == IN_SYNC:
+        return SETTLED_IN_SYNC
+    if by_checksum == MISMATCHED:
+        return SETTLED_MISMATCHED
+    if source.etag == backup.etag and source.etag_is_md5 and backup.etag_is_md5:
+        return SETTLED_IN_SYNC  # equal MD5s (or equal part MD5s: same part boundaries)
+    if (
+        source.etag_is_md5
+        and backup.etag_is_md5
+        and not is_multipart(source.etag)
+        and not is_multipart(backup.etag)
+    ):
+        return SETTLED_MISMATCHED  # both MD5s of the whole content, and they differ
+    return SETTLED_UNVERIFIED

@@ -19,11 +19,11 @@ from datetime import datetime
 from typing import NamedTuple
 
 # The categories, as stored in Discrepancy.kind.
-MISSING = "missing"  # in the source only, and older than the grace period
+MISSING = "missing"  # in the source only, older than the grace period or its copy failed
 EXTRA = "extra"  # in the backup only
 MISMATCHED = "mismatched"  # in both, and provably different
 UNVERIFIED = "unverified"  # in both, same size, no reliable way to compare contents
-IN_FLIGHT = "in_flight"  # would be missing or different, but the source is still young
+IN_FLIGHT = "in_flight"  # would be missing or different, but the source is young, no copy failed
 KINDS = (MISSING, EXTRA, MISMATCHED, UNVERIFIED, IN_FLIGHT)
 # Not a difference: yielded only when asked (``diff(..., in_sync=True)``, or for the keys a
 # predicate chooses), for callers that record what a run established about objects in sync.
@@ -126,13 +126,17 @@ def diff(
     in_flight_after: datetime,
     tally: Tally | None = None,
     in_sync: bool | Callable[[str], bool] = False,
+    copy_failed: Callable[[str], bool] | None = None,
 ) -> Iterator[Difference]:
     """Yield every difference between two listings sorted by key, counting all into ``tally``;
     with ``in_sync``, objects found in sync too (kind IN_SYNC), all in key order. A callable
     ``in_sync`` is asked about each in-sync key, in key order, and chooses which are yielded.
 
     Source objects modified after ``in_flight_after`` (now minus the pair's grace period)
-    that are missing or differ are IN_FLIGHT: the copy may simply not have happened yet.
+    that are missing or differ are IN_FLIGHT: the copy may simply not have happened yet;
+    unless ``copy_failed`` says their copy is known to have failed (an open failure), which
+    makes them what they are, whatever their age. It is asked only about such young keys, in
+    key order.
     """
     tally = tally if tally is not None else Tally()
     source_iter, backup_iter = iter(source), iter(backup)
@@ -150,7 +154,7 @@ def diff(
         if b is None or (s is not None and s.key < b.key):
             tally.source_objects += 1
             tally.source_bytes += s.size
-            if s.last_modified > in_flight_after:
+            if s.last_modified > in_flight_after and not (copy_failed and copy_failed(s.key)):
                 tally.in_flight += 1
                 yield Difference(IN_FLIGHT, s.key, s, None)
             else:
@@ -179,7 +183,7 @@ def diff(
                 if in_sync is not False and wanted(s.key):
                     yield Difference(IN_SYNC, s.key, s, b)
             else:
-                if s.last_modified > in_flight_after:
+                if s.last_modified > in_flight_after and not (copy_failed and copy_failed(s.key)):
                     kind = IN_FLIGHT
                 setattr(tally, kind, getattr(tally, kind) + 1)
                 yield Difference(kind, s.key, s, b)

@@ -1,9 +1,10 @@
 """What a reconcile establishes about each object, written into its ObjectState. ORM edge.
 
 A run writes a finding for every object it found missing or mismatched, every object its
-repair copied, and every object it found in sync that had an open problem (an open failure,
-or a lacking finding): so a failure whose later success report was lost does not stay open
-forever. In-flight, unverified and extra objects get none.
+repair copied or deleted, and every object it found in sync that had an open problem (an
+open failure, or a lacking finding): so a failure whose later success report was lost does
+not stay open forever. In-flight, unverified and extra objects get none (an extra its repair
+deleted does).
 
 It works in the same streaming pass as the diff and keeps memory flat: findings go out in
 batched upserts, and the pair's problem keys in the range are read from the database in
@@ -105,6 +106,13 @@ class FindingWriter:
             self._wanted.add(key)
         return wanted
 
+    def copy_failed(self, key: str) -> bool:
+        """Whether the object's copy is known to have failed: an open failure, or the lacking
+        finding of an earlier run that nothing superseded (the failure it followed is no
+        longer "open", but the backup still lacks the object). The merge asks this of young
+        differing keys, in key order, to count them missing, not in flight."""
+        return self._is_problem(key)
+
     def noting(self, differences: Iterable[Difference]) -> Iterator[Difference]:
         """``differences`` unchanged, asking ``wants_in_sync`` (in key order, as the merge
         does) of those the checksums may prove in sync."""
@@ -113,9 +121,13 @@ class FindingWriter:
                 self.wants_in_sync(difference.key)
             yield difference
 
-    def see(self, difference: Difference) -> None:
+    def see(self, difference: Difference, *, copied: bool = False) -> None:
+        """Note ``difference``; ``copied`` when the repair copied it (then that is the finding)."""
         wanted = difference.key in self._wanted
         self._wanted.discard(difference.key)
+        if copied:
+            self.repaired(difference.key, difference.source.last_modified)
+            return
         finding = _FINDING_OF_KIND.get(difference.kind)
         if finding is not None:
             self._add(difference.key, finding, difference.source.last_modified)
@@ -126,6 +138,10 @@ class FindingWriter:
 
     def repaired(self, key: str, source_modified_at: datetime | None) -> None:
         self._add(key, Finding.REPAIRED, source_modified_at)
+
+    def deleted(self, key: str) -> None:
+        """An extra the repair deleted from the backup (a pair that mirrors deletes)."""
+        self._add(key, Finding.DELETED, None)
 
     def _is_problem(self, key: str) -> bool:
         if self._next_problem is _UNREAD:

@@ -1,4 +1,4 @@
-"""Running a reconcile: claim the run, reconcile each key range, combine, and record it.
+"""Running a reconcile: ask for a run, claim it, reconcile each key range, combine, record.
 
 Every state change is a conditional update on the row (``filter(status=...).update(...)``),
 so a task delivered twice, a worker that died, and the reaper can never make a run count
@@ -6,27 +6,29 @@ twice or come back to life. Celery is not imported here: replication/tasks.py de
 whether the ranges run inline or as a chord of tasks on several workers.
 """
 
-import gc
 import logging
-import multiprocessing
-import threading
-import time
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from operator import attrgetter
 
 from django.conf import settings
-from django.db import IntegrityError, connection, connections, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F, Max, Q
 from django.utils import timezone
 
 from replication import s3 as s3_clients
 from replication.models import BucketPair, Discrepancy, ReconcileRange, ReconcileRun
-from replication.reconcile.cores import usable_cores
-from replication.reconcile.diff import IN_SYNC, Difference, Entry, ListingOrderError, Tally, diff
+from replication.reconcile.diff import IN_SYNC, Entry, ListingOrderError, Tally, diff
 from replication.reconcile.findings import FindingWriter
+from replication.reconcile.heartbeat import (
+    Heartbeat,
+    ProgressCallback,
+    RangeSuperseded,
+    RunAbandoned,
+    keep_run_alive,
+)
 from replication.reconcile.listing import ListingError, ParallelListing, Side, probe_keys
+from replication.reconcile.locks import retrying_deadlocks
 from replication.reconcile.ranges import (
     BoundarySampler,
     KeyRange,
@@ -34,26 +36,17 @@ from replication.reconcile.ranges import (
     split,
     too_small_to_split,
 )
-from replication.reconcile.repair import repair, repairable_kinds
+from replication.reconcile.reaper import fail_run, reap_stalled_runs
+from replication.reconcile.repair import Repaired, delete_extras, repairing
+from replication.reconcile.settle import settle_earlier_runs
 from replication.reconcile.verdict import verdict
 from replication.reconcile.verify import second_opinion
-from replication.rows import insert_rows
+from replication.reconcile.writer import FLUSH_ROWS, DiscrepancyWriter
 
 log = logging.getLogger(__name__)
 
 Status = ReconcileRun.Status
 RangeStatus = ReconcileRange.Status
-ProgressCallback = Callable[[int], None]
-
-_FLUSH_ROWS = 500
-
-
-class RunAbandoned(Exception):
-    """The run stopped being ours (failed by another range or by the reaper): stop working."""
-
-
-class RangeSuperseded(Exception):
-    """A redelivery claimed this range again after this attempt looked dead: stop working."""
 
 
 # --- Asking for a run -------------------------------------------------------------------------
@@ -146,6 +139,9 @@ def claim_run(run_id: int) -> ReconcileRun | None:
         )
         run.ranges_total = len(ranges)
         run.save(update_fields=["ranges_total"])
+    # What the pair's earlier runs left in flight is settled first (beat does it each minute;
+    # a site without beat relies on this).
+    settle_earlier_runs(run)
     return run
 
 
@@ -173,155 +169,6 @@ def _first_run_cuts(pair: BucketPair) -> list[str]:
         return []  # one range then, whose own listing reports the error with its reason
 
 
-def reconcile_inline(
-    run_id: int,
-    *,
-    on_progress: ProgressCallback | None = None,
-    boundaries: Iterable[str] | None = None,
-    processes: int | None = None,
-) -> ReconcileRun | None:
-    """Claim and run every range of ``run_id`` here, then finish the run.
-
-    The ranges run on this process's threads, shared among ``processes`` forked processes
-    (by default inline_processes()). ``boundaries`` overrides the ranges taken from the
-    previous run (tests and benchmarks).
-    """
-    run = claim_run(run_id)
-    if run is None:
-        return None
-    if boundaries is not None:
-        boundaries = list(boundaries)
-        _replace_ranges(run, split(boundaries, max_ranges=len(boundaries) + 1))
-    indices = list(range(run.ranges_total))
-    threads = min(settings.RECONCILE_INLINE_RANGES, run.ranges_total)
-    processes = min(processes or inline_processes(), run.ranges_total)
-    # A range on another thread has its own database connection, which cannot see a caller's
-    # open transaction (tests): inside one, the ranges run one after the other.
-    if threads <= 1 or connection.in_atomic_block:
-        for index in indices:
-            run_range(run_id, index, on_progress=on_progress)
-    elif processes > 1:
-        _run_ranges_in_processes(run_id, indices, processes, threads)
-    else:
-        _run_ranges_in_threads(run_id, _InTurn(indices), threads, on_progress)
-    return finish_run(run_id)
-
-
-# The default's ceiling on a large machine: the RECONCILE_INLINE_RANGES threads are shared
-# among the processes, and each process holds some 100 MB at a million objects.
-MAX_AUTO_PROCESSES = 4
-
-
-def inline_processes() -> int:
-    """RECONCILE_INLINE_PROCESSES, or for 0 one per core this process may use (at most
-    MAX_AUTO_PROCESSES); 1 on an in-memory SQLite database, which a forked child cannot
-    write to."""
-    if connection.vendor == "sqlite" and connection.is_in_memory_db():
-        return 1
-    wanted = settings.RECONCILE_INLINE_PROCESSES
-    return wanted if wanted > 0 else min(usable_cores(), MAX_AUTO_PROCESSES)
-
-
-def spare_the_garbage_collector(
-    region: str | None = None, *, clients: bool = True
-) -> tuple[int, int, int]:
-    """Keep the collector off what a reconciling process loaded and holds to its end.
-
-    A listing makes millions of short-lived entries, which trigger collections; each full
-    one walked everything Django, Celery and botocore's S3 model (12 MB) had loaded, though
-    nothing of it is ever garbage. Frozen, those objects are not walked; fewer, larger young
-    collections do the rest. The clients are made first, unless ``clients`` is false, so
-    that their models are frozen too (a forked range process inherits all of it). Returns
-    the thresholds it replaced.
-    """
-    if clients:
-        s3_clients.client(region)
-        s3_clients.listing_client(region)
-    thresholds = gc.get_threshold()
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(20_000, 20, 20)
-    return thresholds
-
-
-class _InTurn:
-    """Hands ``indices`` out one at a time to whichever thread, or forked process sharing
-    its counter, is free: a small range then leaves no thread or core idle."""
-
-    def __init__(self, indices: list[int], context=None):
-        self.indices = indices
-        self.taken = (context or multiprocessing.get_context("fork")).Value("i", 0)
-
-    def __call__(self) -> int | None:
-        with self.taken.get_lock():
-            at = self.taken.value
-            self.taken.value = at + 1
-        return self.indices[at] if at < len(self.indices) else None
-
-
-def _run_ranges_in_threads(
-    run_id: int, take: Callable[[], int | None], threads: int, on_progress: ProgressCallback | None
-) -> None:
-    lock = threading.Lock()
-
-    def progress(objects: int) -> None:
-        with lock:
-            on_progress(objects)
-
-    def work() -> None:
-        try:
-            while (index := take()) is not None:
-                run_range(run_id, index, on_progress=progress if on_progress else None)
-        finally:
-            connections.close_all()  # this thread's own connections
-
-    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="range") as pool:
-        for done in [pool.submit(work) for _ in range(threads)]:
-            done.result()
-
-
-def _run_ranges_in_processes(run_id: int, indices: list[int], processes: int, threads: int):
-    """The ranges shared among forked processes, each running some at once on threads.
-
-    Parsing listings is CPU work that one process's threads do one at a time; processes
-    use the other cores, as Celery workers do across machines.
-    """
-    connections.close_all()  # a forked child must open its own
-    context = multiprocessing.get_context("fork")
-    take = _InTurn(indices, context)
-    per_process = max(1, threads // processes)
-    children = [
-        context.Process(target=_run_share, args=(run_id, take, per_process))
-        for _ in range(processes)
-    ]
-    for child in children:
-        child.start()
-    for child in children:
-        child.join()
-    failed = [child.exitcode for child in children if child.exitcode != 0]
-    if failed:  # killed (out of memory, say) or crashed: its ranges never finished
-        log.error("reconcile run %s: a range process exited with %s", run_id, failed[0])
-        fail_run(run_id, f"a range process failed: exit code {failed[0]}")
-
-
-def _run_share(run_id: int, take: _InTurn, threads: int) -> None:
-    s3_clients.reset_clients()  # the parent's pooled connections are not this process's
-    try:
-        _run_ranges_in_threads(run_id, take, threads, None)
-    finally:
-        connections.close_all()
-
-
-def _replace_ranges(run: ReconcileRun, ranges: list[KeyRange]) -> None:
-    run.ranges.all().delete()
-    ReconcileRange.objects.bulk_create(
-        ReconcileRange(run=run, index=i, start_after=r.start_after, end=r.end)
-        for i, r in enumerate(ranges)
-    )
-    run.ranges_total = len(ranges)
-    run.save(update_fields=["ranges_total"])
-
-
 def run_range(run_id: int, index: int, *, on_progress: ProgressCallback | None = None) -> bool:
     """Reconcile one key range of a running run; a failure fails the whole run, with why.
 
@@ -347,13 +194,34 @@ def run_range(run_id: int, index: int, *, on_progress: ProgressCallback | None =
         fail_run(run_id, f"unexpected error: {type(exc).__name__}: {exc}")
         return True
     counts = tally.as_dict() | {"repaired": 0, "repair_failed": 0} | repaired
+    retrying_deadlocks(
+        lambda: _record_range_done(key_range, counts, boundaries),
+        what=f"reconcile run {run_id} range {index}",
+    )
+    return True
+
+
+def _record_range_done(key_range: ReconcileRange, counts: dict, boundaries: list[str]) -> None:
     with transaction.atomic():
+        _lock_run(key_range.run_id)  # the run before its range, as everywhere (locks.py)
         done = ReconcileRange.objects.filter(
             id=key_range.id, attempt=key_range.attempt, status=RangeStatus.RUNNING
         ).update(status=RangeStatus.SUCCEEDED, counts=counts, boundaries=boundaries)
         if done:
-            ReconcileRun.objects.filter(id=run_id).update(ranges_done=F("ranges_done") + 1)
-    return True
+            ReconcileRun.objects.filter(id=key_range.run_id).update(
+                ranges_done=F("ranges_done") + 1
+            )
+
+
+def _lock_run(run_id: int, **conditions) -> bool:
+    """Lock the run row for this transaction; False if no run matches ``conditions``."""
+    return (
+        ReconcileRun.objects.select_for_update()
+        .filter(id=run_id, **conditions)
+        .values_list("id", flat=True)
+        .first()
+        is not None
+    )
 
 
 def claim_range(run_id: int, index: int) -> ReconcileRange | None:
@@ -366,7 +234,15 @@ def claim_range(run_id: int, index: int) -> ReconcileRange | None:
     now = timezone.now()
     stale = now - timedelta(seconds=settings.RECONCILE_HEARTBEAT_TIMEOUT)
     claimable = Q(status=RangeStatus.QUEUED) | Q(status=RangeStatus.RUNNING, heartbeat_at__lt=stale)
+    return retrying_deadlocks(
+        lambda: _claim_range(run_id, index, claimable, now), what=f"claiming range {index}"
+    )
+
+
+def _claim_range(run_id: int, index: int, claimable: Q, now: datetime) -> ReconcileRange | None:
     with transaction.atomic():
+        if not _lock_run(run_id, status=Status.RUNNING):  # the run before its range
+            return None
         key_range = (
             ReconcileRange.objects.select_for_update(of=("self",))
             .select_related("run__pair")
@@ -393,34 +269,6 @@ def claim_range(run_id: int, index: int) -> ReconcileRange | None:
     return key_range
 
 
-def seconds_until_stale(run_id: int, index: int) -> float | None:
-    """How long until ``claim_range`` may take this range from the attempt that holds it.
-
-    None unless the range is running, in a running run, with a heartbeat younger than
-    RECONCILE_HEARTBEAT_TIMEOUT: a task that finds it so cannot tell a live worker from one
-    that died moments ago, and must look again once a live one would have reported.
-    """
-    heartbeat_at = (
-        ReconcileRange.objects.filter(
-            run_id=run_id, index=index, status=RangeStatus.RUNNING, run__status=Status.RUNNING
-        )
-        .values_list("heartbeat_at", flat=True)
-        .first()
-    )
-    if heartbeat_at is None:
-        return None
-    stale_at = heartbeat_at + timedelta(seconds=settings.RECONCILE_HEARTBEAT_TIMEOUT)
-    return max(0.0, (stale_at - timezone.now()).total_seconds())
-
-
-def keep_run_alive(run_id: int, now: datetime | None = None) -> None:
-    """Show a running run alive from ``now``, which keeps the reaper off it for another
-    RECONCILE_HEARTBEAT_TIMEOUT: a range was just taken over, or will be by a waiting retry."""
-    ReconcileRun.objects.filter(id=run_id, status=Status.RUNNING).update(
-        heartbeat_at=now or timezone.now()
-    )
-
-
 def _discard_rows_of(key_range: ReconcileRange) -> None:
     dropped, _ = Discrepancy.objects.filter(
         run_id=key_range.run_id, range_index=key_range.index
@@ -445,9 +293,10 @@ def _reconcile(
     bounds = KeyRange(key_range.start_after, key_range.end)
     heartbeat = Heartbeat(run.id, on_progress, key_range=key_range)
     sampler = BoundarySampler(settings.RECONCILE_RANGE_SIZE)
-    writer = DiscrepancyWriter(run, keep_for_repair=run.repair, range_index=key_range.index)
+    writer = DiscrepancyWriter(run, range_index=key_range.index)
     findings = FindingWriter(run, bounds)
     tally = Tally()
+    repaired = RepairCounts(heartbeat)
     in_flight_after = timezone.now() - pair.grace_period
 
     lister = s3_clients.listing_client(pair.region)
@@ -462,31 +311,100 @@ def _reconcile(
             # Only the in-sync objects with an open problem get a finding: the others need
             # not leave the merge at all (a million of them cost seconds of CPU).
             in_sync=findings.wants_in_sync,
+            # A young object whose copy is known to have failed is missing, not in flight.
+            copy_failed=findings.copy_failed,
         )
-        for difference in second_opinion(
+        settled = second_opinion(
             findings.noting(differences),
             tally,
             s3=lister,
             source=source,
             backup=backup,
             threads=settings.RECONCILE_CHECKSUM_THREADS,
-        ):
-            findings.see(difference)
+        )
+        if run.repair:
+            # Every missing and mismatched object is copied as it streams by, stored as a
+            # row or not: the cap on rows never limits what is repaired.
+            outcomes = repairing(
+                settled,
+                s3=s3,
+                pair=pair,
+                threads=settings.RECONCILE_REPAIR_THREADS,
+                on_found=repaired.found,
+                on_wait=lambda: heartbeat.beat(tally.scanned),
+                wait_seconds=heartbeat.every,
+            )
+        else:
+            outcomes = ((difference, None) for difference in settled)
+        for difference, outcome in outcomes:
+            if outcome is not None:
+                repaired.record(difference.kind, outcome)
+            findings.see(difference, copied=outcome is not None and outcome.done)
             if difference.kind != IN_SYNC:
-                writer.add(difference)
+                writer.add(difference, outcome)
     writer.flush()
+    if run.repair and pair.mirror_deletes and tally.source_objects:
+        # Never on an empty source listing: a wrong bucket or prefix lists nothing.
+        _delete_extras(s3, run, key_range, heartbeat, tally, findings, repaired)
     findings.flush()
     heartbeat.beat(tally.scanned, force=True)
+    return tally, sampler.boundaries, repaired.counts if run.repair else {}
 
-    repaired: dict[str, int] = {}
-    if run.repair:
-        repaired = _repair(s3, pair, writer.kept, heartbeat, tally, findings)
-    return tally, sampler.boundaries, repaired
+
+class RepairCounts:
+    """What a range's repair did, by kind, for the range's counts; live on the run through
+    the heartbeat, so the page can say "copying 1,234 of 5,000"."""
+
+    def __init__(self, heartbeat: Heartbeat):
+        self.heartbeat = heartbeat
+        self.counts = {"repair_total": 0, "repaired": 0, "repair_failed": 0}
+
+    def found(self) -> None:
+        self.counts["repair_total"] += 1
+        self.heartbeat.count(repair_total=1)
+
+    def record(self, kind: str, outcome: Repaired) -> None:
+        if outcome.done:
+            self._add("repaired")
+            self._add(f"repaired_{kind}")
+        elif outcome.outcome == Discrepancy.Repair.FAILED:
+            self._add("repair_failed")
+
+    def _add(self, name: str) -> None:
+        self.counts[name] = self.counts.get(name, 0) + 1
+        if name in ("repaired", "repair_failed"):
+            self.heartbeat.count(**{name: 1})
+
+
+def _delete_extras(s3, run, key_range, heartbeat, tally, findings, repaired) -> None:
+    """Delete the range's stored extras (a pair that mirrors deletes); each deleted one gets a
+    finding."""
+    rows = list(
+        Discrepancy.objects.filter(
+            run=run, range_index=key_range.index, kind=Discrepancy.Kind.EXTRA
+        ).order_by("id")
+    )
+    if not rows:
+        return
+    delete_extras(
+        s3,
+        run.pair,
+        rows,
+        threads=settings.RECONCILE_REPAIR_THREADS,
+        on_done=lambda: heartbeat.beat(tally.scanned),
+    )
+    Discrepancy.objects.bulk_update(
+        rows, ["repaired", "repair_outcome", "repair_error"], batch_size=FLUSH_ROWS
+    )
+    for row in rows:
+        repaired.record(Discrepancy.Kind.EXTRA, Repaired(row.repair_outcome, row.repair_error))
+        if row.repaired:
+            findings.deleted(run.pair.relative_source_key(row.key))
 
 
 def _entries(
     pages: Iterator[list[Entry]],
-    heartbeat: "Heartbeat",
+    heartbeat: Heartbeat,
     tally: Tally,
     sampler: BoundarySampler | None = None,
 ) -> Iterator[Entry]:
@@ -502,193 +420,18 @@ def _entries(
 _KEY = attrgetter("key")
 
 
-def _repair(
-    s3, pair, rows: list[Discrepancy], heartbeat: "Heartbeat", tally: Tally, findings
-) -> dict[str, int]:
-    """Repair the kept rows; the counts of what it fixed, by kind, and of what failed."""
-    wanted_kinds = repairable_kinds(pair)
-    wanted = [row for row in rows if row.kind in wanted_kinds]
-    repair(
-        s3,
-        pair,
-        wanted,
-        threads=settings.RECONCILE_REPAIR_THREADS,
-        on_done=lambda: heartbeat.beat(tally.scanned),
-    )
-    Discrepancy.objects.bulk_update(
-        wanted, ["repaired", "repair_outcome", "repair_error"], batch_size=_FLUSH_ROWS
-    )
-    counts = {"repaired": 0, "repair_failed": 0}
-    for row in wanted:
-        if row.repaired:
-            counts["repaired"] += 1
-            counts[f"repaired_{row.kind}"] = counts.get(f"repaired_{row.kind}", 0) + 1
-            if row.repair_outcome == Discrepancy.Repair.COPIED:
-                findings.repaired(pair.relative_source_key(row.key), row.source_last_modified)
-        elif row.repair_outcome == Discrepancy.Repair.FAILED:
-            counts["repair_failed"] += 1
-    findings.flush()
-    return counts
-
-
-class Heartbeat:
-    """Saves progress and the heartbeat every few seconds; reports progress more often.
-
-    The save is conditional on the run still running: a run failed meanwhile (by another
-    range or by the reaper) raises RunAbandoned here, and this range stops.
-    """
-
-    def __init__(
-        self,
-        run_id: int,
-        on_progress: ProgressCallback | None = None,
-        *,
-        key_range: ReconcileRange | None = None,
-    ):
-        self.run_id = run_id
-        self.key_range = key_range
-        self.on_progress = on_progress
-        self.every = settings.RECONCILE_PROGRESS_SECONDS
-        self.saved_at = time.monotonic()
-        self.saved = 0
-        self.reported = 0
-
-    def beat(self, scanned: int, *, force: bool = False) -> None:
-        now = time.monotonic()
-        if force or now - self.saved_at >= self.every:
-            updated = ReconcileRun.objects.filter(id=self.run_id, status=Status.RUNNING).update(
-                objects_scanned=F("objects_scanned") + (scanned - self.saved),
-                heartbeat_at=timezone.now(),
-            )
-            if not updated:
-                raise RunAbandoned
-            if self.key_range is not None:
-                ours = ReconcileRange.objects.filter(
-                    id=self.key_range.id, attempt=self.key_range.attempt
-                ).update(heartbeat_at=timezone.now())
-                if not ours:
-                    raise RangeSuperseded
-            self.saved, self.saved_at = scanned, now
-        if self.on_progress and scanned != self.reported:
-            self.on_progress(scanned - self.reported)
-            self.reported = scanned
-
-
-class DiscrepancyWriter:
-    """Stores discrepancy rows in batches, at most RECONCILE_MAX_DISCREPANCY_ROWS per run.
-
-    Ranges of one run write concurrently, so each batch first reserves its share of the cap
-    on the run row; once the cap is reached rows are dropped (the counts stay complete).
-    """
-
-    def __init__(self, run: ReconcileRun, *, keep_for_repair: bool, range_index: int | None = None):
-        self.run = run
-        self.range_index = range_index
-        self.cap = settings.RECONCILE_MAX_DISCREPANCY_ROWS
-        self.keep_for_repair = keep_for_repair
-        self.pending: list[Difference] = []
-        self.kept: list[Discrepancy] = []
-        self.full = False
-
-    def add(self, difference: Difference) -> None:
-        if self.full:
-            return
-        self.pending.append(difference)
-        if len(self.pending) >= _FLUSH_ROWS:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self.pending:
-            return
-        granted = self._reserve(len(self.pending))
-        differences = self.pending[:granted]
-        if granted < len(self.pending):
-            self.full = True
-        self.pending = []
-        if not differences:
-            return
-        if self.keep_for_repair:
-            # The repair updates the rows it acts on: model instances, with their ids.
-            rows = [self._row(d) for d in differences]
-            Discrepancy.objects.bulk_create(rows)
-            self.kept.extend(rows)
-        else:
-            insert_discrepancies(self.run, self.range_index, differences)
-
-    def _row(self, difference: Difference) -> Discrepancy:
-        values = _values(self.run.pair.source_prefix, self.range_index, difference)
-        return Discrepancy(run=self.run, **dict(zip(_DIFFERENCE_COLUMNS, values, strict=True)))
-
-    def _reserve(self, wanted: int) -> int:
-        with transaction.atomic():
-            stored = (
-                ReconcileRun.objects.select_for_update()
-                .values_list("discrepancies_stored", flat=True)
-                .get(id=self.run.id)
-            )
-            granted = max(0, min(wanted, self.cap - stored))
-            if granted:
-                ReconcileRun.objects.filter(id=self.run.id).update(
-                    discrepancies_stored=F("discrepancies_stored") + granted
-                )
-        return granted
-
-
-# What a difference says of itself, the same for a model instance and an inserted row.
-_DIFFERENCE_COLUMNS = (
-    "key",
-    "range_index",
-    "kind",
-    "source_size",
-    "source_etag",
-    "source_last_modified",
-    "backup_size",
-    "backup_etag",
-    "backup_last_modified",
-)
-
-
-def _values(prefix: str, range_index: int | None, difference: Difference) -> tuple:
-    """``difference`` as the values of _DIFFERENCE_COLUMNS."""
-    source, backup = difference.source, difference.backup
-    return (
-        # The source key as S3 names it, the one convention for people (see Discrepancy).
-        prefix + difference.key,
-        range_index,
-        difference.kind,
-        source.size if source else None,
-        source.etag if source else "",
-        source.last_modified if source else None,
-        backup.size if backup else None,
-        backup.etag if backup else "",
-        backup.last_modified if backup else None,
-    )
-
-
-def insert_discrepancies(run: ReconcileRun, range_index: int | None, differences) -> None:
-    """The rows DiscrepancyWriter._row would make, in multi-row INSERTs without model
-    instances (a tenth of bulk_create's CPU: tens of thousands of rows in a large run)."""
-    columns = ("run", *_DIFFERENCE_COLUMNS, "repaired", "repair_outcome", "repair_error")
-    fields = [Discrepancy._meta.get_field(name) for name in columns]
-    moment = Discrepancy._meta.get_field("source_last_modified")
-    prepared: dict = {}  # a listing repeats few distinct timestamps
-
-    def when(value):
-        if value not in prepared:
-            prepared[value] = moment.get_db_prep_save(value, connection)
-        return prepared[value]
-
-    prefix = run.pair.source_prefix
-    rows = []
-    for d in differences:
-        values = [
-            when(v) if isinstance(v, datetime) else v for v in _values(prefix, range_index, d)
-        ]
-        rows.append((run.id, *values, False, "", ""))
-    insert_rows(Discrepancy, fields, rows)
-
-
 # --- Ending it --------------------------------------------------------------------------------
+
+
+# What a range's repair counted (RepairCounts), summed into the run's fields of those names.
+_REPAIR_COUNTS = (
+    "repair_total",
+    "repaired",
+    "repair_failed",
+    "repaired_missing",
+    "repaired_mismatched",
+    "repaired_extra",  # the run's extras_deleted
+)
 
 
 def finish_run(run_id: int) -> ReconcileRun | None:
@@ -703,14 +446,17 @@ def finish_run(run_id: int) -> ReconcileRun | None:
             return run
         tally = Tally()
         boundaries: list[str] = []
-        fixed = {kind: 0 for kind in ("missing", "mismatched", "extra")}
+        # The live repair counts the heartbeats saved may include an attempt that was taken
+        # over: the ranges' own counts are exact.
+        repair = dict.fromkeys(_REPAIR_COUNTS, 0)
         for r in ranges:
             tally.add(Tally.from_dict(r.counts))
-            run.repaired += r.counts.get("repaired", 0)
-            run.repair_failed += r.counts.get("repair_failed", 0)
-            for kind in fixed:
-                fixed[kind] += r.counts.get(f"repaired_{kind}", 0)
+            for name in repair:
+                repair[name] += r.counts.get(name, 0)
             boundaries.extend(r.boundaries)
+        repair["extras_deleted"] = repair.pop("repaired_extra")
+        for name, value in repair.items():
+            setattr(run, name, value)
         for name, value in tally.as_dict().items():
             setattr(run, name, value)
         run.objects_scanned = tally.scanned
@@ -718,72 +464,14 @@ def finish_run(run_id: int) -> ReconcileRun | None:
         run.status = Status.SUCCEEDED
         # The raw counts stay as found; the verdict is about the backup as the repair left it.
         run.verdict = verdict(
-            missing=run.missing - fixed["missing"],
-            mismatched=run.mismatched - fixed["mismatched"],
-            extra=run.extra - fixed["extra"],
+            missing=run.missing - run.repaired_missing,
+            mismatched=run.mismatched - run.repaired_mismatched,
+            extra=run.extra - run.extras_deleted,
             unverified=run.unverified,
             mirror_deletes=run.pair.mirror_deletes,
+            source_objects=run.source_objects,
+            destination_objects=run.destination_objects,
         )
         run.finished_at = run.heartbeat_at = timezone.now()
         run.save()
     return run
-
-
-def fail_run(
-    run_id: int,
-    reason: str,
-    *,
-    statuses: Iterable[str] = ReconcileRun.ACTIVE,
-    heartbeat_before: datetime | None = None,
-) -> bool:
-    """Mark a run failed with a one-line reason, unless it already ended. True if it was.
-
-    ``heartbeat_before`` makes it conditional on the run still being silent, in the same
-    statement: a slow worker that reported a moment ago is not failed.
-    """
-    now = timezone.now()
-    runs = ReconcileRun.objects.filter(id=run_id, status__in=list(statuses))
-    if heartbeat_before is not None:
-        runs = runs.filter(heartbeat_at__lt=heartbeat_before)
-    with transaction.atomic():
-        failed = runs.update(
-            status=Status.FAILED, finished_at=now, heartbeat_at=now, error=reason[:2000]
-        )
-        if failed:
-            ReconcileRange.objects.filter(
-                run_id=run_id, status__in=[RangeStatus.QUEUED, RangeStatus.RUNNING]
-            ).update(status=RangeStatus.FAILED)
-    return bool(failed)
-
-
-def reap_stalled_runs(now: datetime | None = None, *, pair_id: int | None = None) -> list[int]:
-    """Fail runs whose worker is gone: running without a heartbeat, or queued for too long.
-
-    Beat calls it every minute for all pairs; ``request_run`` for one pair, lazily.
-    """
-    now = now or timezone.now()
-    silent_since = now - timedelta(seconds=settings.RECONCILE_HEARTBEAT_TIMEOUT)
-    queued_since = now - timedelta(seconds=settings.RECONCILE_QUEUED_TIMEOUT)
-    reaped = []
-    runs = (
-        ReconcileRun.objects.all()
-        if pair_id is None
-        else ReconcileRun.objects.filter(pair_id=pair_id)
-    )
-    stalled = runs.filter(status=Status.RUNNING, heartbeat_at__lt=silent_since)
-    for run_id, heartbeat_at in stalled.values_list("id", "heartbeat_at"):
-        reason = (
-            f"the worker stopped reporting (no heartbeat since {heartbeat_at:%Y-%m-%d %H:%M:%S} "
-            "UTC): it was killed, lost its connection or ran out of memory. Run it again."
-        )
-        if fail_run(run_id, reason, statuses=[Status.RUNNING], heartbeat_before=silent_since):
-            reaped.append(run_id)
-    never_started = runs.filter(status=Status.QUEUED, heartbeat_at__lt=queued_since)
-    for run_id in never_started.values_list("id", flat=True):
-        reason = (
-            f"no worker started it within {settings.RECONCILE_QUEUED_TIMEOUT // 60} minutes: "
-            "check that a Celery worker is running and reaches the broker"
-        )
-        if fail_run(run_id, reason, statuses=[Status.QUEUED], heartbeat_before=queued_since):
-            reaped.append(run_id)
-    return reaped

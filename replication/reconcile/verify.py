@@ -28,7 +28,7 @@ from replication.reconcile.checksums import (
     settle,
     worth_checking,
 )
-from replication.reconcile.diff import Difference, Tally
+from replication.reconcile.diff import UNVERIFIED, Difference, Entry, Tally
 from replication.reconcile.listing import Side
 
 log = logging.getLogger(__name__)
@@ -44,15 +44,24 @@ Heads = tuple[ObjectChecksum | None, ObjectChecksum | None]
 
 
 def head_checksum(
-    s3, bucket: str, key: str, failures: list[str] | None = None
+    s3, bucket: str, key: str, failures: list[str] | None = None, listed: Entry | None = None
 ) -> ObjectChecksum | None:
     """The object's checksum as HEAD reports it, or None if the HEAD failed (said in
-    ``failures``)."""
+    ``failures``). A HEAD refused with 400 is what S3 answers for an object encrypted with
+    a customer key (SSE-C) asked without it: given the ``listed`` entry, that is the listed
+    object with an ETag that is no MD5."""
     try:
         response = s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
-    except (ClientError, BotoCoreError) as exc:
+    except ClientError as exc:
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if status == 400 and listed is not None:
+            return ObjectChecksum(listed.etag, listed.size, etag_is_md5=False)
         if failures is not None:
             failures.append(f"s3://{bucket}/{key}: {exc}")  # list.append is atomic
+        return None
+    except BotoCoreError as exc:
+        if failures is not None:
+            failures.append(f"s3://{bucket}/{key}: {exc}")
         return None
     return from_head(response)
 
@@ -76,11 +85,20 @@ def second_opinion(
 
     def heads(difference: Difference) -> Heads:
         source_key = source.prefix + difference.key
-        source_head = head_checksum(s3, source.bucket, source_key, failures)
-        if source_head is None or source_head.algorithm is None:
-            return source_head, None  # nothing to compare the backup's with: spare its HEAD
+        source_head = head_checksum(s3, source.bucket, source_key, failures, difference.source)
+        if source_head is None or (
+            source_head.algorithm is None
+            # Nothing to compare the backup's checksum with, and nothing its encryption could
+            # change: an unverified object stays so, a mismatch with an encrypted source is
+            # unverified already. A plain source's mismatch asks whether the backup is
+            # encrypted (a KMS backup of a plain source is the usual case).
+            and (difference.kind == UNVERIFIED or not source_head.etag_is_md5)
+        ):
+            return source_head, None  # spare the backup's HEAD
         backup_key = backup.prefix + difference.key
-        return source_head, head_checksum(s3, backup.bucket, backup_key, failures)
+        return source_head, head_checksum(
+            s3, backup.bucket, backup_key, failures, difference.backup
+        )
 
     def resolve(difference: Difference, future: Future | None) -> Difference:
         if future is None:

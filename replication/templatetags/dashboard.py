@@ -6,6 +6,7 @@ from django import template
 from django.utils.html import format_html
 
 from replication.dashboard import humanize
+from replication.reconcile import wording
 
 register = template.Library()
 
@@ -40,3 +41,15 @@ def percent(part: int | None, whole: int | None) -> int:
     if not whole:
         return 0
     return max(0, min(100, round(100 * (part or 0) / whole)))
+
+
+@register.filter
+def verdict_label(run) -> str:
+    """The verdict as its badge says it ("in sync after repair"); see reconcile/wording.py."""
+    return wording.verdict_label(run)
+
+
+@register.filter
+def verdict_detail(run) -> str:
+    """What stands beside a run's verdict badge: what a repair did, and objects in flight."""
+    return wording.verdict_detail(run)
