@@ -50,8 +50,10 @@ format: $(STAMP)
 worker: $(STAMP)
 	$(BIN)/celery -A backupsite worker --loglevel INFO
 
+# beat keeps its own bookkeeping (when each entry last ran) in var/, which git ignores.
 beat: $(STAMP)
-	$(BIN)/celery -A backupsite beat --loglevel INFO
+	mkdir -p var
+	$(BIN)/celery -A backupsite beat --loglevel INFO --schedule var/celerybeat-schedule
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,5 +1,6 @@
 """The demo (`make demo`) and the one local S3 that every process of a local setup shares."""
 
+import logging
 import threading
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -181,6 +182,7 @@ def test_seeding_reports_copies_failures_and_finds_the_unannounced_objects_missi
     assert late.lag >= scenario.LATE_BY
     run = ReconcileRun.objects.get(pair=pair)
     assert run.status == "succeeded"
+    assert run.trigger == "scheduled"  # the demo's own run, not a person's
     assert run.missing == 2 + 1 + 2  # unannounced, denied, throttled and never retried
     assert password
 
@@ -195,3 +197,27 @@ def test_running_the_seed_again_starts_the_demo_pairs_afresh(
 
     assert CopyEvent.objects.filter(pair__name="demo-small").count() == 12
     assert ReconcileRun.objects.get(pair__name="demo-small").missing == 0
+
+
+def test_the_demo_writes_its_log_records_to_a_file_not_to_the_terminal(settings, tmp_path, capsys):
+    from replication.management.commands.demo import quiet_logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    settings.BASE_DIR = tmp_path
+    try:
+        path = quiet_logging()
+        logging.getLogger("backupsite.replicator").error('{"message": "copy failed"}')
+        for handler in root.handlers:
+            handler.flush()
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+            handler.close()
+        for handler in handlers:
+            root.addHandler(handler)
+        root.setLevel(level)
+    assert path == tmp_path / "var" / "demo.log"
+    assert 'ERROR backupsite.replicator {"message": "copy failed"}' in path.read_text()
+    captured = capsys.readouterr()
+    assert "copy failed" not in captured.out + captured.err

@@ -1,10 +1,13 @@
+import logging
 import random
 import time
+from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from replication.demo import scenario, seed
+from replication.demo.scheduler import local_scheduler
 from replication.demo.stack import Stack, StackError, bucket_help
 
 TRICKLE_SECONDS = 2.0
@@ -33,10 +36,11 @@ class Command(BaseCommand):
                 "AWS_ACCESS_KEY_ID is set: unset them, or set EMBEDDED_S3=true"
             )
         started = time.monotonic()
+        log_file = quiet_logging()
         key, password = seed.reset_database()
         self.stdout.write("Demo pairs, ingest key and user reset (other pairs are kept).")
         try:
-            with Stack() as stack:
+            with Stack(log_file=log_file) as stack:
                 if not stack.start_s3():
                     self.stdout.write(
                         f"Using the local S3 already running on port {settings.EMBEDDED_S3_PORT}"
@@ -49,15 +53,19 @@ class Command(BaseCommand):
                 self.stdout.write(
                     self.style.SUCCESS(f"Seeded in {time.monotonic() - started:.0f} s.")
                 )
+                self.stdout.write(
+                    f"The scenario's expected failures and the servers' logs: {_shown(log_file)}"
+                )
                 self.stdout.write(f"Login: {scenario.DEMO_USER} / {password}")
                 if seed_only:
                     return
                 self.stdout.write(bucket_help())
-                self.stdout.write(
-                    f"Dashboard: {site}/  (a write every {TRICKLE_SECONDS:.0f} s, a reconcile "
-                    f"every {RECONCILE_EVERY_SECONDS:.0f} s). Ctrl-C stops everything."
-                )
-                self._trickle(stack, demo)
+                with local_scheduler(self.stdout.write):
+                    self.stdout.write(
+                        f"Dashboard: {site}/  (a write every {TRICKLE_SECONDS:.0f} s, a reconcile "
+                        f"every {RECONCILE_EVERY_SECONDS:.0f} s). Ctrl-C stops everything."
+                    )
+                    self._trickle(stack, demo)
         except StackError as error:
             raise CommandError(str(error)) from None
         except KeyboardInterrupt:
@@ -78,3 +86,27 @@ class Command(BaseCommand):
 
     def _say(self, line: str) -> None:
         self.stdout.write(f"  {line}")
+
+
+def quiet_logging() -> Path:
+    """Send every log record of this process to var/demo.log instead of the terminal.
+
+    The scenario fails copies on purpose (AccessDenied, SlowDown) and the handler logs each
+    as an error, as it should on Lambda; in the terminal they would bury the summary.
+    """
+    path = Path(settings.BASE_DIR) / "var" / "demo.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    return path
+
+
+def _shown(path: Path) -> Path:
+    try:
+        return path.relative_to(Path.cwd())
+    except ValueError:
+        return path
