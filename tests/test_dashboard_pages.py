@@ -397,3 +397,13 @@ def test_the_admin_writes_times_in_utc_for_the_page_to_localise(client, db):
     body = client.get("/admin/replication/ingestkey/").content.decode()
     assert f"{key.created_at:%Y-%m-%d %H:%M} UTC" in body
     assert "dashboard/localtime.js" in body
+
+
+def test_a_young_pair_says_not_enough_data_yet_instead_of_drawing_a_dot(client, viewer, pair):
+    record_events(pair, *({"event_time": recent(2), "finished_at": recent(1)} for _ in range(3)))
+    overview = client.get("/").content.decode()
+    assert "not enough data yet" in overview
+    assert 'class="spark"' not in overview
+    week = client.get("/pairs/photos/?window=7d").content.decode()
+    assert week.count("Not enough data yet") == 2  # the lag and the throughput charts
+    assert "chart-plot" not in week
