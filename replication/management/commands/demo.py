@@ -26,8 +26,14 @@ class Command(BaseCommand):
         parser.add_argument(
             "--seed-only", action="store_true", help="stop everything once seeded (for CI)"
         )
+        parser.add_argument(
+            "--screenshots",
+            metavar="DIR",
+            help="once seeded, save screenshots of its pages in DIR, then stop (`make "
+            "screenshots`; needs Chromium and Playwright)",
+        )
 
-    def handle(self, *args, port: int, seed_only: bool, **options):
+    def handle(self, *args, port: int, seed_only: bool, screenshots: str | None, **options):
         if settings.PRODUCTION:
             raise CommandError("refused in production: the demo writes made-up pairs")
         if not settings.EMBEDDED_S3:
@@ -57,7 +63,9 @@ class Command(BaseCommand):
                     f"The scenario's expected failures and the servers' logs: {_shown(log_file)}"
                 )
                 self.stdout.write(f"Login: {scenario.DEMO_USER} / {password}")
-                if seed_only:
+                if screenshots:
+                    self._screenshots(site, password, Path(screenshots))
+                if seed_only or screenshots:
                     return
                 self.stdout.write(bucket_help())
                 with local_scheduler(self.stdout.write):
@@ -83,6 +91,15 @@ class Command(BaseCommand):
                 last_reconcile = time.monotonic()
             time.sleep(TRICKLE_SECONDS)
         raise CommandError("a demo process exited; stopping the others")
+
+    def _screenshots(self, site: str, password: str, directory: Path) -> None:
+        from replication.demo import screenshots as camera
+
+        shown = camera.pages([plan.name for plan in scenario.PAIRS])
+        try:
+            camera.take(site, scenario.DEMO_USER, password, directory, shown, say=self._say)
+        except (ImportError, FileNotFoundError) as error:
+            raise CommandError(f"no screenshots: {error}") from None
 
     def _say(self, line: str) -> None:
         self.stdout.write(f"  {line}")
