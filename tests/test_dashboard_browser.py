@@ -450,3 +450,108 @@ def test_the_admin_shows_times_in_the_viewers_zone_with_utc_on_hover(
     assert stamp.get_attribute("title") == f"{key.created_at:%Y-%m-%d %H:%M}:00 UTC"
     assert "UTC" not in stamp.inner_text()
     assert "backupsite" in page.title()
+
+
+# --- the demo ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def seeded_demo(live_server, transactional_db, local_s3):
+    """The demo's three pairs, seeded as `make demo` does (through the real handler, ingest
+    API and reconcile), with fewer objects each so the test stays short."""
+    from dataclasses import replace
+
+    from replication.demo import scenario, seed
+
+    plans = [replace(plan, objects=60, throttled=min(plan.throttled, 6)) for plan in scenario.PAIRS]
+    key, password = seed.reset_database(plans)
+    seed.Demo(f"{live_server.url}/api/v1/events", key, say=lambda line: None, plans=plans).seed()
+    return scenario.DEMO_USER, password
+
+
+def backup_lacks(pair, key: str) -> bool:
+    from botocore.exceptions import ClientError
+
+    from replication import s3 as s3_clients
+
+    try:
+        s3_clients.client().head_object(Bucket=pair.backup_bucket, Key=pair.backup_key(key))
+    except ClientError:
+        return True
+    return False
+
+
+def failures_listed(page) -> list[str]:
+    return [cell.strip() for cell in page.locator("#failures td.key").all_inner_texts()]
+
+
+def demo_truth(page, site: str, shots: Path, width: int) -> dict[str, dict]:
+    """Each demo pair as the overview and its page show it, with the listed open failures
+    of objects absent from the backup."""
+    from replication.models import BucketPair
+
+    seen = {}
+    page.goto(f"{site}/")
+    assert_fits(page, f"demo overview at {width} px")
+    page.screenshot(path=shots / f"demo-overview-{width}.png", full_page=True)
+    names = page.locator("table.pairs a.pair-name").all_inner_texts()
+    for name in names:
+        row = page.locator("table.pairs tbody tr", has=page.locator("a.pair-name", has_text=name))
+        seen[name] = {"badge": row.locator(".badge").inner_text(), "row": row.inner_text()}
+    for name in names:
+        page.goto(f"{site}/pairs/{name}/")
+        assert_fits(page, f"{name} at {width} px")
+        page.screenshot(path=shots / f"demo-{name}-{width}.png", full_page=True)
+        pair = BucketPair.objects.get(name=name)
+        head = page.locator(".page-head").first.inner_text()
+        latest = page.locator("table", has=page.locator("th", has_text="Verdict"))
+        seen[name] |= {
+            "head": head,
+            "latest_run": latest.locator("tbody tr").first.inner_text() if latest.count() else "",
+            "absent": [key for key in failures_listed(page) if backup_lacks(pair, key)],
+        }
+        runs = page.locator("table", has=page.locator("th", has_text="Verdict")).locator("a")
+        if width == 1400 and runs.count():
+            runs.first.click()
+            page.wait_for_load_state()
+            assert_fits(page, f"{name}'s latest run at {width} px")
+            page.screenshot(path=shots / f"demo-{name}-run-{width}.png", full_page=True)
+    return seen
+
+
+def assert_truthful(seen: dict[str, dict]) -> None:
+    """No pair reads OK or "in sync" while its page lists an open failure of an object the
+    backup does not hold."""
+    for name, shown in seen.items():
+        if not shown["absent"]:
+            continue
+        where = (name, shown["absent"][:3], shown)
+        assert shown["badge"] != "OK", where
+        for surface in ("row", "head", "latest_run"):
+            assert "in sync" not in shown[surface].lower(), (surface, *where)
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="needs the status room (H2): a failed copy still counts as in flight, so the run "
+    "that follows reads 'in sync' (DESIGN.md, Reconcile and Dashboard)",
+)
+@pytest.mark.parametrize("viewport", ["page", "phone"])
+def test_the_demo_never_reads_ok_or_in_sync_while_its_backup_lacks_a_failed_object(
+    request, viewport, seeded_demo, live_server, shots
+):
+    page = request.getfixturevalue(viewport)
+    width = 1400 if viewport == "page" else 390
+    user, password = seeded_demo
+    page.goto(f"{live_server.url}/admin/login/?next=/")
+    page.fill("#id_username", user)
+    page.fill("#id_password", password)
+    page.click("input[type=submit]")
+    page.wait_for_load_state()
+
+    seen = demo_truth(page, live_server.url, shots, width)
+
+    assert set(seen) == {"demo-photos", "demo-logs", "demo-invoices"}
+    # The scenario does fail copies that no retry saved: the check below is not vacuous.
+    assert any(shown["absent"] for shown in seen.values()), seen
+    assert_truthful(seen)

@@ -1,15 +1,12 @@
 """The demo (`make demo`) and the one local S3 that every process of a local setup shares."""
 
 import logging
-import threading
 from dataclasses import replace
 from datetime import UTC, datetime
 
 import boto3
 import pytest
 from django.core.management import call_command
-from moto.core import DEFAULT_ACCOUNT_ID
-from moto.s3.models import s3_backends
 
 from replication import lambda_function
 from replication import s3 as s3_clients
@@ -53,28 +50,6 @@ def test_an_objects_body_depends_only_on_its_key_and_version():
 
 
 # --- one local S3 -----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def local_s3(settings, monkeypatch):
-    """A local S3 server on a free port, as `make run` starts it, and the settings using it.
-
-    In a test the server shares this process's moto backend: it is emptied before and after.
-    """
-    backend = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
-    backend.reset()
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        monkeypatch.delenv(name, raising=False)
-    server = s3_clients.make_local_s3_server(0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    settings.EMBEDDED_S3 = True
-    settings.EMBEDDED_S3_PORT = server.server_port
-    monkeypatch.setattr(s3_clients, "_embedded_endpoint", None)
-    s3_clients.reset_clients()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    server.server_close()
-    backend.reset()
 
 
 def test_a_process_uses_the_local_s3_already_running_on_the_known_port(local_s3, caplog):
@@ -221,3 +196,20 @@ def test_the_demo_writes_its_log_records_to_a_file_not_to_the_terminal(settings,
     assert 'ERROR backupsite.replicator {"message": "copy failed"}' in path.read_text()
     captured = capsys.readouterr()
     assert "copy failed" not in captured.out + captured.err
+
+
+def test_the_demo_pairs_are_reconciled_by_the_schedule_and_labelled_so(transactional_db, local_s3):
+    from replication.demo.scheduler import Scheduler
+
+    seed.reset_database([SMALL])
+    for bucket in (SMALL.source_bucket, SMALL.backup_bucket):
+        s3_clients.client().create_bucket(Bucket=bucket)
+    pair = BucketPair.objects.get(name="demo-small")
+    assert pair.reconcile_every_minutes == SMALL.reconcile_every_minutes
+
+    scheduler = Scheduler()
+    (due,) = [job for job in scheduler.jobs if job.name == "reconcile-due-pairs"]
+    assert scheduler.run(due)
+
+    run = ReconcileRun.objects.get(pair=pair)
+    assert (run.trigger, run.status) == ("scheduled", "succeeded")

@@ -324,7 +324,7 @@ def reset_database(plans=scenario.PAIRS) -> tuple[IngestKey, str]:
             backup_bucket=plan.backup_bucket,
             mirror_deletes=plan.mirror_deletes,
             grace_seconds=plan.grace_seconds,
-            reconcile_every_minutes=None,
+            reconcile_every_minutes=plan.reconcile_every_minutes,
         )
         pair.full_clean()
         pair.save()
