@@ -82,7 +82,12 @@ def test_overview_without_pairs_says_how_to_add_one(client, viewer):
 def test_overview_lists_pairs_worst_first_with_reason_and_figures(client, viewer):
     healthy = make_pair(name="aaa-healthy")
     broken = make_pair(name="zzz-broken", grace_seconds=60)
-    record_events(healthy, {"event_time": recent(2), "finished_at": recent(1)})
+    record_events(
+        healthy,
+        {"event_time": recent(2), "finished_at": recent(1)},
+        # Copies in two hours: enough for the 24 h sparkline to draw a line.
+        {"event_time": recent(121), "finished_at": recent(120)},
+    )
     record_events(
         broken,
         {"status": "failed", "event_time": recent(60), "finished_at": recent(59)},
@@ -273,7 +278,7 @@ def test_a_run_that_ran_without_a_broker_lands_on_its_outcome_and_duration(
     assert run.status == ReconcileRun.Status.SUCCEEDED
     assert response.redirect_chain[-1][0] == reverse("dashboard:run", args=[run.pk])
     assert f"Run #{run.pk} of photos finished: " in body
-    assert "It ran here, without a worker, in " in body
+    assert ". It ran here, without a worker, in " in body
     assert " · took " in body
     assert "<progress" not in body
 

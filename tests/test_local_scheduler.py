@@ -151,3 +151,26 @@ def test_health_evaluated_by_the_scheduler_sends_the_alert(settings):
     assert len(mail.outbox) == 1
     assert "photos" in mail.outbox[0].subject
     assert "CRITICAL" in mail.outbox[0].subject.upper()
+
+
+def test_make_run_and_make_demo_run_the_schedule_when_there_is_no_broker(settings):
+    from replication.demo.scheduler import local_scheduler
+
+    said = []
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    with local_scheduler(said.append) as scheduler:
+        assert scheduler is not None and scheduler._thread.is_alive()
+    assert not scheduler._thread.is_alive()
+    assert said[0].startswith("Periodic jobs run in this process: ")
+
+
+def test_with_a_broker_the_schedule_is_left_to_beat(settings):
+    from replication.demo.scheduler import local_scheduler
+
+    said = []
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    with local_scheduler(said.append) as scheduler:
+        assert scheduler is None
+    assert said == [
+        "REDIS_URL is set: periodic jobs run from beat (`make worker` and `make beat`)."
+    ]

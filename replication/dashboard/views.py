@@ -182,8 +182,10 @@ def pair_reconcile(request, name):
 def _ran_here(run: ReconcileRun) -> str:
     """What a run that ran inside the request found, and how long it took: without a broker
     it has ended before its page loads, so no progress bar is ever seen."""
-    took = f" It ran here, without a worker, in {duration(run.duration_s)}."
-    return outcome(run) + (took if run.duration_s is not None else "")
+    said = outcome(run)
+    if run.duration_s is None:
+        return said
+    return f"{said.rstrip('.')}. It ran here, without a worker, in {duration(run.duration_s)}."
 
 
 def favicon(request):

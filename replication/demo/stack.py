@@ -70,14 +70,15 @@ class Stack:
                 f"port {port} is already in use: stop what holds it, or choose another "
                 f"with PORT=... (make) or --port"
             )
+        site = f"http://127.0.0.1:{port}"
+        # The alerts this process sends (its local scheduler's) link to the site it serves.
+        settings.SITE_URL = site
         args = [sys.executable, MANAGE, "runserver", f"127.0.0.1:{port}"]
         if not reload:
             args.append("--noreload")
         process = self._popen(
             args,
-            self.child_env(
-                SITE_URL=f"http://127.0.0.1:{port}", **({"LOG_LEVEL": "WARNING"} if quiet else {})
-            ),
+            self.child_env(SITE_URL=site, **({"LOG_LEVEL": "WARNING"} if quiet else {})),
         )
         self.processes.append(("web server", process))
         url = f"http://127.0.0.1:{port}/healthz"
