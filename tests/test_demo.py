@@ -1,8 +1,10 @@
 """The demo (`make demo`) and the one local S3 that every process of a local setup shares."""
 
+import itertools
 import logging
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 import boto3
 import pytest
@@ -213,3 +215,25 @@ def test_the_demo_pairs_are_reconciled_by_the_schedule_and_labelled_so(transacti
 
     run = ReconcileRun.objects.get(pair=pair)
     assert (run.trigger, run.status) == ("scheduled", "succeeded")
+
+
+# --- the Makefile's local targets -------------------------------------------------------------
+
+MAKEFILE = (Path(__file__).resolve().parent.parent / "Makefile").read_text()
+
+
+def recipe(target: str) -> str:
+    """The lines of a Makefile target's recipe."""
+    lines = MAKEFILE.split(f"\n{target}:", 1)[1].split("\n")[1:]
+    return "\n".join(itertools.takewhile(lambda line: line.startswith("\t"), lines))
+
+
+def test_make_beat_keeps_its_schedule_file_in_var_which_git_ignores():
+    assert "--schedule var/celerybeat-schedule" in recipe("beat")
+    ignored = (Path(__file__).resolve().parent.parent / ".gitignore").read_text().split()
+    assert "/var/" in ignored
+
+
+def test_only_make_screenshots_writes_the_readme_screenshots():
+    assert "demo --port $(PORT) --screenshots docs/screenshots" in recipe("screenshots")
+    assert "docs/screenshots" not in recipe("test")

@@ -158,6 +158,9 @@ def local_scheduler(say: Callable[[str], None]) -> Iterator[Scheduler | None]:
         say("REDIS_URL is set: periodic jobs run from beat (`make worker` and `make beat`).")
         yield None
         return
+    # A line per job per minute ("Task ... succeeded") would drown the terminal; a job that
+    # fails is still logged, by Celery and by the scheduler.
+    logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
     with Scheduler() as scheduler:
         say(f"Periodic jobs run in this process: {scheduler.describe()}.")
         yield scheduler
