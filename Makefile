@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PORT ?= 8000
 S3_PORT ?= 5055
 
-.PHONY: run demo s3 test lint format worker beat clean
+.PHONY: run demo screenshots s3 test lint format worker beat clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found: set PYTHON=/path/to/python3.11"; exit 1; }
@@ -21,6 +21,15 @@ $(STAMP): requirements.txt requirements-dev.txt
 demo: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput
 	EMBEDDED_S3_PORT=$(S3_PORT) $(BIN)/python manage.py demo --port $(PORT) $(if $(SEED_ONLY),--seed-only)
+
+## screenshots: seed the demo on a throw-away SQLite file, then save the README's pictures of
+## it in docs/screenshots/ (Debian's Chromium through Playwright). Tests never write there.
+screenshots: $(STAMP)
+	mkdir -p var
+	rm -f var/screenshots.sqlite3
+	DATABASE_URL=sqlite:///$(CURDIR)/var/screenshots.sqlite3 $(BIN)/python manage.py migrate --noinput
+	DATABASE_URL=sqlite:///$(CURDIR)/var/screenshots.sqlite3 EMBEDDED_S3_PORT=$(S3_PORT) \
+		$(BIN)/python manage.py demo --port $(PORT) --screenshots docs/screenshots
 
 ## run: migrate the database (SQLite unless DATABASE_URL), start the local S3, serve on :$(PORT)
 run: $(STAMP)
@@ -50,8 +59,10 @@ format: $(STAMP)
 worker: $(STAMP)
 	$(BIN)/celery -A backupsite worker --loglevel INFO
 
+# beat keeps its own bookkeeping (when each entry last ran) in var/, which git ignores.
 beat: $(STAMP)
-	$(BIN)/celery -A backupsite beat --loglevel INFO
+	mkdir -p var
+	$(BIN)/celery -A backupsite beat --loglevel INFO --schedule var/celerybeat-schedule
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

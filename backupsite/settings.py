@@ -97,6 +97,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# Times in the admin read "2026-11-27 14:02 UTC", then the viewer's zone (backupsite/formats/).
+FORMAT_MODULE_PATH = ["backupsite.formats"]
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"

@@ -4,6 +4,9 @@ from django.urls import include, path
 from replication.ingest.views import post_events
 from replication.monitoring import views as monitoring
 
+# The admin's pages (login included) say whose they are.
+admin.site.site_header = admin.site.site_title = "backupsite"
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     # No login on these three: machines and READMEs read them (see DESIGN.md, "Dashboard").

@@ -167,3 +167,33 @@ def fill():
             backend.put_object(bucket, key, body)
 
     return fill
+
+
+@pytest.fixture
+def local_s3(settings, monkeypatch):
+    """A local S3 server on a free port, as `make run` starts it, and the settings using it.
+
+    In a test the server shares this process's moto backend: it is emptied before and after.
+    Shared by the demo's tests and the browser test of the demo.
+    """
+    import threading
+
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.s3.models import s3_backends
+
+    from replication import s3 as s3_clients
+
+    backend = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
+    backend.reset()
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    server = s3_clients.make_local_s3_server(0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    settings.EMBEDDED_S3 = True
+    settings.EMBEDDED_S3_PORT = server.server_port
+    monkeypatch.setattr(s3_clients, "_embedded_endpoint", None)
+    s3_clients.reset_clients()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+    backend.reset()

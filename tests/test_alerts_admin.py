@@ -71,6 +71,15 @@ def test_a_channel_with_a_bad_target_is_refused_with_the_reason(
     assert not AlertChannel.objects.exists()
 
 
+@pytest.mark.parametrize("target", ["", "   "])
+def test_a_channel_without_a_target_gets_one_error_for_one_mistake(admin_client, target):
+    response = add_channel(admin_client, kind="email", target=target)
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert errors == {"target": ["This field is required."]}
+    assert not AlertChannel.objects.exists()
+
+
 def test_send_test_notification_sends_and_records_it(admin_client, mailoutbox):
     channel = AlertChannel.objects.create(name="ops", kind="email", target="ops@example.com")
     response = send_test(admin_client, channel)

@@ -1,8 +1,9 @@
 """The dashboard in a real browser (Debian's Chromium driven by Playwright).
 
 Log in, watch a pair go from OK to CRITICAL after a failing copy, press "Reconcile now" and
-follow the run's progress bar to its verdict without reloading. Screenshots of each page go
-to docs/screenshots/ for the README.
+follow the run's progress bar to its verdict without reloading; the seeded demo at 1,400 and
+390 px. Screenshots of the pages go to a temporary directory, or to SCREENSHOTS_DIR when set,
+to look at; never to docs/screenshots/, which `make screenshots` takes of the demo.
 
 The broker is the one thing replaced: the button's task is recorded instead of sent, and
 the test then plays the worker, so the page is seen while the run is queued and running.
@@ -23,7 +24,6 @@ from replication.models import ReconcileRun
 from tests.factories import record_events
 
 CHROMIUM = "/usr/bin/chromium"
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -35,6 +35,26 @@ CHROMIUM_ARGS = [
 ]
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module", autouse=True)
+def readme_screenshots_untouched():
+    """Only `make screenshots` writes docs/screenshots/: testing leaves a checkout clean."""
+    folder = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+    before = {path.name: path.read_bytes() for path in folder.glob("*.png")}
+    yield
+    after = {path.name: path.read_bytes() for path in folder.glob("*.png")}
+    assert after == before, "a browser test wrote docs/screenshots/"
+
+
+@pytest.fixture(scope="session")
+def shots(tmp_path_factory) -> Path:
+    """Where the tests' screenshots go: SCREENSHOTS_DIR, or a fresh temporary directory."""
+    chosen = os.environ.get("SCREENSHOTS_DIR")
+    if chosen:
+        Path(chosen).mkdir(parents=True, exist_ok=True)
+        return Path(chosen)
+    return tmp_path_factory.mktemp("screenshots")
 
 
 @pytest.fixture
@@ -95,7 +115,7 @@ def a_day_of_copies() -> list[dict]:
 
 
 def test_operator_sees_a_failure_and_follows_a_reconcile_to_its_verdict(
-    page, live_server, transactional_db, s3, monkeypatch
+    page, live_server, transactional_db, s3, monkeypatch, shots
 ):
     from tests.factories import make_pair
 
@@ -131,7 +151,7 @@ def test_operator_sees_a_failure_and_follows_a_reconcile_to_its_verdict(
     page.reload()
     assert row.locator(".badge").inner_text() == "CRITICAL"
     assert "1 copy failing" in row.inner_text()
-    page.screenshot(path=SCREENSHOTS / "overview.png")
+    page.screenshot(path=shots / "overview.png")
 
     sent = []
     monkeypatch.setattr(
@@ -141,7 +161,7 @@ def test_operator_sees_a_failure_and_follows_a_reconcile_to_its_verdict(
     )
     row.locator("a.pair-name").click()
     assert "img/lost.jpg" in page.locator("#failures").inner_text()
-    page.screenshot(path=SCREENSHOTS / "pair.png", full_page=True)
+    page.screenshot(path=shots / "pair.png", full_page=True)
     page.get_by_role("button", name="Reconcile now").click()
 
     page.wait_for_selector("progress.progress")
@@ -168,7 +188,7 @@ def test_operator_sees_a_failure_and_follows_a_reconcile_to_its_verdict(
     stamp = page.locator("#run-summary time").first
     assert stamp.get_attribute("title").endswith(" UTC")
     assert "UTC" not in stamp.inner_text()
-    page.screenshot(path=SCREENSHOTS / "run.png", full_page=True)
+    page.screenshot(path=shots / "run.png", full_page=True)
 
 
 # The document must never scroll sideways on a phone: only a wide table may, inside its own
@@ -283,7 +303,7 @@ def seed_what_a_phone_must_fit() -> ReconcileRun:
     return run
 
 
-def test_every_page_fits_a_phone(phone, live_server, transactional_db):
+def test_every_page_fits_a_phone(phone, live_server, transactional_db, shots):
     User.objects.create_superuser("ops", password="correct horse")
     phone.goto(f"{live_server.url}/")
     assert_fits(phone, "login")
@@ -300,7 +320,7 @@ def test_every_page_fits_a_phone(phone, live_server, transactional_db):
     first = phone.locator("table.pairs tbody tr").first
     assert first.locator(".badge").inner_text() == "CRITICAL"
     assert first.locator("td[data-label='Open failures']").is_visible()
-    phone.screenshot(path=SCREENSHOTS / "overview-390.png", full_page=True)
+    phone.screenshot(path=shots / "overview-390.png", full_page=True)
 
     phone.goto(f"{live_server.url}/pairs/photos/")
     assert_fits(phone, "pair")
@@ -311,7 +331,7 @@ def test_every_page_fits_a_phone(phone, live_server, transactional_db):
     # Buttons are big enough to tap.
     button = phone.get_by_role("button", name="Reconcile now").bounding_box()
     assert button["height"] >= 40
-    phone.screenshot(path=SCREENSHOTS / "pair-390.png")
+    phone.screenshot(path=shots / "pair-390.png")
 
     for path in (
         "/pairs/customer-invoices-archive-eu-west-1-long-term-retention/",
@@ -343,3 +363,195 @@ def test_a_new_secret_fits_a_phone(phone, live_server, transactional_db):
     phone.click("input[name=_save]")
     assert "Alert channel pager created" in phone.locator("main, #content").first.inner_text()
     assert_fits(phone, "webhook channel created")
+
+
+# --- desktop rough edges ----------------------------------------------------------------------
+
+# Each element's text and the number of lines it is rendered on (a cell is as tall as its
+# row, so its height says nothing: its text's line boxes do).
+LINES = """(selector) => [...document.querySelectorAll(selector)].map((el) => {
+  const range = document.createRange();
+  range.selectNodeContents(el);
+  const tops = new Set([...range.getClientRects()].map((r) => Math.round(r.top)));
+  return { text: el.innerText, lines: tops.size };
+})"""
+
+
+def log_in(page, url: str) -> None:
+    page.goto(f"{url}/admin/login/?next=/")
+    page.fill("#id_username", "ops")
+    page.fill("#id_password", "correct horse")
+    page.click("input[type=submit]")
+    page.wait_for_load_state()
+
+
+def test_etags_on_a_run_page_keep_to_one_line_at_1400_px(
+    page, live_server, transactional_db, shots
+):
+    User.objects.create_superuser("ops", password="correct horse")
+    run = seed_what_a_phone_must_fit()
+    log_in(page, live_server.url)
+    page.goto(f"{live_server.url}/runs/{run.pk}/")
+    etags = [cell for cell in page.evaluate(LINES, "td.etag") if cell["text"].strip()]
+    page.screenshot(path=shots / "run-etags-1400.png", full_page=True)
+    assert etags and all(cell["lines"] == 1 for cell in etags), etags
+    assert_fits(page, "run page at 1,400 px")
+
+
+def test_the_admins_notification_list_shows_every_column_at_1400_px(
+    page, live_server, transactional_db, shots
+):
+    from replication.models import AlertChannel, HealthChange, Notification
+    from tests.factories import make_pair
+
+    User.objects.create_superuser("ops", password="correct horse")
+    pair = make_pair(name="customer-invoices-archive-eu-west-1-long-term-retention")
+    change = HealthChange.objects.create(
+        pair=pair,
+        sequence=1,
+        to_state="critical",
+        reason=f"1 copy failing: {LONG_KEY}",
+    )
+    channel = AlertChannel.objects.create(
+        name="ops-pager-escalation-primary", kind="webhook", target="https://hooks.example.com/x"
+    )
+    Notification.objects.create(
+        change=change,
+        channel=channel,
+        kind="alert",
+        state="critical",
+        status="failed",
+        attempts=5,
+        last_error="HTTPSConnectionPool(host='hooks.example.com', port=443): Max retries exceeded "
+        "with url: /backupsite/alerts/primary (Caused by NewConnectionError('<urllib3.connection."
+        "HTTPSConnection object at 0x7f0c2a1b3d90>: Failed to establish a new connection: "
+        "[Errno 111] Connection refused'))",
+    )
+    log_in(page, live_server.url)
+    page.goto(f"{live_server.url}/admin/replication/notification/")
+    page.screenshot(path=shots / "admin-notifications-1400.png", full_page=True)
+    # The list scrolls inside its own box: the error column must be within that box's view.
+    error = page.locator("#result_list td.field-last_error").first.bounding_box()
+    box = page.locator("#changelist .results").bounding_box()
+    assert error["x"] + error["width"] <= box["x"] + box["width"] + 0.5, (error, box)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1400
+
+
+def test_the_admin_shows_times_in_the_viewers_zone_with_utc_on_hover(
+    page, live_server, transactional_db
+):
+    from replication.models import IngestKey
+
+    User.objects.create_superuser("ops", password="correct horse")
+    key = IngestKey.objects.create(name="photos-lambda")
+    log_in(page, live_server.url)
+    page.goto(f"{live_server.url}/admin/replication/ingestkey/")
+    stamp = page.locator("#result_list time").first
+    assert stamp.get_attribute("title") == f"{key.created_at:%Y-%m-%d %H:%M}:00 UTC"
+    assert "UTC" not in stamp.inner_text()
+    assert "backupsite" in page.title()
+
+
+# --- the demo ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def seeded_demo(live_server, transactional_db, local_s3):
+    """The demo's three pairs, seeded as `make demo` does (through the real handler, ingest
+    API and reconcile), with fewer objects each so the test stays short."""
+    from dataclasses import replace
+
+    from replication.demo import scenario, seed
+
+    plans = [replace(plan, objects=60, throttled=min(plan.throttled, 6)) for plan in scenario.PAIRS]
+    key, password = seed.reset_database(plans)
+    seed.Demo(f"{live_server.url}/api/v1/events", key, say=lambda line: None, plans=plans).seed()
+    return scenario.DEMO_USER, password
+
+
+def backup_lacks(pair, key: str) -> bool:
+    from botocore.exceptions import ClientError
+
+    from replication import s3 as s3_clients
+
+    try:
+        s3_clients.client().head_object(Bucket=pair.backup_bucket, Key=pair.backup_key(key))
+    except ClientError:
+        return True
+    return False
+
+
+def failures_listed(page) -> list[str]:
+    return [cell.strip() for cell in page.locator("#failures td.key").all_inner_texts()]
+
+
+def demo_truth(page, site: str, shots: Path, width: int) -> dict[str, dict]:
+    """Each demo pair as the overview and its page show it, with the listed open failures
+    of objects absent from the backup."""
+    from replication.models import BucketPair
+
+    seen = {}
+    page.goto(f"{site}/")
+    assert_fits(page, f"demo overview at {width} px")
+    page.screenshot(path=shots / f"demo-overview-{width}.png", full_page=True)
+    names = page.locator("table.pairs a.pair-name").all_inner_texts()
+    for name in names:
+        row = page.locator("table.pairs tbody tr", has=page.locator("a.pair-name", has_text=name))
+        seen[name] = {"badge": row.locator(".badge").inner_text(), "row": row.inner_text()}
+    for name in names:
+        page.goto(f"{site}/pairs/{name}/")
+        assert_fits(page, f"{name} at {width} px")
+        page.screenshot(path=shots / f"demo-{name}-{width}.png", full_page=True)
+        pair = BucketPair.objects.get(name=name)
+        head = page.locator(".page-head").first.inner_text()
+        latest = page.locator("table", has=page.locator("th", has_text="Verdict"))
+        seen[name] |= {
+            "head": head,
+            "latest_run": latest.locator("tbody tr").first.inner_text() if latest.count() else "",
+            "absent": [key for key in failures_listed(page) if backup_lacks(pair, key)],
+        }
+        runs = page.locator("table", has=page.locator("th", has_text="Verdict")).locator("a")
+        if width == 1400 and runs.count():
+            runs.first.click()
+            page.wait_for_load_state()
+            assert_fits(page, f"{name}'s latest run at {width} px")
+            page.screenshot(path=shots / f"demo-{name}-run-{width}.png", full_page=True)
+    return seen
+
+
+def assert_truthful(seen: dict[str, dict]) -> None:
+    """No pair reads OK or "in sync" while its page lists an open failure of an object the
+    backup does not hold."""
+    for name, shown in seen.items():
+        if not shown["absent"]:
+            continue
+        where = (name, shown["absent"][:3], shown)
+        assert shown["badge"] != "OK", where
+        for surface in ("row", "head", "latest_run"):
+            assert "in sync" not in shown[surface].lower(), (surface, *where)
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="needs the status room (H2): a failed copy still counts as in flight, so the run "
+    "that follows reads 'in sync' (DESIGN.md, Reconcile and Dashboard)",
+)
+@pytest.mark.parametrize("viewport", ["page", "phone"])
+def test_the_demo_never_reads_ok_or_in_sync_while_its_backup_lacks_a_failed_object(
+    request, viewport, seeded_demo, live_server, shots
+):
+    page = request.getfixturevalue(viewport)
+    width = 1400 if viewport == "page" else 390
+    user, password = seeded_demo
+    page.goto(f"{live_server.url}/admin/login/?next=/")
+    page.fill("#id_username", user)
+    page.fill("#id_password", password)
+    page.click("input[type=submit]")
+    page.wait_for_load_state()
+
+    seen = demo_truth(page, live_server.url, shots, width)
+
+    assert set(seen) == {"demo-photos", "demo-logs", "demo-invoices"}
+    # The scenario does fail copies that no retry saved: the check below is not vacuous.
+    assert any(shown["absent"] for shown in seen.values()), seen
+    assert_truthful(seen)

@@ -76,6 +76,23 @@ def test_sparkline_of_no_data_is_empty():
     assert not charts.sparkline([None, 3.0, 4.0]).empty
 
 
+def test_a_sparkline_of_a_single_hour_is_too_little_to_draw():
+    """A freshly started pair has one hour of copies: a lone dot, said in words instead."""
+    assert charts.sparkline([None] * 23 + [3.0]).too_little
+    assert not charts.sparkline([None] * 22 + [2.0, 3.0]).too_little
+    assert not charts.sparkline([None, None]).too_little  # empty, which says "no copies"
+
+
+def test_charts_with_everything_in_one_bucket_are_too_little_to_draw():
+    lines = charts.line_chart({"p50": [None, None, 1.0], "p95": [None, None, 2.0]})
+    assert lines.filled == 1 and lines.too_little
+    assert not charts.line_chart({"p50": [1.0, None, 2.0], "p95": [None] * 3}).too_little
+    bars = charts.bar_chart([0, 0, 40], [0, 0, 2], ["a", "b", "c"])
+    assert bars.filled == 1 and bars.too_little
+    assert not charts.bar_chart([1, 0, 40], [0, 0, 0], ["a", "b", "c"]).too_little
+    assert not charts.bar_chart([0, 0], [0, 0], ["a", "b"]).too_little  # empty instead
+
+
 def test_line_chart_draws_the_objective_only_when_it_is_on_the_scale():
     near = charts.line_chart({"p95": [10, 20]}, height=100, reference=15)
     assert near.top == 20 and near.reference_y == 25

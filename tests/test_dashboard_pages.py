@@ -3,6 +3,7 @@
 import csv
 import io
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Permission, User
@@ -81,7 +82,12 @@ def test_overview_without_pairs_says_how_to_add_one(client, viewer):
 def test_overview_lists_pairs_worst_first_with_reason_and_figures(client, viewer):
     healthy = make_pair(name="aaa-healthy")
     broken = make_pair(name="zzz-broken", grace_seconds=60)
-    record_events(healthy, {"event_time": recent(2), "finished_at": recent(1)})
+    record_events(
+        healthy,
+        {"event_time": recent(2), "finished_at": recent(1)},
+        # Copies in two hours: enough for the 24 h sparkline to draw a line.
+        {"event_time": recent(121), "finished_at": recent(120)},
+    )
     record_events(
         broken,
         {"status": "failed", "event_time": recent(60), "finished_at": recent(59)},
@@ -203,6 +209,16 @@ def test_asking_while_a_run_is_active_shows_that_run(client, operator, pair):
     assert ReconcileRun.objects.count() == 1
 
 
+def test_repair_asked_while_a_plain_run_is_active_says_the_repair_was_not_started(
+    client, operator, pair
+):
+    active = ReconcileRun.objects.create(pair=pair, status="running")
+    response = client.post("/pairs/photos/reconcile/", {"repair": "1"}, follow=True)
+    assert response.redirect_chain[-1][0] == reverse("dashboard:run", args=[active.pk])
+    assert "The repair was not started" in response.content.decode()
+    assert ReconcileRun.objects.get().repair is False
+
+
 def test_pair_page_links_to_the_active_run_instead_of_the_buttons(client, operator, pair):
     active = ReconcileRun.objects.create(pair=pair, status="queued")
     body = client.get("/pairs/photos/").content.decode()
@@ -247,6 +263,24 @@ def test_reconcile_without_a_broker_runs_in_process_and_says_what_it_found(clien
     assert run.status == ReconcileRun.Status.FAILED  # no S3 in this test
     assert f"Run #{run.pk} of photos failed: " in body
     assert "The queue is unavailable" not in body
+
+
+def test_a_run_that_ran_without_a_broker_lands_on_its_outcome_and_duration(
+    client, operator, pair, s3
+):
+    """No worker: the run has ended before its page loads; the page says what it found and
+    how long it took, instead of a progress bar that never moves."""
+    s3.put_object(Bucket="photos-src", Key="a.txt", Body=b"x")
+    s3.put_object(Bucket="photos-bak", Key="a.txt", Body=b"x")
+    response = client.post("/pairs/photos/reconcile/", follow=True)
+    body = response.content.decode()
+    run = ReconcileRun.objects.get()
+    assert run.status == ReconcileRun.Status.SUCCEEDED
+    assert response.redirect_chain[-1][0] == reverse("dashboard:run", args=[run.pk])
+    assert f"Run #{run.pk} of photos finished: " in body
+    assert ". It ran here, without a worker, in " in body
+    assert " · took " in body
+    assert "<progress" not in body
 
 
 # --- Run page ---------------------------------------------------------------------------------
@@ -331,9 +365,50 @@ def test_csv_streams_every_discrepancy_with_formulas_neutralised(client, viewer,
     response = client.get(f"/runs/{run.pk}/discrepancies.csv")
     assert response.streaming
     assert response["Content-Type"].startswith("text/csv")
-    assert "attachment" in response["Content-Disposition"]
+    assert response["Content-Disposition"] == (
+        f'attachment; filename="photos-run-{run.pk}-discrepancies.csv"'
+    )
     rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
     assert rows[0][0] == "key"
     keys = [row[0] for row in rows[1:]]
     assert keys == ['\'=HYPERLINK("http://x")', "'+1", "'@SUM(A1)", "'-2", "plain/key.txt"]
     assert all(row[-1] == "'=cmd|' /C'" for row in rows[1:])
+
+
+# --- The site's icon --------------------------------------------------------------------------
+
+
+def test_favicon_ico_is_answered_without_a_login(client, db):
+    response = client.get("/favicon.ico")
+    assert response.status_code == 301
+    assert response["Location"].endswith("/dashboard/favicon.ico")
+    icon = Path(__file__).resolve().parent.parent / "static" / "dashboard" / "favicon.ico"
+    assert icon.read_bytes()[:4] == b"\x00\x00\x01\x00"  # an ICO file's header
+
+
+def test_the_login_page_is_branded(client, db):
+    body = client.get("/admin/login/").content.decode()
+    assert "Django administration" not in body
+    assert "backupsite" in body
+    assert "favicon" in body
+
+
+def test_the_admin_writes_times_in_utc_for_the_page_to_localise(client, db):
+    from replication.models import IngestKey
+
+    User.objects.create_superuser("admin", password="pw")
+    client.login(username="admin", password="pw")
+    key = IngestKey.objects.create(name="lambda")
+    body = client.get("/admin/replication/ingestkey/").content.decode()
+    assert f"{key.created_at:%Y-%m-%d %H:%M} UTC" in body
+    assert "dashboard/localtime.js" in body
+
+
+def test_a_young_pair_says_not_enough_data_yet_instead_of_drawing_a_dot(client, viewer, pair):
+    record_events(pair, *({"event_time": recent(2), "finished_at": recent(1)} for _ in range(3)))
+    overview = client.get("/").content.decode()
+    assert "not enough data yet" in overview
+    assert 'class="spark"' not in overview
+    week = client.get("/pairs/photos/?window=7d").content.decode()
+    assert week.count("Not enough data yet") == 2  # the lag and the throughput charts
+    assert "chart-plot" not in week

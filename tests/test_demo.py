@@ -1,14 +1,14 @@
 """The demo (`make demo`) and the one local S3 that every process of a local setup shares."""
 
-import threading
+import itertools
+import logging
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 import boto3
 import pytest
 from django.core.management import call_command
-from moto.core import DEFAULT_ACCOUNT_ID
-from moto.s3.models import s3_backends
 
 from replication import lambda_function
 from replication import s3 as s3_clients
@@ -52,28 +52,6 @@ def test_an_objects_body_depends_only_on_its_key_and_version():
 
 
 # --- one local S3 -----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def local_s3(settings, monkeypatch):
-    """A local S3 server on a free port, as `make run` starts it, and the settings using it.
-
-    In a test the server shares this process's moto backend: it is emptied before and after.
-    """
-    backend = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
-    backend.reset()
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        monkeypatch.delenv(name, raising=False)
-    server = s3_clients.make_local_s3_server(0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    settings.EMBEDDED_S3 = True
-    settings.EMBEDDED_S3_PORT = server.server_port
-    monkeypatch.setattr(s3_clients, "_embedded_endpoint", None)
-    s3_clients.reset_clients()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    server.server_close()
-    backend.reset()
 
 
 def test_a_process_uses_the_local_s3_already_running_on_the_known_port(local_s3, caplog):
@@ -181,6 +159,7 @@ def test_seeding_reports_copies_failures_and_finds_the_unannounced_objects_missi
     assert late.lag >= scenario.LATE_BY
     run = ReconcileRun.objects.get(pair=pair)
     assert run.status == "succeeded"
+    assert run.trigger == "scheduled"  # the demo's own run, not a person's
     assert run.missing == 2 + 1 + 2  # unannounced, denied, throttled and never retried
     assert password
 
@@ -195,3 +174,66 @@ def test_running_the_seed_again_starts_the_demo_pairs_afresh(
 
     assert CopyEvent.objects.filter(pair__name="demo-small").count() == 12
     assert ReconcileRun.objects.get(pair__name="demo-small").missing == 0
+
+
+def test_the_demo_writes_its_log_records_to_a_file_not_to_the_terminal(settings, tmp_path, capsys):
+    from replication.management.commands.demo import quiet_logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    settings.BASE_DIR = tmp_path
+    try:
+        path = quiet_logging()
+        logging.getLogger("backupsite.replicator").error('{"message": "copy failed"}')
+        for handler in root.handlers:
+            handler.flush()
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+            handler.close()
+        for handler in handlers:
+            root.addHandler(handler)
+        root.setLevel(level)
+    assert path == tmp_path / "var" / "demo.log"
+    assert 'ERROR backupsite.replicator {"message": "copy failed"}' in path.read_text()
+    captured = capsys.readouterr()
+    assert "copy failed" not in captured.out + captured.err
+
+
+def test_the_demo_pairs_are_reconciled_by_the_schedule_and_labelled_so(transactional_db, local_s3):
+    from replication.demo.scheduler import Scheduler
+
+    seed.reset_database([SMALL])
+    for bucket in (SMALL.source_bucket, SMALL.backup_bucket):
+        s3_clients.client().create_bucket(Bucket=bucket)
+    pair = BucketPair.objects.get(name="demo-small")
+    assert pair.reconcile_every_minutes == SMALL.reconcile_every_minutes
+
+    scheduler = Scheduler()
+    (due,) = [job for job in scheduler.jobs if job.name == "reconcile-due-pairs"]
+    assert scheduler.run(due)
+
+    run = ReconcileRun.objects.get(pair=pair)
+    assert (run.trigger, run.status) == ("scheduled", "succeeded")
+
+
+# --- the Makefile's local targets -------------------------------------------------------------
+
+MAKEFILE = (Path(__file__).resolve().parent.parent / "Makefile").read_text()
+
+
+def recipe(target: str) -> str:
+    """The lines of a Makefile target's recipe."""
+    lines = MAKEFILE.split(f"\n{target}:", 1)[1].split("\n")[1:]
+    return "\n".join(itertools.takewhile(lambda line: line.startswith("\t"), lines))
+
+
+def test_make_beat_keeps_its_schedule_file_in_var_which_git_ignores():
+    assert "--schedule var/celerybeat-schedule" in recipe("beat")
+    ignored = (Path(__file__).resolve().parent.parent / ".gitignore").read_text().split()
+    assert "/var/" in ignored
+
+
+def test_only_make_screenshots_writes_the_readme_screenshots():
+    assert "demo --port $(PORT) --screenshots docs/screenshots" in recipe("screenshots")
+    assert "docs/screenshots" not in recipe("test")

@@ -60,10 +60,16 @@ class Sparkline:
     height: int
     lines: list[str]
     peak: float | None  # the largest value drawn, for the tooltip
+    filled: int = 0  # how many buckets have a value
 
     @property
     def empty(self) -> bool:
         return not self.lines
+
+    @property
+    def too_little(self) -> bool:
+        """One bucket with data draws a lone dot: a young pair says so in words instead."""
+        return not self.empty and self.filled < 2
 
 
 def sparkline(values: Sequence[float | None], width: int = 120, height: int = 24) -> Sparkline:
@@ -72,7 +78,7 @@ def sparkline(values: Sequence[float | None], width: int = 120, height: int = 24
     # One pixel of margin top and bottom so the stroke is not clipped.
     lines = polylines(values, width, height - 2, peak or 1.0)
     lines = [" ".join(_shift(point, 1) for point in line.split()) for line in lines]
-    return Sparkline(width, height, lines, peak)
+    return Sparkline(width, height, lines, peak, filled=len(known))
 
 
 def _shift(point: str, dy: float) -> str:
@@ -105,10 +111,17 @@ class Chart:
     bars: list[Bar] = field(default_factory=list)
     reference_y: float | None = None  # a horizontal line, e.g. the lag objective
     gridlines: list[tuple[float, float]] = field(default_factory=list)  # (y, value)
+    filled: int = 0  # how many buckets have data
 
     @property
     def empty(self) -> bool:
         return not self.series and not any(bar.height for bar in self.bars)
+
+    @property
+    def too_little(self) -> bool:
+        """Everything in one bucket (a pair younger than one): a frame with a lone dot or bar
+        says less than a sentence."""
+        return not self.empty and self.filled < 2
 
 
 def _gridlines(top: float, height: float) -> list[tuple[float, float]]:
@@ -130,6 +143,8 @@ def line_chart(
     peak = max(known) if known else 0.0
     top = nice_ceiling(peak)
     chart = Chart(width, height, top, gridlines=_gridlines(top, height))
+    columns = zip(*series.values(), strict=True)
+    chart.filled = sum(1 for column in columns if any(v is not None for v in column))
     if reference is not None and reference <= top:
         chart.reference_y = height - reference * height / top
     for name, values in series.items():
@@ -150,6 +165,7 @@ def bar_chart(
     totals = [c + f for c, f in zip(copies, failures, strict=True)]
     top = nice_ceiling(max(totals, default=0))
     chart = Chart(width, height, top, gridlines=_gridlines(top, height))
+    chart.filled = sum(1 for total in totals if total)
     if not totals:
         return chart
     slot = width / len(totals)

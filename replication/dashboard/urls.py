@@ -6,6 +6,7 @@ app_name = "dashboard"
 
 urlpatterns = [
     path("", views.overview, name="overview"),
+    path("favicon.ico", views.favicon, name="favicon"),
     path("pairs/<slug:name>/", views.pair_detail, name="pair"),
     path("pairs/<slug:name>/reconcile/", views.pair_reconcile, name="pair-reconcile"),
     path("runs/<int:run_id>/", views.run_detail, name="run"),

@@ -7,12 +7,14 @@ from django.core.paginator import Paginator
 from django.db.models import Count
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.templatetags.static import static
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from replication.alerts.history import recent_changes
 from replication.dashboard import charts, facts, series
 from replication.dashboard.export import HEADER, csv_lines
+from replication.dashboard.humanize import duration
 from replication.dashboard.windows import SPARKLINE_WINDOW, WINDOWS, window_named
 from replication.models import BucketPair, CopyEvent, Discrepancy, ObjectState, ReconcileRun
 from replication.reconcile.wording import outcome
@@ -149,9 +151,17 @@ def pair_reconcile(request, name):
         pair, trigger=ReconcileRun.Trigger.MANUAL, requested_by=request.user, repair=repair
     )
     if not created:
-        messages.info(
-            request, f"A reconcile of {pair.name} is already {run.status}: this is that run."
-        )
+        if repair and not run.repair:
+            messages.warning(
+                request,
+                f"The repair was not started: a reconcile of {pair.name} without repair is "
+                f"already {run.status} (this is that run). Press “Reconcile and repair” again "
+                "once it has finished.",
+            )
+        else:
+            messages.info(
+                request, f"A reconcile of {pair.name} is already {run.status}: this is that run."
+            )
     elif was_not_queued(run):
         # start_reconcile saved the run as failed with the broker's error: nothing stays queued.
         messages.error(
@@ -160,13 +170,27 @@ def pair_reconcile(request, name):
             "Check that Redis and a Celery worker are running, then try again.",
         )
     elif run.status == ReconcileRun.Status.FAILED:
-        messages.error(request, outcome(run))  # ran in-process (no broker) and failed
+        messages.error(request, _ran_here(run))  # ran in-process (no broker) and failed
     elif run.status == ReconcileRun.Status.SUCCEEDED:
-        messages.success(request, outcome(run))  # ran in-process (no broker)
+        messages.success(request, _ran_here(run))  # ran in-process (no broker)
     else:
         kind = "reconcile and repair" if repair else "reconcile"
         messages.success(request, f"The {kind} of {pair.name} is queued as run #{run.pk}.")
     return redirect("dashboard:run", run_id=run.pk)
+
+
+def _ran_here(run: ReconcileRun) -> str:
+    """What a run that ran inside the request found, and how long it took: without a broker
+    it has ended before its page loads, so no progress bar is ever seen."""
+    said = outcome(run)
+    if run.duration_s is None:
+        return said
+    return f"{said.rstrip('.')}. It ran here, without a worker, in {duration(run.duration_s)}."
+
+
+def favicon(request):
+    """Browsers ask for /favicon.ico whatever the page links; the file is a static one."""
+    return redirect(static("dashboard/favicon.ico"), permanent=True)
 
 
 def _run_or_404(run_id):
@@ -242,9 +266,10 @@ def run_progress(request, run_id):
 @login_required
 @require_GET
 def run_discrepancies_csv(request, run_id):
-    run = get_object_or_404(ReconcileRun, pk=run_id)
+    run = get_object_or_404(ReconcileRun.objects.select_related("pair"), pk=run_id)
     rows = run.discrepancies.order_by("id").values_list(*HEADER).iterator(chunk_size=2000)
     response = StreamingHttpResponse(csv_lines(rows), content_type="text/csv; charset=utf-8")
-    filename = f"{run.pair_id}-run-{run.pk}-discrepancies.csv"
+    # Pair names are slugs: safe in a header, and what a person recognises in a folder.
+    filename = f"{run.pair.name}-run-{run.pk}-discrepancies.csv"
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response

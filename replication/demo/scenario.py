@@ -23,6 +23,8 @@ class PairPlan:
     backup_bucket: str
     objects: int
     grace_seconds: int = 60
+    # Reconciled on this schedule by `make demo`'s in-process scheduler, as beat would.
+    reconcile_every_minutes: int = 5
     source_prefix: str = ""
     mirror_deletes: bool = False
     # Keys the demo makes fail, and keys written to the source without any event.

@@ -275,7 +275,8 @@ class Demo:
 
     def reconcile(self, pair_name: str) -> ReconcileRun | None:
         pair = BucketPair.objects.get(name=pair_name)
-        run, created = reconcile.request_run(pair, trigger=ReconcileRun.Trigger.MANUAL)
+        # The demo's own runs, on its timetable: nobody pressed a button for them.
+        run, created = reconcile.request_run(pair, trigger=ReconcileRun.Trigger.SCHEDULED)
         if not created:
             return None
         inline.reconcile_inline(run.pk, processes=1)  # small buckets: forking costs more
@@ -324,7 +325,7 @@ def reset_database(plans=scenario.PAIRS) -> tuple[IngestKey, str]:
             backup_bucket=plan.backup_bucket,
             mirror_deletes=plan.mirror_deletes,
             grace_seconds=plan.grace_seconds,
-            reconcile_every_minutes=None,
+            reconcile_every_minutes=plan.reconcile_every_minutes,
         )
         pair.full_clean()
         pair.save()

@@ -24,8 +24,10 @@ class StackError(RuntimeError):
 
 
 class Stack:
-    def __init__(self) -> None:
+    def __init__(self, log_file: Path | None = None) -> None:
         self.processes: list[tuple[str, subprocess.Popen]] = []
+        # Where the children write, when not to the terminal (the demo keeps it quiet).
+        self.log_file = log_file
 
     def __enter__(self) -> "Stack":
         # Ctrl-C, a closed terminal or a plain `kill` all stop the children too: they run in
@@ -38,6 +40,14 @@ class Stack:
     def __exit__(self, *exc) -> None:
         self.stop()
 
+    def _popen(self, args: list[str], env: dict[str, str]) -> subprocess.Popen:
+        if self.log_file is None:
+            return subprocess.Popen(args, env=env, start_new_session=True)  # noqa: S603
+        with open(self.log_file, "ab") as log:  # the child keeps a descriptor of its own
+            return subprocess.Popen(  # noqa: S603  (our own interpreter and manage.py)
+                args, env=env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT
+            )
+
     def child_env(self, **extra: str) -> dict[str, str]:
         env = {**os.environ, **extra}
         env["EMBEDDED_S3"] = "true"
@@ -49,11 +59,7 @@ class Stack:
         port = settings.EMBEDDED_S3_PORT
         if s3.is_listening(port):
             return False
-        process = subprocess.Popen(  # noqa: S603  (our own interpreter and manage.py)
-            [sys.executable, MANAGE, "local_s3", "--quiet"],
-            env=self.child_env(),
-            start_new_session=True,
-        )
+        process = self._popen([sys.executable, MANAGE, "local_s3", "--quiet"], self.child_env())
         self.processes.append(("local S3", process))
         self._wait(lambda: s3.is_listening(port), "local S3", process, f"port {port}")
         return True
@@ -64,15 +70,15 @@ class Stack:
                 f"port {port} is already in use: stop what holds it, or choose another "
                 f"with PORT=... (make) or --port"
             )
+        site = f"http://127.0.0.1:{port}"
+        # The alerts this process sends (its local scheduler's) link to the site it serves.
+        settings.SITE_URL = site
         args = [sys.executable, MANAGE, "runserver", f"127.0.0.1:{port}"]
         if not reload:
             args.append("--noreload")
-        process = subprocess.Popen(  # noqa: S603
+        process = self._popen(
             args,
-            env=self.child_env(
-                SITE_URL=f"http://127.0.0.1:{port}", **({"LOG_LEVEL": "WARNING"} if quiet else {})
-            ),
-            start_new_session=True,
+            self.child_env(SITE_URL=site, **({"LOG_LEVEL": "WARNING"} if quiet else {})),
         )
         self.processes.append(("web server", process))
         url = f"http://127.0.0.1:{port}/healthz"
@@ -83,7 +89,10 @@ class Stack:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise StackError(f"the {name} exited with status {process.returncode}")
+                where_logged = f" (its output: {self.log_file})" if self.log_file else ""
+                raise StackError(
+                    f"the {name} exited with status {process.returncode}{where_logged}"
+                )
             if ready():
                 return
             time.sleep(0.2)

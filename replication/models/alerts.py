@@ -151,6 +151,8 @@ class AlertChannel(models.Model):
         return f"{self.name} ({self.get_kind_display()})"
 
     def clean(self) -> None:
+        if not self.target.strip():
+            return  # the field's own "required" error says so; a second would repeat it
         problem = target_problem(self.kind, self.target)
         if problem:
             raise ValidationError({"target": problem})

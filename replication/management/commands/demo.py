@@ -1,14 +1,16 @@
+import logging
 import random
 import time
+from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from replication.demo import scenario, seed
+from replication.demo.scheduler import local_scheduler
 from replication.demo.stack import Stack, StackError, bucket_help
 
 TRICKLE_SECONDS = 2.0
-RECONCILE_EVERY_SECONDS = 120.0
 
 
 class Command(BaseCommand):
@@ -23,8 +25,14 @@ class Command(BaseCommand):
         parser.add_argument(
             "--seed-only", action="store_true", help="stop everything once seeded (for CI)"
         )
+        parser.add_argument(
+            "--screenshots",
+            metavar="DIR",
+            help="once seeded, save screenshots of its pages in DIR, then stop (`make "
+            "screenshots`; needs Chromium and Playwright)",
+        )
 
-    def handle(self, *args, port: int, seed_only: bool, **options):
+    def handle(self, *args, port: int, seed_only: bool, screenshots: str | None, **options):
         if settings.PRODUCTION:
             raise CommandError("refused in production: the demo writes made-up pairs")
         if not settings.EMBEDDED_S3:
@@ -33,10 +41,11 @@ class Command(BaseCommand):
                 "AWS_ACCESS_KEY_ID is set: unset them, or set EMBEDDED_S3=true"
             )
         started = time.monotonic()
+        log_file = quiet_logging()
         key, password = seed.reset_database()
         self.stdout.write("Demo pairs, ingest key and user reset (other pairs are kept).")
         try:
-            with Stack() as stack:
+            with Stack(log_file=log_file) as stack:
                 if not stack.start_s3():
                     self.stdout.write(
                         f"Using the local S3 already running on port {settings.EMBEDDED_S3_PORT}"
@@ -49,32 +58,71 @@ class Command(BaseCommand):
                 self.stdout.write(
                     self.style.SUCCESS(f"Seeded in {time.monotonic() - started:.0f} s.")
                 )
-                self.stdout.write(f"Login: {scenario.DEMO_USER} / {password}")
-                if seed_only:
+                self.stdout.write(
+                    f"The scenario's expected failures and the servers' logs: {_shown(log_file)}"
+                )
+                login = f"Login: {scenario.DEMO_USER} / {password}"
+                if seed_only or screenshots:
+                    self.stdout.write(login)
+                    if screenshots:
+                        self._screenshots(site, password, Path(screenshots))
                     return
                 self.stdout.write(bucket_help())
-                self.stdout.write(
-                    f"Dashboard: {site}/  (a write every {TRICKLE_SECONDS:.0f} s, a reconcile "
-                    f"every {RECONCILE_EVERY_SECONDS:.0f} s). Ctrl-C stops everything."
-                )
-                self._trickle(stack, demo)
+                every = sorted({plan.reconcile_every_minutes for plan in scenario.PAIRS})
+                with local_scheduler(self.stdout.write):
+                    self.stdout.write(
+                        f"Dashboard: {site}/  (a write every {TRICKLE_SECONDS:.0f} s; each pair "
+                        f"reconciled every {'/'.join(map(str, every))} min by the schedule). "
+                        "Ctrl-C stops everything."
+                    )
+                    # Last, where the eye lands: what to open and how to log in.
+                    self.stdout.write(login)
+                    self._trickle(stack, demo)
         except StackError as error:
             raise CommandError(str(error)) from None
         except KeyboardInterrupt:
             self.stdout.write("Stopped.")
 
     def _trickle(self, stack: Stack, demo: seed.Demo) -> None:
+        # The reconciles are the schedule's (reconcile-due-pairs), run by the local scheduler.
         steps = scenario.trickle_steps(random.Random())  # noqa: S311  (made-up traffic)
-        pairs = [plan.name for plan in scenario.PAIRS]
-        last_reconcile = time.monotonic()
         while all(process.poll() is None for _, process in stack.processes):
             demo.trickle(next(steps))
-            if time.monotonic() - last_reconcile >= RECONCILE_EVERY_SECONDS:
-                demo.reconcile(pairs[0])
-                pairs.append(pairs.pop(0))
-                last_reconcile = time.monotonic()
             time.sleep(TRICKLE_SECONDS)
         raise CommandError("a demo process exited; stopping the others")
 
+    def _screenshots(self, site: str, password: str, directory: Path) -> None:
+        from replication.demo import screenshots as camera
+
+        shown = camera.pages([plan.name for plan in scenario.PAIRS])
+        try:
+            camera.take(site, scenario.DEMO_USER, password, directory, shown, say=self._say)
+        except (ImportError, FileNotFoundError) as error:
+            raise CommandError(f"no screenshots: {error}") from None
+
     def _say(self, line: str) -> None:
         self.stdout.write(f"  {line}")
+
+
+def quiet_logging() -> Path:
+    """Send every log record of this process to var/demo.log instead of the terminal.
+
+    The scenario fails copies on purpose (AccessDenied, SlowDown) and the handler logs each
+    as an error, as it should on Lambda; in the terminal they would bury the summary.
+    """
+    path = Path(settings.BASE_DIR) / "var" / "demo.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    return path
+
+
+def _shown(path: Path) -> Path:
+    try:
+        return path.relative_to(Path.cwd())
+    except ValueError:
+        return path

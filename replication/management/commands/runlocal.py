@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from replication.demo.scheduler import local_scheduler
 from replication.demo.stack import Stack, StackError, bucket_help
 
 
@@ -25,10 +26,11 @@ class Command(BaseCommand):
                     )
                 self.stdout.write(bucket_help())
                 stack.start_web(port, reload=True)
-                self.stdout.write(
-                    f"Serving http://127.0.0.1:{port}/ (admin: /admin/). Ctrl-C stops it all."
-                )
-                stack.wait()
+                with local_scheduler(self.stdout.write):
+                    self.stdout.write(
+                        f"Serving http://127.0.0.1:{port}/ (admin: /admin/). Ctrl-C stops it all."
+                    )
+                    stack.wait()
         except StackError as error:
             raise CommandError(str(error)) from None
         except KeyboardInterrupt:
