@@ -83,7 +83,7 @@ def rows(report: Report) -> Iterator[list]:
         report.in_sync_days,
         f"of {len(report.counted_days)} days",
     ]
-    for verdict, n in sorted(report.runs_by_verdict.items()):
+    for verdict, n in report.verdict_counts:
         yield ["reconcile", "", f"runs_{verdict}", n, ""]
     for item in report.out_of_sync:
         yield [

@@ -158,6 +158,12 @@ class Report:
         return sum(d.in_sync for d in self.counted_days)
 
     @property
+    def verdict_counts(self) -> list[tuple[str, int]]:
+        """(verdict or "failed", runs), in the order people read them."""
+        order = [IN_SYNC, OUT_OF_SYNC, ReconcileRun.Verdict.UNPROVEN, "failed"]
+        return [(str(v), self.runs_by_verdict[v]) for v in order if self.runs_by_verdict[v]]
+
+    @property
     def runs(self) -> int:
         return sum(self.runs_by_verdict.values())
 
