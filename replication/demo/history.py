@@ -195,11 +195,6 @@ def seed_month(
     """Post each plan's month of copy results to the site through the ingest API, and record
     the runs and health changes that go with them. ``functions``: the Demo's deployed
     replicators by pair name (their configuration says where and how to post)."""
-    from django.db import transaction
-
-    from replication.models import BucketPair, HealthChange, ObjectState, ReconcileRun
-    from replication.models.events import Finding
-
     now = now or datetime.now(UTC)
     sequencer = Sequencers(start=int((now - timedelta(days=DAYS + 1)).timestamp() * 1e9))
     for plan in plans:
@@ -215,55 +210,7 @@ def seed_month(
                 f"{plan.name}: the month's history could not be posted; the demo goes on without it"
             )
             continue
-        pair = BucketPair.objects.get(name=plan.name)
-        with transaction.atomic():
-            BucketPair.objects.filter(pk=pair.pk).update(
-                created_at=history.start - timedelta(hours=1)
-            )
-            repair_run = None
-            for past in history.runs:
-                run = ReconcileRun.objects.create(
-                    pair=pair,
-                    trigger=ReconcileRun.Trigger.MANUAL
-                    if past.repair
-                    else ReconcileRun.Trigger.SCHEDULED,
-                    repair=past.repair,
-                    status=ReconcileRun.Status.SUCCEEDED,
-                    verdict=past.verdict,
-                    started_at=past.at,
-                    finished_at=past.at + timedelta(seconds=35),
-                    heartbeat_at=past.at + timedelta(seconds=35),
-                    source_objects=past.source_objects,
-                    destination_objects=past.source_objects - past.missing,
-                    objects_scanned=2 * past.source_objects - past.missing,
-                    in_sync=past.source_objects - past.missing,
-                    missing=past.missing,
-                    repaired=past.repaired,
-                    ranges_total=1,
-                    ranges_done=1,
-                )
-                ReconcileRun.objects.filter(pk=run.pk).update(created_at=past.at)
-                if past.repair:
-                    repair_run = run
-            if repair_run is not None and history.repaired_keys:
-                # What the repair established: copied by repair, after the failures.
-                ObjectState.objects.filter(pair=pair, key__in=history.repaired_keys).update(
-                    finding=Finding.REPAIRED,
-                    finding_run=repair_run,
-                    finding_at=repair_run.started_at,
-                )
-            previous = ""
-            for sequence, change in enumerate(history.changes, start=1):
-                HealthChange.objects.create(
-                    pair=pair,
-                    sequence=sequence,
-                    from_state=previous,
-                    to_state=change.to_state,
-                    reason=change.reason,
-                    reasons=[change.reason],
-                    at=change.at,
-                )
-                previous = change.to_state
+        record_story(history)
         failed = sum(c.status == "failed" for c in history.copies)
         say(
             f"{plan.name}: {DAYS} days of history: {len(entries):,} copy reports"
@@ -271,6 +218,64 @@ def seed_month(
             + f", {len(history.runs)} reconcile runs, {len(history.changes)} health changes "
             f"({time_module.monotonic() - started:.1f} s)"
         )
+
+
+def record_story(history: History) -> None:
+    """Record what the site would have recorded over the month: the pair's age, its daily
+    runs, what the repair established, and its health changes (backdated; one transaction)."""
+    from django.db import transaction
+
+    from replication.models import BucketPair, HealthChange, ObjectState, ReconcileRun
+    from replication.models.events import Finding
+
+    plan = history.plan
+    pair = BucketPair.objects.get(name=plan.name)
+    with transaction.atomic():
+        BucketPair.objects.filter(pk=pair.pk).update(created_at=history.start - timedelta(hours=1))
+        repair_run = None
+        for past in history.runs:
+            run = ReconcileRun.objects.create(
+                pair=pair,
+                trigger=ReconcileRun.Trigger.MANUAL
+                if past.repair
+                else ReconcileRun.Trigger.SCHEDULED,
+                repair=past.repair,
+                status=ReconcileRun.Status.SUCCEEDED,
+                verdict=past.verdict,
+                started_at=past.at,
+                finished_at=past.at + timedelta(seconds=35),
+                heartbeat_at=past.at + timedelta(seconds=35),
+                source_objects=past.source_objects,
+                destination_objects=past.source_objects - past.missing,
+                objects_scanned=2 * past.source_objects - past.missing,
+                in_sync=past.source_objects - past.missing,
+                missing=past.missing,
+                repaired=past.repaired,
+                ranges_total=1,
+                ranges_done=1,
+            )
+            ReconcileRun.objects.filter(pk=run.pk).update(created_at=past.at)
+            if past.repair:
+                repair_run = run
+        if repair_run is not None and history.repaired_keys:
+            # What the repair established: copied by repair, after the failures.
+            ObjectState.objects.filter(pair=pair, key__in=history.repaired_keys).update(
+                finding=Finding.REPAIRED,
+                finding_run=repair_run,
+                finding_at=repair_run.started_at,
+            )
+        previous = ""
+        for sequence, change in enumerate(history.changes, start=1):
+            HealthChange.objects.create(
+                pair=pair,
+                sequence=sequence,
+                from_state=previous,
+                to_state=change.to_state,
+                reason=change.reason,
+                reasons=[change.reason],
+                at=change.at,
+            )
+            previous = change.to_state
 
 
 def _entry(plan: PairPlan, copy: PastCopy, sequencer: str) -> dict:

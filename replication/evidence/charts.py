@@ -23,6 +23,7 @@ class FreshnessBar:
     kind: str  # "met", "missed" or "empty"
     title: str
     label: str
+    minor: bool = False  # a label a narrow screen may leave out
 
 
 @dataclass
@@ -50,10 +51,12 @@ def freshness_chart(
     target: Decimal,
     *,
     unit: str = "copies",
+    long_labels: Sequence[str] | None = None,
     width: int = 600,
     height: int = 120,
 ) -> FreshnessChart:
-    """Bars for ``periods`` ((label, freshness), oldest first) against ``target`` (percent)."""
+    """Bars for ``periods`` ((label, freshness), oldest first) against ``target`` (percent);
+    ``long_labels``, if given, name the periods in the bars' titles."""
     percents = [f.percent for _, f in periods if f.percent is not None]
     goal = float(target)
     floor = axis_floor(percents, goal)
@@ -70,28 +73,35 @@ def freshness_chart(
         target_label=format_target(target),
         gridlines=[(0.0, "100%"), (float(height), format_target(Decimal(str(floor))))],
     )
+    # A tick label too close to the target's would print over it: the target's wins.
+    chart.gridlines = [
+        (y, label if abs(y - chart.target_y) >= 12 else "") for y, label in chart.gridlines
+    ]
     if not periods:
         return chart
     slot = width / len(periods)
     bar_width = round(max(slot * 0.7, 1.0), 1)
     for i, (label, fresh) in enumerate(periods):
         x = round(i * slot + (slot - bar_width) / 2, 1)
+        # On a phone only every fifth label of a long row (and the first) stays.
+        minor = len(periods) > 14 and i % 5 != 4 and i != 0
+        name = long_labels[i] if long_labels else label
         if fresh.percent is None:
             chart.bars.append(
-                FreshnessBar(x, bar_width, height, 0, "empty", f"{label}: no {unit}", label)
+                FreshnessBar(x, bar_width, height, 0, "empty", f"{name}: no {unit}", label, minor)
             )
             continue
         y = y_of(fresh.percent)
         # A bar at the floor is still drawn, one pixel high, so a terrible day is not blank.
         bar_height = max(round(height - y, 1), 1.0)
         title = (
-            f"{label}: {fresh.shown} within the objective "
+            f"{name}: {fresh.shown} within the objective "
             f"({fresh.within:,} of {fresh.copies:,} {unit}, {fresh.late:,} late)"
         )
         kind = "met" if fresh.met else "missed"
         chart.bars.append(
             FreshnessBar(
-                x, bar_width, round(height - bar_height, 1), bar_height, kind, title, label
+                x, bar_width, round(height - bar_height, 1), bar_height, kind, title, label, minor
             )
         )
     return chart

@@ -102,7 +102,11 @@ class PairFreshness:
 
     @property
     def chart(self) -> FreshnessChart:
-        return freshness_chart([(m.label, m.freshness) for m in self.months], self.objective.target)
+        return freshness_chart(
+            [(f"{m.month:%b}", m.freshness) for m in self.months],
+            self.objective.target,
+            long_labels=[m.label for m in self.months],
+        )
 
 
 def pair_freshness(pair: BucketPair, now: datetime) -> PairFreshness:

@@ -233,7 +233,11 @@ def build_report(pair: BucketPair, month: date, now: datetime) -> Report:
             .order_by("created_at", "id")
         ),
     )
-    report.chart = freshness_chart([(f"{d.day:%d}", d.freshness) for d in days], objective.target)
+    report.chart = freshness_chart(
+        [(f"{d.day:%d}", d.freshness) for d in days],
+        objective.target,
+        long_labels=[f"{d.day:%Y-%m-%d}" for d in days],
+    )
     return report
 
 
