@@ -247,3 +247,15 @@ def test_pair_page_shows_thirteen_months_with_the_target_line(client, viewer, ph
     assert body.count('class="fresh-met"') + body.count('class="fresh-missed"') == 2
     assert 'class="objective"' in body
     assert "/pairs/photos/report/2026-10/" in body and "/pairs/photos/report/2026-11/" in body
+
+
+def test_the_target_is_edited_in_the_admin_and_the_change_is_recorded(client, photos):
+    admin = User.objects.create_superuser("admin", password="pw")
+    client.force_login(admin)
+    page = client.get(f"/admin/replication/bucketpair/{photos.pk}/change/").content.decode()
+    assert 'name="freshness_target"' in page
+    photos.freshness_target = "99.5"
+    photos.save()
+    change = photos.objective_changes.get()
+    assert (str(change.target_before), str(change.target_after)) == ("99.900", "99.500")
+    assert change.lag_objective_before == change.lag_objective_after == 900
