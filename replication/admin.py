@@ -83,6 +83,7 @@ class BucketPairAdmin(admin.ModelAdmin):
                     "grace_seconds",
                     "reconcile_every_minutes",
                     "lag_objective_seconds",
+                    "freshness_target",
                     "mirror_deletes",
                 ]
             },

@@ -9,8 +9,10 @@ import math
 from celery import chord, shared_task
 from celery.signals import worker_process_init, worker_ready
 from django.conf import settings
+from django.utils import timezone
 
 from replication.alerts.tasks import deliver_notification, evaluate_health
+from replication.evidence import counting as evidence_counting
 from replication.ingest import retention
 from replication.models import BucketPair, ReconcileRun
 from replication.reconcile import heartbeat, inline, reaper, settle
@@ -26,6 +28,7 @@ def purge_expired_events() -> int:
     """Delete per-event rows older than EVENT_RETENTION_DAYS and fold closed hours' tally
     shards (scheduled by beat, hourly)."""
     retention.fold_hourly_shards()
+    evidence_counting.upkeep(timezone.now())  # kept 13 months, whatever EVENT_RETENTION_DAYS
     return retention.purge_expired_events()
 
 

@@ -20,6 +20,7 @@ from replication.models import (
     CopyEvent,
     CopyStatus,
     CopyTally,
+    FreshnessTally,
     HourlyTally,
     IngestKey,
     ObjectState,
@@ -324,6 +325,7 @@ def test_pair_deleted_by_another_process_answers_503_then_rejects_on_retry(pair,
     ObjectState.objects.all().delete()
     CopyTally.objects.all().delete()
     HourlyTally.objects.all().delete()
+    FreshnessTally.objects.all().delete()
     BucketPair.objects.filter(pk=pair.pk)._raw_delete(using="default")
 
     first = post(client, ingest_key, events(event_payload()))

@@ -1,6 +1,7 @@
 from django.urls import path
 
 from replication.dashboard import views
+from replication.evidence import views as evidence
 
 app_name = "dashboard"
 
@@ -8,6 +9,8 @@ urlpatterns = [
     path("", views.overview, name="overview"),
     path("favicon.ico", views.favicon, name="favicon"),
     path("pairs/<slug:name>/", views.pair_detail, name="pair"),
+    path("pairs/<slug:name>/report/<str:month>/", evidence.report_page, name="pair-report"),
+    path("pairs/<slug:name>/report/<str:month>.csv", evidence.report_csv, name="pair-report-csv"),
     path("pairs/<slug:name>/reconcile/", views.pair_reconcile, name="pair-reconcile"),
     path("runs/<int:run_id>/", views.run_detail, name="run"),
     path("runs/<int:run_id>/progress/", views.run_progress, name="run-progress"),

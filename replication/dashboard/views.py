@@ -16,6 +16,7 @@ from replication.dashboard import charts, facts, series
 from replication.dashboard.export import HEADER, csv_lines
 from replication.dashboard.humanize import duration
 from replication.dashboard.windows import SPARKLINE_WINDOW, WINDOWS, window_named
+from replication.evidence import facts as evidence
 from replication.models import BucketPair, CopyEvent, Discrepancy, ObjectState, ReconcileRun
 from replication.reconcile.wording import outcome
 from replication.tasks import start_reconcile, was_not_queued
@@ -41,6 +42,7 @@ def overview(request):
             "pair_id", "id"
         )
     )
+    freshness = evidence.summaries([row.pair for row in rows], now)
     table = []
     for row in rows:
         buckets = day.get(row.pair.pk, [])
@@ -56,6 +58,7 @@ def overview(request):
                 "last_run": runs.get(row.facts.last_run.id) if row.facts.last_run else None,
                 "active_run_id": active.get(row.pair.pk),
                 "behind": _behind(row.facts, now),
+                "freshness": freshness[row.pair.pk],
             }
         )
     totals = {
@@ -137,6 +140,7 @@ def pair_detail(request, name):
         "active_run": active_run,
         "health_changes": recent_changes(pair),
         "can_reconcile": request.user.has_perm("replication.reconcile_bucketpair"),
+        "freshness": evidence.pair_freshness(pair, now),
     }
     return render(request, "dashboard/pair.html", context)
 

@@ -24,7 +24,7 @@ from django.db.models import Count
 
 from replication import deployment, lambda_function
 from replication import s3 as s3_clients
-from replication.demo import scenario
+from replication.demo import history, scenario
 from replication.demo.scenario import PairPlan
 from replication.models import BucketPair, CopyEvent, IngestKey, ReconcileRun
 from replication.reconcile import inline
@@ -189,6 +189,7 @@ class Demo:
     def seed(self) -> None:
         plans = self.plans
         started = time.monotonic()
+        history.seed_month(self.functions, plans, self.say)  # 30 days behind the live demo
         for plan in plans:
             self.fresh_bucket(plan.source_bucket)
             self.fresh_bucket(plan.backup_bucket)

@@ -10,8 +10,9 @@ Both writes let the database settle races, with no read-then-write:
            lower; the newest result wins whatever order results arrive in;
 - totals:  the new events (only those really inserted) and the request itself are added to
            the running totals /metrics reports and to the hourly lag histograms the charts
-           read (replication/ingest/tallies.py), in the same transaction, so a counted event
-           is a stored event.
+           read (replication/ingest/tallies.py), and the copies to the per-day freshness
+           counts (replication/evidence/counting.py), in the same transaction, so a counted
+           event is a stored event.
 """
 
 import functools
@@ -25,6 +26,7 @@ from django.db import IntegrityError, connection, models, transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
+from replication.evidence.counting import add_freshness, freshness_tally_cte
 from replication.ingest.cache import ExpiringCache
 from replication.ingest.ordering import newest_per_object
 from replication.ingest.schema import Event
@@ -137,6 +139,7 @@ def _insert_batch(
         ]
         add_copies(copy_tally_rows(r[:3] for r in results))
         add_hourly(hourly_tally_rows(results))
+        add_freshness(results)
         add_requests(counts)
     return len(new)
 
@@ -287,6 +290,7 @@ def _postgresql_batch(state_upsert: str) -> str:
         f"WITH new_events AS ({events_sql}), new_state AS ({state_sql}), "  # noqa: S608
         f"new_copies AS ({copy_tally_cte('new_events')}), "
         f"new_hours AS ({hourly_tally_cte('new_events')}), "
+        f"new_freshness AS ({freshness_tally_cte('new_events')}), "
         f"new_requests AS ({ingest_tally_cte()}) "
         "SELECT count(*) FROM new_events"
     )

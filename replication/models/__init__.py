@@ -2,6 +2,7 @@
 
 from replication.models.alerts import AlertChannel, HealthChange, HealthState, Notification
 from replication.models.events import CopyEvent, CopyStatus, Finding, ObjectState
+from replication.models.evidence import FreshnessTally, ObjectiveChange
 from replication.models.keys import IngestKey
 from replication.models.pairs import BucketPair
 from replication.models.runs import Discrepancy, ReconcileRange, ReconcileRun
@@ -15,6 +16,7 @@ __all__ = [
     "CopyTally",
     "Discrepancy",
     "Finding",
+    "FreshnessTally",
     "HealthChange",
     "HealthState",
     "HourlyTally",
@@ -22,6 +24,7 @@ __all__ = [
     "IngestTally",
     "Notification",
     "ObjectState",
+    "ObjectiveChange",
     "ReconcileRange",
     "ReconcileRun",
 ]

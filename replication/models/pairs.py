@@ -1,8 +1,9 @@
 import secrets
 from datetime import timedelta
+from decimal import Decimal
 
 from django.core.exceptions import ValidationError
-from django.core.validators import MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 
@@ -56,6 +57,15 @@ class BucketPair(models.Model):
         help_text="Copies slower than this count against the pair's health. "
         "15 minutes is what S3 Replication Time Control promises.",
     )
+    freshness_target = models.DecimalField(
+        "freshness target (%)",
+        max_digits=6,
+        decimal_places=3,
+        default=Decimal("99.900"),
+        validators=[MinValueValidator(Decimal("0.001")), MaxValueValidator(Decimal("100"))],
+        help_text="The share of copies each month that must finish within the lag objective. "
+        "99.9% is S3 Replication Time Control's.",
+    )
     mirror_deletes = models.BooleanField(
         default=False,
         help_text="Delete backup copies of objects deleted from the source. "
@@ -99,6 +109,10 @@ class BucketPair(models.Model):
             ),
             models.CheckConstraint(
                 name="pair_lag_objective_positive", condition=Q(lag_objective_seconds__gte=1)
+            ),
+            models.CheckConstraint(
+                name="pair_freshness_target_in_range",
+                condition=Q(freshness_target__gt=0, freshness_target__lte=100),
             ),
             models.CheckConstraint(
                 name="pair_name_not_empty", condition=Q(name__regex=r"^[-a-zA-Z0-9_]+$")

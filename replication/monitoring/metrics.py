@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.db.models import Sum
+from django.utils import timezone
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -25,6 +26,8 @@ from prometheus_client.core import (
 
 from replication.dashboard.facts import LAG_STATUSES, PairHealth, pair_health
 from replication.dashboard.health import State
+from replication.evidence.facts import summaries
+from replication.evidence.metrics import freshness_families
 from replication.models import CopyStatus, CopyTally, IngestTally, ReconcileRun
 from replication.monitoring.lag import cumulative
 
@@ -41,6 +44,7 @@ class Snapshot:
     copies: dict[int, dict[str, dict[int, tuple[int, float]]]] = field(default_factory=dict)
     requests: dict[str, int] = field(default_factory=dict)  # HTTP status -> count
     rejections: dict[str, int] = field(default_factory=dict)  # reason -> count
+    freshness: dict = field(default_factory=dict)  # pair id -> evidence.facts.Summary
 
 
 def read_snapshot(now: datetime | None = None) -> Snapshot:
@@ -54,11 +58,14 @@ def read_snapshot(now: datetime | None = None) -> Snapshot:
     ingest: dict = defaultdict(dict)
     for row in IngestTally.objects.values("counter", "label").annotate(n=Sum("count")).order_by():
         ingest[row["counter"]][row["label"]] = row["n"]
+    pairs = pair_health(now=now)
     return Snapshot(
-        pairs=pair_health(now=now),
+        pairs=pairs,
         copies=copies,
         requests=ingest[IngestTally.Counter.REQUESTS],
         rejections=ingest[IngestTally.Counter.REJECTIONS],
+        # One query more: the freshness days of the last 30 (replication/evidence).
+        freshness=summaries([p.pair for p in pairs], now or timezone.now()),
     )
 
 
@@ -145,6 +152,8 @@ def families(snapshot: Snapshot) -> Iterator[Metric]:
         rejections.add_metric([reason], n)
     yield from (copies, lag, open_failures, behind, health, run_objects, verdict, finished)
     yield from (requests, rejections)
+    names = [(p.pair.pk, p.pair.name) for p in sorted(snapshot.pairs, key=lambda p: p.pair.name)]
+    yield from freshness_families(names, snapshot.freshness, PREFIX)
 
 
 class DatabaseCollector:

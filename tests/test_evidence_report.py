@@ -1,0 +1,261 @@
+"""The monthly report (page, CSV, command), the pair page's freshness panel, the overview's
+30-day figure and /metrics: the same numbers everywhere, in a bounded number of queries."""
+
+import csv
+import io
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import time_machine
+from django.contrib.auth.models import User
+from django.core.management import CommandError, call_command
+
+from replication.evidence.facts import pair_freshness
+from replication.evidence.report import build_report
+from replication.models import AlertChannel, HealthChange, Notification, ReconcileRun
+from replication.monitoring.metrics import exposition
+from tests.factories import make_pair, record_events
+
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+CREATED = datetime(2026, 9, 10, 9, 0, tzinfo=UTC)
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _frozen_clock():
+    with time_machine.travel(NOW, tick=False):
+        yield
+
+
+@pytest.fixture
+def viewer(client):
+    client.force_login(User.objects.create_user("auditor", password="pw"))
+
+
+@pytest.fixture
+def photos():
+    with time_machine.travel(CREATED, tick=False):
+        return make_pair(name="photos", source_bucket="photos-src", backup_bucket="photos-bak")
+
+
+def copies(day: datetime, n: int, late: int = 0) -> list[dict]:
+    """``n`` copies finished on ``day``, the last ``late`` of them 20 minutes late."""
+    return [
+        {
+            "event_time": day + timedelta(minutes=i, seconds=-1200 if i >= n - late else -4),
+            "started_at": day + timedelta(minutes=i, seconds=-1),
+            "finished_at": day + timedelta(minutes=i),
+        }
+        for i in range(n)
+    ]
+
+
+def run(pair, at: datetime, verdict: str = "in_sync", **fields) -> ReconcileRun:
+    values = {
+        "status": "succeeded",
+        "verdict": verdict,
+        "started_at": at,
+        "finished_at": at + timedelta(seconds=40),
+    }
+    created = ReconcileRun.objects.create(pair=pair, **(values | fields))
+    ReconcileRun.objects.filter(pk=created.pk).update(created_at=at)
+    created.refresh_from_db()
+    return created
+
+
+def october(day: int, hour: int = 10) -> datetime:
+    return datetime(2026, 10, day, hour, tzinfo=UTC)
+
+
+@pytest.fixture
+def october_history(photos):
+    """October: 300 copies a day on the 1st-3rd, a bad 2nd; runs in sync except one out of
+    sync on the 2nd, repaired, in sync again on the 3rd; a warning and its alert."""
+    record_events(photos, *copies(october(1), 300), *copies(october(2), 300, late=6))
+    record_events(photos, *copies(october(3), 300, late=1))
+    run(photos, october(1))
+    bad = run(photos, october(2), "out_of_sync", missing=4, mismatched=1, repair=True, repaired=5)
+    good = run(photos, october(3))
+    channel = AlertChannel.objects.create(name="ops", kind="webhook", target="https://ops.test/x")
+    change = HealthChange.objects.create(
+        pair=photos, sequence=1, to_state="warning", reason="4 objects missing", at=october(2, 11)
+    )
+    Notification.objects.create(
+        change=change,
+        channel=channel,
+        kind="alert",
+        state="warning",
+        reason="4 objects missing",
+        status="sent",
+        created_at=october(2, 11),
+        sent_at=october(2, 11),
+    )
+    return bad, good
+
+
+def test_report_shows_freshness_worst_days_coverage_health_and_alerts(
+    client, viewer, photos, october_history
+):
+    bad, good = october_history
+    body = client.get("/pairs/photos/report/2026-10/").content.decode()
+    assert "photos, October 2026" in body and "target missed" in body
+    assert "99.2%" in body  # 893 of 900 within 15 min
+    assert "2026-10-02" in body  # the worst day
+    assert "2 of 31 days" in body  # the 2nd had only an out-of-sync run
+    assert f"#{bad.pk}" in body and "4 missing, 1 mismatched" in body
+    assert f"in sync again at run #{good.pk}, 2026-10-03 10:00 UTC (1 d later)" in body
+    assert "repaired 5" in body
+    assert "Protection checks: not recorded." in body and "Restore drills: not recorded." in body
+    assert "4 objects missing" in body and "1 alert sent" in body
+    assert "<svg" in body
+
+
+def test_report_figures_equal_the_pair_page_figures_for_the_same_month(client, viewer, photos):
+    record_events(photos, *copies(NOW - timedelta(days=3), 500, late=2))
+    record_events(photos, *copies(NOW - timedelta(hours=5), 200, late=1))
+    panel = pair_freshness(photos, NOW).month.freshness
+    report = build_report(photos, NOW.date().replace(day=1), NOW).freshness
+    assert (report.copies, report.within, report.budget_remaining) == (700, 697, -3)
+    assert (panel.copies, panel.within, panel.budget_remaining) == (700, 697, -3)
+    page = client.get("/pairs/photos/").content.decode()
+    report_page = client.get("/pairs/photos/report/2026-11/").content.decode()
+    assert panel.shown == "99.5%"
+    assert panel.shown in page and panel.shown in report_page
+
+
+def test_report_says_when_the_objective_changed_and_counts_each_copy_against_its_own(
+    client, viewer, photos
+):
+    with time_machine.travel(october(10), tick=False):
+        record_events(
+            photos,
+            {
+                "event_time": october(10) - timedelta(seconds=700),
+                "started_at": None,
+                "finished_at": october(10),
+            },
+        )
+        photos.lag_objective_seconds = 600
+        photos.save()
+        record_events(
+            photos,
+            {
+                "event_time": october(10) - timedelta(seconds=700),
+                "started_at": None,
+                "finished_at": october(10),
+            },
+        )
+    report = build_report(photos, october(1).date(), NOW)
+    assert (report.freshness.copies, report.freshness.within) == (2, 1)
+    assert report.objective_at_start.seconds == 900 and report.objective.seconds == 600
+    body = client.get("/pairs/photos/report/2026-10/").content.decode()
+    assert "The objective changed on 2026-10-10 10:00 UTC" in body
+    assert "15 min → 10 min" in body
+
+
+@pytest.mark.parametrize(
+    ("month", "line"),
+    [
+        ("2026-12", "2026-12 has not begun yet"),
+        ("2026-08", "The pair did not exist in 2026-08: it was registered on 2026-09-10 UTC."),
+        ("2026-13", "is not a month: give it as YYYY-MM."),
+    ],
+)
+def test_a_month_without_a_report_is_a_404_with_one_clear_line(client, viewer, photos, month, line):
+    for url in (f"/pairs/photos/report/{month}/", f"/pairs/photos/report/{month}.csv"):
+        response = client.get(url)
+        assert response.status_code == 404
+        assert line in response.content.decode()
+
+
+def test_report_asks_for_a_login(client, photos):
+    response = client.get("/pairs/photos/report/2026-10/")
+    assert response.status_code == 302 and response["Location"].startswith("/admin/login/")
+
+
+def test_csv_carries_the_same_figures_in_utc_with_text_neutralised(
+    client, viewer, photos, october_history
+):
+    HealthChange.objects.filter(pair=photos).update(reason="=HYPERLINK(evil)")
+    response = client.get("/pairs/photos/report/2026-10.csv")
+    assert response["Content-Type"].startswith("text/csv")
+    assert 'filename="photos-report-2026-10.csv"' in response["Content-Disposition"]
+    rows = list(csv.reader(io.StringIO(response.content.decode())))
+    assert rows[0] == ["section", "at_utc", "item", "value", "detail"]
+    facts = {(r[0], r[2]): r for r in rows}
+    assert facts["freshness", "copies"][3] == "900"
+    assert facts["freshness", "late"][3] == "7"
+    assert facts["freshness", "error_budget_remaining"][3] == "-7"
+    assert facts["reconcile", "days_in_sync"][3:] == ["2", "of 31 days"]
+    assert facts["health_change", "new -> warning"][1] == "2026-10-02T11:00:00Z"
+    assert facts["health_change", "new -> warning"][4] == "'=HYPERLINK(evil)"
+    assert facts["protection", "recorded"][3] == "no"
+
+
+def test_report_runs_a_bounded_number_of_queries(
+    client, viewer, photos, october_history, django_assert_max_num_queries
+):
+    for day in range(4, 29):
+        run(photos, october(day), "out_of_sync" if day % 3 else "in_sync", missing=1)
+        HealthChange.objects.create(
+            pair=photos,
+            sequence=day,
+            from_state="warning" if day % 2 else "ok",
+            to_state="ok" if day % 2 else "warning",
+            reason="x",
+            at=october(day),
+        )
+    # Session, user, pair, then the report's eight.
+    with django_assert_max_num_queries(11):
+        assert client.get("/pairs/photos/report/2026-10/").status_code == 200
+    with django_assert_max_num_queries(11):
+        assert client.get("/pairs/photos/report/2026-10.csv").status_code == 200
+
+
+def test_report_command_writes_csv_or_html_and_refuses_a_future_month(photos, tmp_path, capsys):
+    record_events(photos, *copies(october(5), 10))
+    call_command("report", "photos", "--month", "2026-10")
+    assert "freshness,,copies,10," in capsys.readouterr().out
+    out = tmp_path / "october.html"
+    call_command("report", "photos", "--month", "2026-10", "--format", "html", "--output", str(out))
+    html = out.read_text()
+    assert (
+        html.startswith("<!doctype html>") and "<style>" in html and "photos, October 2026" in html
+    )
+    with pytest.raises(CommandError, match=r"^2027-01 has not begun yet"):
+        call_command("report", "photos", "--month", "2027-01")
+    with pytest.raises(CommandError, match="No pair named 'nope'"):
+        call_command("report", "nope", "--month", "2026-10")
+
+
+def test_overview_metrics_and_health_agree_on_the_30_day_figure(client, viewer, photos):
+    quiet = make_pair(name="quiet")
+    record_events(photos, *copies(NOW - timedelta(days=2), 1000, late=8))
+    body = client.get("/").content.decode()
+    assert "Freshness 30 d" in body and "99.2%" in body
+    text = exposition().decode()
+    assert 'backupsite_freshness_ratio{pair="photos",window="30d"} 0.992' in text
+    assert 'backupsite_freshness_budget_remaining{pair="photos"} -7.0' in text
+    assert f'backupsite_freshness_ratio{{pair="{quiet.name}"' not in text  # nothing measured
+
+
+def test_pair_page_shows_thirteen_months_with_the_target_line(client, viewer, photos):
+    record_events(photos, *copies(october(3), 50, late=1), *copies(NOW - timedelta(days=1), 20))
+    body = client.get("/pairs/photos/").content.decode()
+    assert 'id="freshness"' in body
+    assert body.count('class="fresh-met"') + body.count('class="fresh-missed"') == 2
+    assert 'class="objective"' in body
+    assert "/pairs/photos/report/2026-10/" in body and "/pairs/photos/report/2026-11/" in body
+
+
+def test_the_target_is_edited_in_the_admin_and_the_change_is_recorded(client, photos):
+    admin = User.objects.create_superuser("admin", password="pw")
+    client.force_login(admin)
+    page = client.get(f"/admin/replication/bucketpair/{photos.pk}/change/").content.decode()
+    assert 'name="freshness_target"' in page
+    photos.freshness_target = "99.5"
+    photos.save()
+    change = photos.objective_changes.get()
+    assert (str(change.target_before), str(change.target_after)) == ("99.900", "99.500")
+    assert change.lag_objective_before == change.lag_objective_after == 900
