@@ -14,8 +14,8 @@ from replication.models import (
     ObjectState,
     ReconcileRun,
 )
+from replication.reconcile.queue import start_reconcile
 from replication.reconcile.wording import outcome
-from replication.tasks import start_reconcile
 
 _LEVEL = {
     access.Level.OK: messages.SUCCESS,

@@ -91,7 +91,7 @@ def test_overview_lists_pairs_worst_first_with_reason_and_figures(client, viewer
     body = client.get("/").content.decode()
     assert body.index("zzz-broken") < body.index("aaa-healthy")
     assert "CRITICAL" in body and "OK" in body
-    assert "1 copy failing" in body
+    assert "1 object lacking, behind by 1 h: 1 failed copy since" in body
     assert "in sync" in body
     assert '<svg class="spark"' in body
 
