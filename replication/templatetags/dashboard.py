@@ -6,6 +6,7 @@ from django import template
 from django.utils.html import format_html
 
 from replication.dashboard import humanize
+from replication.status import health
 
 register = template.Library()
 
@@ -28,6 +29,13 @@ def utctime(value: datetime | None, style: str = "datetime"):
 @register.filter
 def duration(value: timedelta | float | None) -> str:
     return humanize.duration(value)
+
+
+@register.filter
+def behind(value: timedelta | None) -> str:
+    """How far behind the backup is, worded exactly as health reasons, alerts and badges
+    word it ("2 h 5 min", "22 min"), so a page and its reason never disagree."""
+    return "" if value is None else health.duration(value)
 
 
 @register.filter
