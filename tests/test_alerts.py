@@ -15,7 +15,7 @@ from replication.alerts import delivery, evaluate
 from replication.alerts.tasks import deliver_notification, evaluate_health
 from replication.models import AlertChannel, HealthChange, Notification, ReconcileRun
 from tests.alerts_support import running_receiver
-from tests.factories import make_pair, record_run
+from tests.factories import make_pair, record_events, record_run
 
 pytestmark = pytest.mark.django_db
 
@@ -456,3 +456,27 @@ def test_an_evaluation_costs_the_same_queries_for_3_pairs_as_for_12():
         return len(queries)
 
     assert steady_state_queries(3) == steady_state_queries(9)  # 3, then 12 pairs
+
+
+def test_beat_evaluates_every_minute_and_its_evaluation_alerts_without_any_reconcile(
+    settings, mailoutbox
+):
+    # Copy failures alone, reported by the Lambda, turn a pair critical: beat's evaluation,
+    # not a reconcile, must be what records it and sends the alert.
+    from celery import current_app
+    from django.conf import settings as django_settings
+
+    entry = django_settings.CELERY_BEAT_SCHEDULE["evaluate-health"]
+    assert entry["schedule"] == 60.0 and entry["options"]["expires"] < 60
+    pair = make_pair(name="photos", grace_seconds=60)
+    AlertChannel.objects.create(name="ops", kind="email", target="o@example.com", all_pairs=True)
+    an_hour_ago = timezone.now() - timedelta(hours=1)
+    record_events(pair, {"status": "failed", "event_time": an_hour_ago, "finished_at": an_hour_ago})
+    assert not ReconcileRun.objects.exists()
+
+    current_app.tasks[entry["task"]].delay().get()
+
+    change = HealthChange.objects.get(pair=pair)
+    assert change.to_state == "critical"
+    (alert,) = mailoutbox
+    assert alert.subject.startswith("[backupsite] CRITICAL: photos: 1 object lacking, behind by")

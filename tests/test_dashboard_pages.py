@@ -249,6 +249,16 @@ def test_reconcile_without_a_broker_runs_in_process_and_says_what_it_found(clien
     assert "The queue is unavailable" not in body
 
 
+def test_pair_page_says_when_no_evaluator_has_recorded_its_health(client, viewer, pair):
+    # It said "every pair is evaluated each minute" whether or not anything evaluated it.
+    fresh = client.get("/pairs/photos/").content.decode()
+    assert "within a minute" in fresh and "is not running" not in fresh
+    type(pair).objects.filter(pk=pair.pk).update(created_at=timezone.now() - timedelta(hours=1))
+    stale = client.get("/pairs/photos/").content.decode()
+    assert "evaluated each minute" not in stale
+    assert "is not running, so no alert is sent" in stale
+
+
 # --- Run page ---------------------------------------------------------------------------------
 
 
