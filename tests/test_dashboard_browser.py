@@ -130,7 +130,7 @@ def test_operator_sees_a_failure_and_follows_a_reconcile_to_its_verdict(
     )
     page.reload()
     assert row.locator(".badge").inner_text() == "CRITICAL"
-    assert "1 object lacking, behind by 19 min" in row.inner_text()
+    assert "1 object lacking, behind by 20 min" in row.inner_text()
     page.screenshot(path=SCREENSHOTS / "overview.png")
 
     sent = []
