@@ -154,3 +154,41 @@ def test_lag_percentiles_cover_copies_in_the_window_only():
     assert (p50.total_seconds(), p95.total_seconds(), p99.total_seconds()) == pytest.approx(
         (3.0, 8.8, 9.76)
     )
+
+
+def findings_of_another_room(pair_ids, now):
+    """A room's health_findings, as protection or restore drills deliver them."""
+    return {pair_id: [("critical", "the destructive-change guard holds")] for pair_id in pair_ids}
+
+
+def a_room_that_fails(pair_ids, now):
+    raise RuntimeError("protection table missing")
+
+
+@pytest.mark.django_db
+def test_findings_of_other_rooms_are_wired_in_by_their_dotted_path(monkeypatch):
+    from replication.status import facts
+
+    pair = make_pair()
+    record_events(pair, {})
+    monkeypatch.setattr(
+        facts, "FINDING_SOURCES", ("tests.test_status_facts.findings_of_another_room",)
+    )
+    entry = health_of(pair)
+    assert entry.facts.extra_findings == (("critical", "the destructive-change guard holds"),)
+    assert (entry.health.state, entry.health.reason) == (
+        State.CRITICAL,
+        "the destructive-change guard holds",
+    )
+
+
+@pytest.mark.django_db
+def test_a_room_whose_findings_cannot_be_read_is_a_warning_not_an_error(monkeypatch):
+    from replication.status import facts
+
+    pair = make_pair()
+    record_events(pair, {})
+    monkeypatch.setattr(facts, "FINDING_SOURCES", ("tests.test_status_facts.a_room_that_fails",))
+    entry = health_of(pair)
+    assert entry.health.state == State.WARNING
+    assert "could not be read: protection table missing" in entry.health.reason

@@ -6,6 +6,7 @@ ids, the runs themselves, what the backup lacks (one grouped count of
 and the last hour's lag percentiles; plus one call per room in FINDING_SOURCES.
 """
 
+import logging
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from replication.models.events import OPEN_FAILURE, Finding
 from replication.status.health import Health, PairFacts, RunFacts, evaluate
 from replication.status.lacking import NOTHING, Lacking
 from replication.status.stats import LAG_PERCENTILES, percentiles
+
+logger = logging.getLogger(__name__)
 
 # Health judges lag over this window; pages may show others.
 LAG_WINDOW = timedelta(hours=1)
@@ -64,8 +67,10 @@ def pair_facts(pairs: Iterable[BucketPair], now: datetime) -> dict[int, PairFact
     lacking = lacking_by_pair(ids)
     lags = lag_percentiles(ids, since=now - LAG_WINDOW)
     extra = extra_findings(ids, now)
-    return {
-        p.pk: PairFacts(
+    facts = {}
+    for p in pairs:
+        lacked, unreported, oldest_unreported = lacking.get(p.pk, (NOTHING, 0, None))
+        facts[p.pk] = PairFacts(
             name=p.name,
             enabled=p.enabled,
             created_at=p.created_at,
@@ -78,15 +83,14 @@ def pair_facts(pairs: Iterable[BucketPair], now: datetime) -> dict[int, PairFact
             has_events=p.has_events,
             lag_p95=lags[p.pk][1] if p.pk in lags else None,
             lag=lags.get(p.pk),
-            lacking=lacking.get(p.pk, (NOTHING, 0, None))[0],
-            unreported=lacking.get(p.pk, (NOTHING, 0, None))[1],
-            oldest_unreported_at=lacking.get(p.pk, (NOTHING, 0, None))[2],
+            lacking=lacked,
+            unreported=unreported,
+            oldest_unreported_at=oldest_unreported,
             last_run=runs.get(p.last_run_id),
             last_verdict_run=runs.get(p.last_verdict_run_id),
             extra_findings=tuple(extra.get(p.pk, ())),
         )
-        for p in pairs
-    }
+    return facts
 
 
 def lacking_by_pair(pair_ids: list[int]) -> dict[int, tuple[Lacking, int, datetime | None]]:
@@ -131,10 +135,21 @@ def lacking_by_pair(pair_ids: list[int]) -> dict[int, tuple[Lacking, int, dateti
 
 
 def extra_findings(pair_ids: list[int], now: datetime) -> dict[int, list[tuple[str, str]]]:
-    """The findings of the rooms in FINDING_SOURCES, by pair id."""
+    """The findings of the rooms in FINDING_SOURCES, by pair id.
+
+    A room that fails to answer is a warning on every pair, not an error on every page,
+    scrape and alert: its checks cannot be read, which is itself worth knowing.
+    """
     found: dict[int, list[tuple[str, str]]] = defaultdict(list)
     for path in FINDING_SOURCES:
-        for pair_id, findings in import_string(path)(pair_ids, now).items():
+        try:
+            answer = import_string(path)(pair_ids, now)
+        except Exception as exc:
+            logger.exception("health findings of %s could not be read", path)
+            for pair_id in pair_ids:
+                found[pair_id].append(("warning", f"checks of {path} could not be read: {exc}"))
+            continue
+        for pair_id, findings in answer.items():
             found[pair_id] += [(str(state), reason) for state, reason in findings]
     return found
 
