@@ -323,3 +323,53 @@ def test_every_surface_shows_the_same_count_and_the_same_behind_by(
 
         badge = client.get(f"/badge/{photos.badge_token}.svg").content.decode()
         assert f"critical: 5 objects lacking, behind by {behind}" in badge
+
+
+# --- The rule in SQL and in Python agree ----------------------------------------------------
+
+
+def test_the_lacking_query_and_the_object_state_rule_agree_on_every_combination(photos):
+    import itertools
+
+    from replication.models.events import LACKING_FINDINGS, CopyStatus
+
+    found_at = timezone.now() - timedelta(hours=1)
+    before, after = found_at - timedelta(minutes=5), found_at + timedelta(minutes=5)
+    rows = []
+    combos = itertools.product(
+        ["", CopyStatus.COPIED, CopyStatus.FAILED, CopyStatus.DELETED, CopyStatus.SKIPPED],
+        ["", *Finding.values],
+        [before, after],  # event time
+        [before, after],  # finished
+    )
+    for n, (status, finding, event_time, finished) in enumerate(combos):
+        if (not status and not finding) or finished < event_time:
+            continue
+        if not status and (event_time, finished) != (before, before):
+            continue  # a row with no event has no event times: one such row per finding
+        event = {
+            "event_name": "ObjectCreated:Put",
+            "event_time": event_time,
+            "sequencer": "0A",
+            "sequencer_order": "0A".ljust(32, "0"),
+            "status": status,
+            "finished_at": finished,
+        }
+        rows.append(
+            ObjectState(
+                pair=photos,
+                key=f"k{n}",
+                **(event if status else {}),
+                finding=finding,
+                finding_at=found_at if finding else None,
+                source_modified_at=before if finding else None,
+            )
+        )
+    ObjectState.objects.bulk_create(rows)
+    expected = {
+        row.key
+        for row in ObjectState.objects.filter(pair=photos)
+        if (row.current == CopyStatus.FAILED) or (row.current in LACKING_FINDINGS)
+    }
+    assert lacking_keys(photos) == expected
+    assert len(expected) > 5
