@@ -330,3 +330,8 @@ def test_durations_read_as_a_person_says_them(delta, text):
 def test_every_reason_is_listed_for_alerts_and_pages():
     many = replace(facts(), lag_p95=timedelta(minutes=20), lacking=lacking(NOW, failed=1))
     assert len(evaluate(many, NOW).reasons) == 2
+
+
+def test_objects_lacking_since_a_time_nobody_knows_are_critical_not_ok():
+    health = evaluate(facts(lacking=Lacking(total=2, missing=2, since=None)), NOW)
+    assert (health.state, health.reason) == (State.CRITICAL, "2 objects lacking: 2 missing")

@@ -145,21 +145,29 @@ def bucket_unreachable(error: str) -> bool:
     return any(words in text for words in BUCKET_GONE + ACCESS_DENIED)
 
 
+def _lacking_past_grace(facts: PairFacts, now: datetime) -> bool:
+    """Whether the backup has lacked an object for longer than the grace period; an object
+    lacking since a time nobody knows counts as lacking for longer."""
+    behind = facts.lacking.behind_by(now)
+    return behind is None or behind > facts.grace
+
+
 def _lacking_reason(facts: PairFacts, now: datetime) -> str:
-    lacking, since = facts.lacking, facts.lacking.since
-    behind = lacking.behind_by(now) or timedelta(0)
-    head = f"{_count(lacking.total, 'object')} lacking, behind by {duration(behind)}"
+    lacking = facts.lacking
+    behind = lacking.behind_by(now)
+    if behind is None:
+        return f"{_count(lacking.total, 'object')} lacking: {lacking.kinds()}"
     within = "longer than" if behind > facts.grace else "within"
     return (
-        f"{head}: {lacking.kinds()} since {clock(since, now)} "
+        f"{_count(lacking.total, 'object')} lacking, behind by {duration(behind)}: "
+        f"{lacking.kinds()} since {clock(lacking.since, now)} "
         f"({within} the {duration(facts.grace)} grace period)"
     )
 
 
 def _critical(facts: PairFacts, now: datetime) -> list[str]:
     found = []
-    behind = facts.lacking.behind_by(now)
-    if behind is not None and behind > facts.grace:
+    if facts.lacking.total and _lacking_past_grace(facts, now):
         found.append(_lacking_reason(facts, now))
     last = facts.last_run
     if last is not None and last.status == "failed" and bucket_unreachable(last.error):
@@ -176,8 +184,7 @@ def _critical(facts: PairFacts, now: datetime) -> list[str]:
 
 def _warnings(facts: PairFacts, now: datetime) -> list[str]:
     found = []
-    behind = facts.lacking.behind_by(now)
-    if behind is not None and behind <= facts.grace:
+    if facts.lacking.total and not _lacking_past_grace(facts, now):
         found.append(_lacking_reason(facts, now))
     if facts.lag_p95 is not None and facts.lag_p95 > facts.lag_objective:
         found.append(
