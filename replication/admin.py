@@ -14,8 +14,8 @@ from replication.models import (
     ObjectState,
     ReconcileRun,
 )
+from replication.reconcile.queue import start_reconcile
 from replication.reconcile.wording import outcome
-from replication.tasks import start_reconcile
 
 _LEVEL = {
     access.Level.OK: messages.SUCCESS,
@@ -102,6 +102,36 @@ class BucketPairAdmin(admin.ModelAdmin):
                 self.message_user(
                     request, f"Pair {pair.name}: {finding.message}", _LEVEL[finding.level]
                 )
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        self._report_access(request, obj)
+
+    def _report_access(self, request, pair: BucketPair) -> None:
+        """Check the saved pair's buckets at once, so that a pair whose buckets do not exist
+        (or are closed to the product) does not save silently. Problems are warnings: the
+        pair is saved whatever S3 says, since buckets are often created after the pair."""
+        try:
+            findings = access.check_pair(pair, s3.client(pair.region))
+        except Exception as exc:  # the save has happened; say why the check could not run
+            self.message_user(
+                request,
+                f"Pair {pair.name}: the access check could not run: {exc}",
+                messages.WARNING,
+            )
+            return
+        problems = [f for f in findings if f.level != access.Level.OK]
+        for finding in problems:
+            self.message_user(
+                request, f"Pair {pair.name}: access check: {finding.message}", messages.WARNING
+            )
+        if not problems:
+            self.message_user(
+                request,
+                f"Pair {pair.name}: access check passed (both buckets exist, the backup is "
+                "writable).",
+                messages.SUCCESS,
+            )
 
     def has_reconcile_permission(self, request) -> bool:
         return request.user.has_perm("replication.reconcile_bucketpair")

@@ -17,8 +17,11 @@ from replication.ingest import retention
 from replication.models import BucketPair, ReconcileRun
 from replication.reconcile import heartbeat, inline, reaper, settle
 from replication.reconcile import run as reconcile
+from replication.reconcile.queue import ReconcileFailed, start_reconcile
 
-__all__ = ["deliver_notification", "evaluate_health"]  # alerts' tasks, found by autodiscovery
+# alerts' tasks, found by autodiscovery; start_reconcile and ReconcileFailed live in
+# replication/reconcile/queue.py, below the pages that call them.
+__all__ = ["ReconcileFailed", "deliver_notification", "evaluate_health", "start_reconcile"]
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +40,6 @@ def purge_expired_events() -> int:
 # it runs. A failed run is not retried: it is saved with its reason, and the schedule or an
 # operator reruns it. The one retry is of a redelivered task that finds its range held
 # (_look_again_once_stale).
-
-
-class ReconcileFailed(Exception):
-    """The run ended failed (its reason is saved on it). Raised so that Celery's log and
-    result say the task failed, not "succeeded"; declared expected, so no traceback."""
-
-    def __init__(self, run_id: int, message: str) -> None:
-        super().__init__(message)
-        self.run_id = run_id
 
 
 def _raise_if_failed(run_id: int) -> None:
@@ -189,40 +183,3 @@ def settle_in_flight() -> dict[str, int]:
 def reap_stalled_reconciles() -> list[int]:
     """Beat, every minute: fail runs whose worker died, so none is left "running"."""
     return reaper.reap_stalled_runs()
-
-
-# The reason a run that never reached the queue is failed with; pages look for it.
-QUEUE_UNAVAILABLE = "the task queue is unavailable, so the run was not queued"
-
-
-def was_not_queued(run: ReconcileRun) -> bool:
-    """True for a run that failed because the broker refused it, not because it ran."""
-    return run.status == ReconcileRun.Status.FAILED and run.error.startswith(QUEUE_UNAVAILABLE)
-
-
-def start_reconcile(
-    pair: BucketPair, *, trigger: str, requested_by=None, repair: bool = False
-) -> tuple[ReconcileRun, bool]:
-    """Request a run and queue it: ``(run, created)``; the pair's active run if it has one.
-
-    For views and the dispatcher. Never raises for a broker outage: the run is saved as
-    failed with the reason instead, so the page that asked can say so.
-    """
-    run, created = reconcile.request_run(
-        pair, trigger=trigger, requested_by=requested_by, repair=repair
-    )
-    if not created:
-        return run, False
-    try:
-        result = reconcile_pair.apply_async(args=(pair.id,), kwargs={"run_id": run.id})
-    except ReconcileFailed:
-        # In-process mode (no REDIS_URL) ran it here already; the run says why it failed.
-        run.refresh_from_db()
-        return run, True
-    except Exception as exc:
-        reaper.fail_run(run.id, f"{QUEUE_UNAVAILABLE}: {exc}")
-        run.refresh_from_db()
-        return run, True
-    ReconcileRun.objects.filter(id=run.id, celery_task_id="").update(celery_task_id=result.id)
-    run.refresh_from_db()
-    return run, True

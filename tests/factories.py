@@ -85,3 +85,48 @@ def record_events(pair: BucketPair, *events: dict) -> None:
     body = json.dumps({"events": payloads}).encode()
     result = store_batch(parse_batch(body, max_events=10_000), timezone.now())
     assert not result.rejected, result.rejected
+
+
+def record_run(pair: BucketPair, verdict: str = "in_sync", *, age=None, **counts):
+    """A finished reconcile of ``pair`` with the findings a real run writes: one "missing"
+    or "mismatched" finding per counted object (keys ``missing-N`` / ``mismatched-N``, their
+    source objects written ``age`` ago, an hour by default), and, for a run that found
+    nothing lacking, "in sync" for every object a finding of an earlier run said was lacking.
+    """
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from replication.models import ObjectState, ReconcileRun
+    from replication.models.events import Finding
+
+    now = timezone.now()
+    run = ReconcileRun.objects.create(
+        pair=pair,
+        status="succeeded",
+        verdict=verdict,
+        started_at=now,
+        finished_at=now,
+        **counts,
+    )
+    written = now - (age if age is not None else timedelta(hours=1))
+    found = {
+        f"{pair.source_prefix}{kind}-{n}": kind
+        for kind in (Finding.MISSING, Finding.MISMATCHED)
+        for n in range(counts.get(kind, 0))
+    }
+    if not found:
+        for state in ObjectState.objects.lacking().filter(pair=pair):
+            found[state.key] = Finding.IN_SYNC
+    for key, finding in found.items():
+        ObjectState.objects.update_or_create(
+            pair=pair,
+            key=key,
+            defaults={
+                "finding": finding,
+                "finding_run": run,
+                "finding_at": now,
+                "source_modified_at": written,
+            },
+        )
+    return run

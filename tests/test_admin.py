@@ -2,14 +2,15 @@ import json
 
 import boto3
 import pytest
+from django.contrib import messages as msg
 from django.contrib.auth.models import Permission
 from django.contrib.messages import get_messages
 from django.urls import reverse
 from moto import mock_aws
 from moto.core import set_initial_no_auth_action_count
 
-from replication import s3
-from replication.models import IngestKey, ReconcileRun
+from replication import access, s3
+from replication.models import BucketPair, IngestKey, ReconcileRun
 from tests.factories import make_ingest_key
 
 pytestmark = pytest.mark.django_db
@@ -87,6 +88,63 @@ class TestIngestKeys:
         key.refresh_from_db()
         assert not key.is_active
         assert not IngestKey.objects.active().exists()
+
+
+PAIR_FORM = {
+    "name": "photos",
+    "enabled": "on",
+    "source_bucket": "photos-src",
+    "source_prefix": "",
+    "backup_bucket": "photos-bak",
+    "backup_prefix": "",
+    "region": "us-east-1",
+    "grace_seconds": 900,
+    "lag_objective_seconds": 900,
+    "AlertChannel_pairs-TOTAL_FORMS": 0,
+    "AlertChannel_pairs-INITIAL_FORMS": 0,
+}
+
+
+@mock_aws
+class TestSaveChecksAccess:
+    def test_a_pair_whose_buckets_do_not_exist_saves_with_a_warning_not_silently(
+        self, admin_client
+    ):
+        response = admin_client.post(
+            reverse("admin:replication_bucketpair_add"), PAIR_FORM, follow=True
+        )
+        assert response.status_code == 200
+        assert BucketPair.objects.filter(name="photos").exists()
+        warnings = [str(m) for m in get_messages(response.wsgi_request) if m.level == msg.WARNING]
+        assert "Pair photos: access check: Source: bucket 'photos-src' does not exist." in warnings
+        assert "Pair photos: access check: Backup: bucket 'photos-bak' does not exist." in warnings
+
+    def test_a_pair_whose_buckets_work_saves_with_only_what_is_left_to_do(self, admin_client):
+        client = boto3.client("s3", region_name="us-east-1")
+        for name in ("photos-src", "photos-bak"):
+            client.create_bucket(Bucket=name)
+            client.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+        response = admin_client.post(
+            reverse("admin:replication_bucketpair_add"), PAIR_FORM, follow=True
+        )
+        assert BucketPair.objects.filter(name="photos").exists()
+        warnings = [str(m) for m in get_messages(response.wsgi_request) if m.level == msg.WARNING]
+        # Both buckets exist, versioned and writable: what is left is the missing trigger.
+        assert len(warnings) == 1
+        assert "sends no event notifications" in warnings[0]
+
+    def test_a_check_that_cannot_run_does_not_stop_the_save(self, admin_client, monkeypatch):
+        def broken(*args, **kwargs):
+            raise RuntimeError("no credentials configured")
+
+        monkeypatch.setattr(access, "check_pair", broken)
+        response = admin_client.post(
+            reverse("admin:replication_bucketpair_add"), PAIR_FORM, follow=True
+        )
+        assert BucketPair.objects.filter(name="photos").exists()
+        assert "Pair photos: the access check could not run: no credentials configured" in (
+            messages_of(response)
+        )
 
 
 @mock_aws

@@ -15,7 +15,7 @@ from replication.alerts import delivery, evaluate
 from replication.alerts.tasks import deliver_notification, evaluate_health
 from replication.models import AlertChannel, HealthChange, Notification, ReconcileRun
 from tests.alerts_support import running_receiver
-from tests.factories import make_pair
+from tests.factories import make_pair, record_events, record_run
 
 pytestmark = pytest.mark.django_db
 
@@ -56,10 +56,9 @@ def eager_retries():
 
 
 def reconciled(pair, verdict: str, **counts) -> ReconcileRun:
-    """A finished reconcile of ``pair`` that found ``verdict``: what drives its health here."""
-    return ReconcileRun.objects.create(
-        pair=pair, status="succeeded", verdict=verdict, finished_at=timezone.now(), **counts
-    )
+    """A finished reconcile of ``pair`` that found ``verdict``, with its findings: what
+    drives its health here."""
+    return record_run(pair, verdict, **counts)
 
 
 def tick():
@@ -157,8 +156,10 @@ class TestTransitions:
         assert ReconcileRun.objects.get(pk=run.pk).verdict == "out_of_sync"
         assert HealthChange.objects.get(pair=pair).to_state == "critical"
         (alert,) = mailoutbox
-        assert alert.subject.startswith("[backupsite] CRITICAL: photos: 1 missing since ")
-        assert alert.subject.endswith(f"(reconcile #{run.pk})")
+        assert alert.subject.startswith(
+            "[backupsite] CRITICAL: photos: 1 object lacking, behind by 1 h: 1 missing since "
+        )
+        assert alert.subject.endswith("(longer than the 1 min grace period)")
 
 
 class TestReminders:
@@ -393,22 +394,28 @@ class TestNoDuplicates:
 
     @pytest.mark.postgres
     @pytest.mark.django_db(transaction=True)
-    def test_two_evaluators_at_once_send_one_alert(
+    def test_two_evaluators_at_once_take_turns_and_send_one_alert(
         self, photos, channels, receiver, mailoutbox, monkeypatch
     ):
+        # Two evaluators of one pair (beat's, and the one after a run) used to read the
+        # facts and the latest change side by side, so the one that computed first could
+        # record last; now each holds the pair's lock from before it reads the facts.
         if connection.vendor != "postgresql":
             pytest.skip("needs PostgreSQL (DATABASE_URL): two connections writing at once")
         reconciled(photos, "out_of_sync", missing=1)
-        barrier = threading.Barrier(2, timeout=10)
-        real_latest = evaluate.latest_changes
+        real_facts = evaluate.pair_health
+        inside, most = [], []
 
-        def latest_then_wait(ids):
-            # Both evaluators read the latest state before either writes: the race itself.
-            found = real_latest(ids)
-            barrier.wait()
-            return found
+        def facts_slowly(pairs, now):
+            inside.append(1)
+            most.append(len(inside))
+            time.sleep(0.3)  # room for the other evaluator to come in, if it could
+            try:
+                return real_facts(pairs, now)
+            finally:
+                inside.pop()
 
-        monkeypatch.setattr(evaluate, "latest_changes", latest_then_wait)
+        monkeypatch.setattr(evaluate, "pair_health", facts_slowly)
         errors = []
 
         def evaluator():
@@ -425,6 +432,7 @@ class TestNoDuplicates:
         for t in threads:
             t.join(timeout=30)
         assert errors == []
+        assert max(most) == 1  # never both at once
         assert HealthChange.objects.count() == 1
         assert Notification.objects.count() == 3
         assert len(mailoutbox) == 1
@@ -448,3 +456,27 @@ def test_an_evaluation_costs_the_same_queries_for_3_pairs_as_for_12():
         return len(queries)
 
     assert steady_state_queries(3) == steady_state_queries(9)  # 3, then 12 pairs
+
+
+def test_beat_evaluates_every_minute_and_its_evaluation_alerts_without_any_reconcile(
+    settings, mailoutbox
+):
+    # Copy failures alone, reported by the Lambda, turn a pair critical: beat's evaluation,
+    # not a reconcile, must be what records it and sends the alert.
+    from celery import current_app
+    from django.conf import settings as django_settings
+
+    entry = django_settings.CELERY_BEAT_SCHEDULE["evaluate-health"]
+    assert entry["schedule"] == 60.0 and entry["options"]["expires"] < 60
+    pair = make_pair(name="photos", grace_seconds=60)
+    AlertChannel.objects.create(name="ops", kind="email", target="o@example.com", all_pairs=True)
+    an_hour_ago = timezone.now() - timedelta(hours=1)
+    record_events(pair, {"status": "failed", "event_time": an_hour_ago, "finished_at": an_hour_ago})
+    assert not ReconcileRun.objects.exists()
+
+    current_app.tasks[entry["task"]].delay().get()
+
+    change = HealthChange.objects.get(pair=pair)
+    assert change.to_state == "critical"
+    (alert,) = mailoutbox
+    assert alert.subject.startswith("[backupsite] CRITICAL: photos: 1 object lacking, behind by")

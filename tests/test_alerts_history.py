@@ -58,7 +58,17 @@ def test_the_timeline_partial_shows_each_change_with_its_utc_time():
 
 def test_the_timeline_partial_says_when_nothing_is_recorded():
     html = render_to_string("dashboard/_health_timeline.html", {"health_changes": []})
-    assert "No change of health recorded yet" in html
+    assert "No health recorded yet" in html
+    assert "within a minute" in html
+
+
+def test_the_timeline_partial_says_so_when_no_evaluator_runs():
+    # It used to say "every pair is evaluated each minute" even when nothing evaluated it.
+    html = render_to_string(
+        "dashboard/_health_timeline.html", {"health_changes": [], "never_evaluated": True}
+    )
+    assert "each minute" not in html
+    assert "is not running, so no alert is sent" in html
 
 
 def test_the_database_refuses_a_change_that_changes_nothing():

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from replication.alerts.rules import Kind, message_for_change, reminder_due, retry_delay
-from replication.dashboard.health import State
+from replication.status.health import State
 
 T0 = datetime(2026, 11, 28, 3, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)

@@ -7,9 +7,9 @@ from django.contrib.auth.models import Permission, User
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from replication.dashboard.health import State
 from replication.models import BucketPair, ReconcileRun
 from replication.monitoring.badges import COLOURS, MAX_REASON, badge, truncate
+from replication.status.health import State
 from tests.factories import make_pair, record_events
 
 pytestmark = pytest.mark.django_db
@@ -49,8 +49,8 @@ def critical_pair():
     ("make", "state", "words"),
     [
         (ok_pair, State.OK, "in sync at reconcile"),
-        (warning_pair, State.WARNING, "1 copy failing since"),
-        (critical_pair, State.CRITICAL, "1 copy failing, the oldest since"),
+        (warning_pair, State.WARNING, "1 object lacking, behind by "),
+        (critical_pair, State.CRITICAL, "1 object lacking, behind by 2 h: 1 failed copy…"),
         (lambda: make_pair(name="fresh"), State.UNKNOWN, "no copy reported"),
         (lambda: make_pair(name="resting", enabled=False), State.PAUSED, "paused"),
     ],

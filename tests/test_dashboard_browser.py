@@ -150,7 +150,7 @@ def test_operator_sees_a_failure_and_follows_a_reconcile_to_its_verdict(
     )
     page.reload()
     assert row.locator(".badge").inner_text() == "CRITICAL"
-    assert "1 copy failing" in row.inner_text()
+    assert "1 object lacking, behind by 20 min" in row.inner_text()
     page.screenshot(path=shots / "overview.png")
 
     sent = []

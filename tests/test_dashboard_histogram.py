@@ -5,7 +5,7 @@ import random
 import pytest
 
 from replication.dashboard import histogram
-from replication.dashboard.stats import percentiles as exact_percentiles
+from replication.status.stats import percentiles as exact_percentiles
 
 
 def counts_of(lags):

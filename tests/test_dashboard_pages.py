@@ -2,6 +2,7 @@
 
 import csv
 import io
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -97,9 +98,31 @@ def test_overview_lists_pairs_worst_first_with_reason_and_figures(client, viewer
     body = client.get("/").content.decode()
     assert body.index("zzz-broken") < body.index("aaa-healthy")
     assert "CRITICAL" in body and "OK" in body
-    assert "1 copy failing" in body
+    assert "1 object lacking, behind by 1 h: 1 failed copy since" in body
     assert "in sync" in body
     assert '<svg class="spark"' in body
+
+
+def test_overview_shows_in_flight_beside_the_verdict(client, viewer, pair):
+    # "in sync" alone hid 12 objects the backup did not have yet.
+    finished_run(
+        pair, verdict="in_sync", source_objects=1002, destination_objects=990, in_flight=12
+    )
+    body = client.get("/").content.decode()
+    cell = body[body.index('data-label="Last reconcile"') :]
+    cell = re.sub(r"<[^>]+>", "", cell[: cell.index("</td>")])
+    assert re.search(r"in sync\s*· 12 in flight", cell), cell
+
+
+def test_overview_total_of_objects_lacking_is_the_sum_of_its_rows(client, viewer):
+    for name, failures in (("a", 2), ("b", 0), ("c", 3)):
+        pair = make_pair(name=name)
+        record_events(pair, *[{"status": "failed"} for _ in range(failures)], {})
+    body = client.get("/").content.decode()
+    rows = [int(n) for n in re.findall(r'data-label="Objects lacking">(\d+)<', body)]
+    assert sorted(rows) == [0, 2, 3]
+    total = re.search(r'figure[^"]*">(\d+)</span><span class="label">objects lacking', body)
+    assert int(total.group(1)) == sum(rows) == 5
 
 
 def test_overview_runs_a_bounded_number_of_queries(client, viewer, django_assert_max_num_queries):
@@ -282,6 +305,16 @@ def test_a_run_that_ran_without_a_broker_lands_on_its_outcome_and_duration(
     assert ". It ran here, without a worker, in " in body
     assert " · took " in body
     assert "<progress" not in body
+
+
+def test_pair_page_says_when_no_evaluator_has_recorded_its_health(client, viewer, pair):
+    # It said "every pair is evaluated each minute" whether or not anything evaluated it.
+    fresh = client.get("/pairs/photos/").content.decode()
+    assert "within a minute" in fresh and "is not running" not in fresh
+    type(pair).objects.filter(pk=pair.pk).update(created_at=timezone.now() - timedelta(hours=1))
+    stale = client.get("/pairs/photos/").content.decode()
+    assert "evaluated each minute" not in stale
+    assert "is not running, so no alert is sent" in stale
 
 
 # --- Run page ---------------------------------------------------------------------------------

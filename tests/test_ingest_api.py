@@ -481,6 +481,34 @@ def test_failed_attempt_arriving_after_its_successful_retry_changes_nothing(
     assert state_of(pair, "k").status == CopyStatus.COPIED
 
 
+def test_a_redelivered_event_that_succeeds_later_resolves_a_failure_with_a_higher_attempt(
+    client, pair, ingest_key
+):
+    # The Lambda's queue gave up after three attempts; S3 delivered the event again, and the
+    # new delivery (attempt 1 again) copied it two minutes later.
+    failed = event_payload(
+        key="k",
+        sequencer="00AB",
+        status="failed",
+        error_code="SlowDown",
+        attempt=3,
+        finished_at="2026-11-27T12:00:02.500Z",
+    )
+    redelivered = {
+        **failed,
+        "status": "copied",
+        "error_code": None,
+        "attempt": 1,
+        "finished_at": "2026-11-27T12:02:02.500Z",
+    }
+    for first, second in ((failed, redelivered), (redelivered, failed)):
+        ObjectState.objects.filter(pair=pair).delete()
+        post(client, ingest_key, events(first))
+        post(client, ingest_key, events(second))
+        assert state_of(pair, "k").status == CopyStatus.COPIED
+        assert not ObjectState.objects.open_failures().exists()
+
+
 def test_shorter_sequencer_is_compared_right_padded(client, pair, ingest_key):
     # "0A" pads to "0A0...", greater than "09F...": the short one is the newer event.
     newer = event_payload(key="k", sequencer="0A", status="deleted", size=None)

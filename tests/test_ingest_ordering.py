@@ -21,7 +21,7 @@ class Result:
     def __init__(self, name: str, sequencer: str, attempt: int = 1, finished: int = 0):
         self.name = name
         self.precedence = Precedence(
-            sequencer_order(sequencer), attempt, T0 + timedelta(seconds=finished)
+            sequencer_order(sequencer), T0 + timedelta(seconds=finished), attempt
         )
 
 
@@ -75,18 +75,27 @@ def test_greatest_sequencer_wins_whatever_the_arrival_order():
 
 
 def test_retry_of_the_same_event_supersedes_the_failed_attempt():
-    failed = Result("failed", "00AB", attempt=1, finished=5)
-    retried = Result("retried", "00AB", attempt=2, finished=1)
+    failed = Result("failed", "00AB", attempt=1, finished=1)
+    retried = Result("retried", "00AB", attempt=2, finished=5)
     for arrival in ([failed, retried], [retried, failed]):
         assert newest_per_object(("k", r) for r in arrival)["k"].name == "retried"
 
 
-def test_later_finish_breaks_a_tie_and_a_full_tie_keeps_the_first_seen():
-    early = Result("early", "00AB", finished=1)
-    late = Result("late", "00AB", finished=2)
-    assert newest_per_object([("k", late), ("k", early)])["k"].name == "late"
-    twin = Result("twin", "00AB", finished=2)
-    assert newest_per_object([("k", late), ("k", twin)])["k"].name == "late"
+def test_of_one_event_the_result_that_finished_last_wins_whatever_its_attempt():
+    # S3 delivered the event again after the Lambda's retries gave up: the new delivery
+    # starts at attempt 1 and its success is the newest result.
+    gave_up = Result("gave-up", "00AB", attempt=3, finished=1)
+    redelivered = Result("redelivered", "00AB", attempt=1, finished=9)
+    for arrival in ([gave_up, redelivered], [redelivered, gave_up]):
+        assert newest_per_object(("k", r) for r in arrival)["k"].name == "redelivered"
+
+
+def test_higher_attempt_breaks_a_tie_and_a_full_tie_keeps_the_first_seen():
+    first = Result("first", "00AB", attempt=1, finished=2)
+    second = Result("second", "00AB", attempt=2, finished=2)
+    assert newest_per_object([("k", second), ("k", first)])["k"].name == "second"
+    twin = Result("twin", "00AB", attempt=2, finished=2)
+    assert newest_per_object([("k", second), ("k", twin)])["k"].name == "second"
 
 
 def test_each_object_keeps_its_own_newest():

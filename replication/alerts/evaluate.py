@@ -2,6 +2,11 @@
 
 Run by beat every minute and after every reconcile. Safe to run twice, or twice at once:
 
+- evaluations of a pair are serial: each takes its pairs' rows FOR NO KEY UPDATE (in id
+  order, so two evaluators cannot deadlock) and only then reads the clock and the facts, so
+  the evaluator that records last also computed last; one that read the facts before a run
+  finished can no longer record its stale state after the one that came after the run
+  (ingest's inserts take KEY SHARE locks, which this does not block);
 - a change is written as the pair's next ``sequence``; a second evaluator that read the same
   latest change fails the unique constraint and records nothing;
 - the change's notifications are written in the same transaction as the change, so whoever
@@ -22,9 +27,9 @@ from django.utils import timezone
 
 from replication.alerts import rules
 from replication.alerts.delivery import due_for_retry
-from replication.dashboard.facts import PairHealth, pair_health
-from replication.dashboard.health import State
 from replication.models import AlertChannel, BucketPair, HealthChange, Notification
+from replication.status.facts import PairHealth, pair_health
+from replication.status.health import State
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +46,15 @@ def evaluate(pairs: QuerySet[BucketPair] | None = None, now: datetime | None = N
 
     The caller queues ``notifications + retries`` once this has committed.
     """
-    now = now or timezone.now()
+    with transaction.atomic():
+        pairs = pairs if pairs is not None else BucketPair.objects.all()
+        locked = list(
+            pairs.select_for_update(no_key=True).order_by("pk").values_list("pk", flat=True)
+        )
+        return _evaluate_locked(BucketPair.objects.filter(pk__in=locked), now or timezone.now())
+
+
+def _evaluate_locked(pairs: QuerySet[BucketPair], now: datetime) -> Evaluation:
     result = Evaluation()
     healths = pair_health(pairs, now)
     latest = latest_changes([h.pair.pk for h in healths])

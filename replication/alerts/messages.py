@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from replication.alerts.rules import Kind
-from replication.dashboard.health import duration
+from replication.status.health import duration
 
 PAYLOAD_VERSION = 1
 PREFIX = "[backupsite]"

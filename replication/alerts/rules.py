@@ -15,7 +15,7 @@
 import enum
 from datetime import datetime, timedelta
 
-from replication.dashboard.health import State
+from replication.status.health import State
 
 PROBLEMS = frozenset({State.CRITICAL, State.WARNING})
 

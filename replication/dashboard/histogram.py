@@ -14,7 +14,7 @@ import bisect
 import math
 from collections.abc import Mapping, Sequence
 
-from replication.dashboard.stats import LAG_PERCENTILES
+from replication.status.stats import LAG_PERCENTILES
 
 PER_DECADE = 8
 # Upper bounds in seconds, 0.1 s to 100,000 s. Changing them renumbers stored rows: a new

@@ -18,7 +18,6 @@ from datetime import UTC, datetime, timedelta
 from django.db import connection, transaction
 
 from replication.dashboard import histogram
-from replication.dashboard.facts import lag_percentiles
 from replication.dashboard.windows import (
     COPIED,
     DELETED,
@@ -30,6 +29,7 @@ from replication.dashboard.windows import (
     bucketise,
 )
 from replication.models import CopyEvent, HourlyTally
+from replication.status.facts import lag_percentiles
 
 HOUR = timedelta(hours=1)
 

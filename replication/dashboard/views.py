@@ -1,5 +1,8 @@
-"""The dashboard's pages. Thin: queries live in facts.py and series.py, rules in health.py,
-geometry in charts.py; a view picks what a page needs and renders it."""
+"""The dashboard's pages. Thin: a pair's facts and health come from replication/status/,
+series from series.py, geometry from charts.py; a view picks what a page needs and
+renders it."""
+
+from datetime import timedelta
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
@@ -12,14 +15,15 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from replication.alerts.history import recent_changes
-from replication.dashboard import charts, facts, series
+from replication.dashboard import charts, series
 from replication.dashboard.export import HEADER, csv_lines
 from replication.dashboard.humanize import duration
 from replication.dashboard.windows import SPARKLINE_WINDOW, WINDOWS, window_named
 from replication.evidence import facts as evidence
 from replication.models import BucketPair, CopyEvent, Discrepancy, ObjectState, ReconcileRun
+from replication.reconcile.queue import start_reconcile, was_not_queued
 from replication.reconcile.wording import outcome
-from replication.tasks import start_reconcile, was_not_queued
+from replication.status import facts
 
 FAILURES_PER_PAGE = 25
 DISCREPANCIES_PER_PAGE = 50
@@ -27,6 +31,9 @@ RECENT_EVENTS = 20
 RECENT_RUNS = 10
 # Progress is polled this often while a run is queued or running.
 POLL_SECONDS = 2
+# Beat evaluates health every minute and records a pair's first state at once: a pair older
+# than this with no state recorded has no evaluator running.
+EVALUATION_GRACE = timedelta(minutes=2)
 
 
 @login_required
@@ -67,7 +74,8 @@ def overview(request):
         "copies": sum(r["copies"] for r in table),
         "failures": sum(r["failures"] for r in table),
         "open_failures": sum(r["facts"].open_failures for r in table),
-        "lacking": sum(r["facts"].lacking for r in table),
+        # The sum of the pairs' figures, as /metrics' backupsite_objects_behind is.
+        "lacking": sum(r["facts"].lacking.total for r in table),
     }
     for r in table:
         state = r["health"].state.value
@@ -84,10 +92,8 @@ def _last_run_ids(rows) -> set[int]:
 
 
 def _behind(pair_facts, now):
-    """The age of the oldest object the backup lacks: an open failure or a reconcile finding."""
-    candidates = (pair_facts.oldest_open_failure_at, pair_facts.oldest_lacking_modified_at)
-    oldest = [t for t in candidates if t is not None]
-    return now - min(oldest) if oldest else None
+    """The age of the oldest object the backup lacks (replication/status/lacking.py)."""
+    return pair_facts.lacking.behind_by(now)
 
 
 @login_required
@@ -119,6 +125,7 @@ def pair_detail(request, name):
     failures_page = Paginator(failures, FAILURES_PER_PAGE).get_page(request.GET.get("page"))
 
     runs = list(pair.reconcile_runs.select_related("requested_by")[:RECENT_RUNS])
+    health_changes = recent_changes(pair)
     active_run = next((r for r in runs if r.is_active), None)
     context = {
         "pair": pair,
@@ -138,7 +145,8 @@ def pair_detail(request, name):
         "events": CopyEvent.objects.filter(pair=pair)[:RECENT_EVENTS],
         "runs": runs,
         "active_run": active_run,
-        "health_changes": recent_changes(pair),
+        "health_changes": health_changes,
+        "never_evaluated": not health_changes and now - pair.created_at > EVALUATION_GRACE,
         "can_reconcile": request.user.has_perm("replication.reconcile_bucketpair"),
         "freshness": evidence.pair_freshness(pair, now),
     }

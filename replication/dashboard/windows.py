@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from replication.dashboard.stats import percentiles
+from replication.status.stats import percentiles
 
 # CopyStatus values (models are not imported here: this module stays pure). Lag counts the
 # results that moved or removed bytes, as facts.LAG_STATUSES does.

@@ -26,14 +26,16 @@ _HEX = re.compile(r"[0-9A-Fa-f]+", re.ASCII)
 class Precedence(NamedTuple):
     """Orders results for one object: the greatest wins.
 
-    A retry of the same S3 event carries the same sequencer with a higher attempt, so a
-    failure that a retry fixed is superseded. ``finished_at`` breaks the last tie (the same
-    event delivered twice and handled twice) so every server picks the same winner.
+    Results of the same S3 event (a retry, or the event delivered twice and handled twice)
+    share its sequencer: the one that finished last is the newest, so a failure that a later
+    retry fixed is superseded whatever attempt number each carries (a redelivered event
+    starts again at attempt 1). ``attempt`` breaks the last tie so every server picks the
+    same winner.
     """
 
     sequencer_order: str
-    attempt: int
     finished_at: datetime
+    attempt: int
 
 
 def sequencer_order(sequencer: str) -> str:

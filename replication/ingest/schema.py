@@ -72,7 +72,7 @@ class Event:
 
     @property
     def precedence(self) -> Precedence:
-        return Precedence(self.sequencer_order, self.attempt, self.finished_at)
+        return Precedence(self.sequencer_order, self.finished_at, self.attempt)
 
     @property
     def lag(self) -> timedelta:

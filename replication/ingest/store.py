@@ -266,7 +266,7 @@ def _state_upsert() -> str:
     # ``event_time`` says which of the two is newer (see ObjectState).
     updated = [q(ObjectState._meta.get_field(name).column) for name in _STATE_EVENT_FIELDS]
     assignments = ", ".join(f"{column} = EXCLUDED.{column}" for column in updated)
-    order = [q("sequencer_order"), q("attempt"), q("finished_at")]  # as ordering.Precedence
+    order = [q("sequencer_order"), q("finished_at"), q("attempt")]  # as ordering.Precedence
     stored = ", ".join(f"{table}.{column}" for column in order)
     incoming = ", ".join(f"EXCLUDED.{column}" for column in order)
     # A row with no event yet (only a finding) takes any event.

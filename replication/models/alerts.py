@@ -18,7 +18,7 @@ from replication.models.pairs import BucketPair
 
 
 class HealthState(models.TextChoices):
-    """The states of replication.dashboard.health.State, as stored."""
+    """The states of replication.status.health.State, as stored."""
 
     OK = "ok"
     WARNING = "warning"

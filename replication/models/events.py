@@ -7,6 +7,7 @@ word, so no code path can store what the API would refuse.
 
 from django.db import models
 from django.db.models import F, Q
+from django.db.models.functions import Coalesce, Greatest
 
 from replication.models.pairs import BucketPair
 
@@ -119,18 +120,45 @@ class Finding(models.TextChoices):
 LACKING_FINDINGS = (Finding.MISSING, Finding.MISMATCHED)
 
 
+# A failed copy that nothing newer resolved: no finding since the write it failed to copy.
+OPEN_FAILURE = Q(status=CopyStatus.FAILED) & (
+    Q(finding_at__isnull=True) | Q(event_time__gt=F("finding_at"))
+)
+# What the backup lacks (see replication/status/lacking.py): an open failure, or a lacking
+# finding that no newer event superseded. A failed event never supersedes a lacking finding:
+# both say the object is lacking. Held changes and kept keys are neither, so never lacking.
+# A success supersedes a finding when the copy finished after the run listed the key: a
+# retry of an old event that succeeds later resolves the finding made in between, although
+# its event time is older (``ObjectState.event_is_newer`` is the same rule in Python).
+LACKING = OPEN_FAILURE | (
+    Q(finding__in=LACKING_FINDINGS)
+    & (
+        Q(sequencer_order__isnull=True)
+        | Q(status=CopyStatus.FAILED)
+        | Q(finished_at__lte=F("finding_at"))
+    )
+)
+
+
 class ObjectStateQuerySet(models.QuerySet):
     def open_failures(self):
-        """Failed copies that nothing newer resolved (no later event, no later finding)."""
-        return self.filter(status=CopyStatus.FAILED).filter(
-            Q(finding_at__isnull=True) | Q(finding_at__lt=F("event_time"))
-        )
+        """Failed copies that nothing newer resolved (no later success, no later finding)."""
+        return self.filter(OPEN_FAILURE)
 
     def lacking(self):
-        """Objects the latest reconcile found missing or mismatched, with no event since."""
-        return self.filter(finding__in=LACKING_FINDINGS).filter(
-            Q(event_time__isnull=True) | Q(event_time__lte=F("finding_at"))
-        )
+        """Every object the backup lacks: open failures, and objects a reconcile (or the
+        settling of in-flight objects) found missing or mismatched with nothing newer since.
+        Each row's ``lacking_from`` is when the backup began to lack it: the event that
+        should have copied it, or the source object's LastModified when that is later (a
+        write no event announced)."""
+        return self.filter(LACKING).annotate(lacking_from=lacking_from())
+
+
+def lacking_from() -> Greatest:
+    # Greatest of the two that exist (SQLite's max() of a NULL is NULL, hence Coalesce).
+    return Greatest(
+        Coalesce("event_time", "source_modified_at"), Coalesce("source_modified_at", "event_time")
+    )
 
 
 class ObjectState(CopyResult):
@@ -151,9 +179,10 @@ class ObjectState(CopyResult):
 
     A row may hold only a finding (an object written without an event, found missing), in
     which case its event columns are empty. Which side is current is a matter of time: a
-    finding made after the event happened (``finding_at >= event_time``) supersedes it; an
-    event that happened after the run listed the object supersedes the finding. See
-    ``replication.objects`` for the rule, and the ``open_failures`` / ``lacking`` queries.
+    successful copy that finished after the run listed the object (``finished_at >
+    finding_at``), or a failure of a write made after it (``event_time > finding_at``),
+    supersedes the finding; otherwise the finding supersedes the event. See ``LACKING``
+    and the ``open_failures`` / ``lacking`` queries.
     """
 
     pair = models.ForeignKey(
@@ -239,11 +268,21 @@ class ObjectState(CopyResult):
         return f"{self.key}: {self.current}"
 
     @property
+    def event_is_newer(self) -> bool:
+        """The event came after the finding: a failure of a write made after the run listed
+        the key, or a success that finished after it."""
+        if self.sequencer_order is None:
+            return False
+        if not self.finding:
+            return True
+        if self.status == CopyStatus.FAILED:
+            return self.event_time > self.finding_at
+        return self.finished_at > self.finding_at
+
+    @property
     def finding_is_current(self) -> bool:
         """True when the finding was made after the event it could have seen."""
-        return bool(self.finding) and (
-            self.event_time is None or self.finding_at >= self.event_time
-        )
+        return bool(self.finding) and not self.event_is_newer
 
     @property
     def current(self) -> str:

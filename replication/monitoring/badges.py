@@ -6,7 +6,7 @@ its state and reason on the state's colour. Text is escaped by the template.
 
 from dataclasses import dataclass
 
-from replication.dashboard.health import State
+from replication.status.health import State
 
 COLOURS = {
     State.OK: "#2e7d32",

@@ -1,8 +1,8 @@
 """/metrics: a Prometheus collector that reads the database on every scrape.
 
 Nothing is counted in process memory, so every web process answers alike and a restart
-loses nothing. A scrape costs seven queries whatever the number of pairs: five for health
-(replication.dashboard.facts.pair_health), one grouped sum of the copy totals, one of the
+loses nothing. A scrape costs six queries whatever the number of pairs: four for health
+(replication.status.facts.pair_health), one grouped sum of the copy totals, one of the
 ingest totals. The totals are kept by ingest (replication/ingest/tallies.py), never deleted
 by retention, so the counters never go down.
 
@@ -24,12 +24,12 @@ from prometheus_client.core import (
     Metric,
 )
 
-from replication.dashboard.facts import LAG_STATUSES, PairHealth, pair_health
-from replication.dashboard.health import State
 from replication.evidence.facts import summaries
 from replication.evidence.metrics import freshness_families
 from replication.models import CopyStatus, CopyTally, IngestTally, ReconcileRun
 from replication.monitoring.lag import cumulative
+from replication.status.facts import LAG_STATUSES, PairHealth, pair_health
+from replication.status.health import State
 
 PREFIX = "backupsite"
 RECONCILE_KINDS = ("missing", "mismatched", "extra", "unverified")
@@ -40,6 +40,7 @@ class Snapshot:
     """What one scrape reports, read from the database in a bounded number of queries."""
 
     pairs: list[PairHealth]
+    now: datetime
     # pair id -> status -> lag bucket -> (copies, sum of their lags in seconds)
     copies: dict[int, dict[str, dict[int, tuple[int, float]]]] = field(default_factory=dict)
     requests: dict[str, int] = field(default_factory=dict)  # HTTP status -> count
@@ -48,6 +49,7 @@ class Snapshot:
 
 
 def read_snapshot(now: datetime | None = None) -> Snapshot:
+    now = now or timezone.now()
     copies: dict = defaultdict(lambda: defaultdict(dict))
     for row in (
         CopyTally.objects.values("pair_id", "status", "lag_bucket")
@@ -61,6 +63,7 @@ def read_snapshot(now: datetime | None = None) -> Snapshot:
     pairs = pair_health(now=now)
     return Snapshot(
         pairs=pairs,
+        now=now,
         copies=copies,
         requests=ingest[IngestTally.Counter.REQUESTS],
         rejections=ingest[IngestTally.Counter.REJECTIONS],
@@ -88,8 +91,15 @@ def families(snapshot: Snapshot) -> Iterator[Metric]:
     )
     behind = GaugeMetricFamily(
         f"{PREFIX}_objects_behind",
-        "Objects the backup lacks: open failures plus objects the last reconcile found "
-        "missing or mismatched, not copied since.",
+        "Objects the backup lacks: open failures, and objects a reconcile found missing or "
+        "mismatched (or in flight that settled missing) with nothing newer since; the "
+        "overview's objects lacking.",
+        labels=["pair"],
+    )
+    behind_seconds = GaugeMetricFamily(
+        f"{PREFIX}_behind_seconds",
+        "How far behind the backup is: age of the oldest object it lacks, from the event that "
+        "should have copied it (or its LastModified); 0 when it lacks nothing.",
         labels=["pair"],
     )
     health = GaugeMetricFamily(
@@ -125,7 +135,9 @@ def families(snapshot: Snapshot) -> Iterator[Metric]:
                 lag_sum += seconds
         lag.add_metric([name], cumulative(lag_counts), lag_sum)
         open_failures.add_metric([name], facts.open_failures)
-        behind.add_metric([name], facts.open_failures + facts.lacking)
+        behind.add_metric([name], facts.lacking.total)
+        behind_by = facts.lacking.behind_by(snapshot.now)
+        behind_seconds.add_metric([name], behind_by.total_seconds() if behind_by else 0)
         for state in State:
             health.add_metric([name, state.value], 1 if item.health.state == state else 0)
         run = facts.last_verdict_run
@@ -150,7 +162,8 @@ def families(snapshot: Snapshot) -> Iterator[Metric]:
     )
     for reason, n in sorted(snapshot.rejections.items()):
         rejections.add_metric([reason], n)
-    yield from (copies, lag, open_failures, behind, health, run_objects, verdict, finished)
+    yield from (copies, lag, open_failures, behind, behind_seconds, health, run_objects)
+    yield from (verdict, finished)
     yield from (requests, rejections)
     names = [(p.pair.pk, p.pair.name) for p in sorted(snapshot.pairs, key=lambda p: p.pair.name)]
     yield from freshness_families(names, snapshot.freshness, PREFIX)

@@ -12,9 +12,9 @@ from django.views.decorators.cache import patch_cache_control
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from replication.dashboard.facts import pair_health
 from replication.models import BucketPair
 from replication.monitoring import badges, metrics, probes
+from replication.status.facts import pair_health
 
 BADGE_MAX_AGE_SECONDS = 60
 

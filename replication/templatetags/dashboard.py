@@ -10,6 +10,7 @@ from django.utils.safestring import mark_safe
 
 from replication.dashboard import humanize
 from replication.reconcile import wording
+from replication.status import health
 
 register = template.Library()
 
@@ -86,6 +87,13 @@ def _time_element(when: datetime, shown: str):
 @register.filter
 def duration(value: timedelta | float | None) -> str:
     return humanize.duration(value)
+
+
+@register.filter
+def behind(value: timedelta | None) -> str:
+    """How far behind the backup is, worded exactly as health reasons, alerts and badges
+    word it ("2 h 5 min", "22 min"), so a page and its reason never disagree."""
+    return "" if value is None else health.duration(value)
 
 
 @register.filter

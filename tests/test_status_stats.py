@@ -2,7 +2,7 @@
 
 import pytest
 
-from replication.dashboard.stats import percentiles
+from replication.status.stats import percentiles
 
 
 def test_percentiles_of_nothing_are_none():

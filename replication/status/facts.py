@@ -1,27 +1,42 @@
 """The facts health reads, gathered for many pairs at once (the ORM side of health.py).
 
-Five queries whatever the number of pairs and events: the pairs with their latest runs'
-ids, the runs themselves, open failures, lacking objects, and the last hour's lag
-percentiles. Every one is served by a named index (see the models).
+Four queries whatever the number of pairs and events: the pairs with their latest runs'
+ids, the runs themselves, what the backup lacks (one grouped count of
+``ObjectState.objects.lacking()``, served by the failures and lacking partial indexes),
+and the last hour's lag percentiles; plus one call per room in FINDING_SOURCES.
 """
 
+import logging
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import connection
-from django.db.models import Count, Exists, Min, OuterRef, QuerySet, Subquery
+from django.db.models import Count, Exists, F, Min, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
-from replication.dashboard.health import Health, PairFacts, RunFacts, evaluate
-from replication.dashboard.stats import LAG_PERCENTILES, percentiles
 from replication.models import BucketPair, CopyEvent, CopyStatus, ObjectState, ReconcileRun
+from replication.models.events import OPEN_FAILURE, Finding
+from replication.status.health import Health, PairFacts, RunFacts, evaluate
+from replication.status.lacking import NOTHING, Lacking
+from replication.status.stats import LAG_PERCENTILES, percentiles
+
+logger = logging.getLogger(__name__)
 
 # Health judges lag over this window; pages may show others.
 LAG_WINDOW = timedelta(hours=1)
 # Results that moved bytes (or removed them) count towards lag; a failure's time is not lag.
 LAG_STATUSES = (CopyStatus.COPIED, CopyStatus.DELETED)
+
+# The extension point for rooms with health findings of their own (protection checks,
+# restore drills, evidence): dotted paths of functions
+# ``health_findings(pair_ids: list[int], now: datetime) -> dict[int, list[(state, reason)]]``
+# with state "critical" or "warning". Each is called once per gathering, for all pairs, and
+# its findings join the pair's own in PairFacts.extra_findings. One line per room, e.g.
+# "replication.protection.health.health_findings".
+FINDING_SOURCES: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -49,25 +64,13 @@ def pair_facts(pairs: Iterable[BucketPair], now: datetime) -> dict[int, PairFact
     ids = [p.pk for p in pairs]
     run_ids = {p.last_run_id for p in pairs} | {p.last_verdict_run_id for p in pairs}
     runs = {r.id: _run_facts(r) for r in ReconcileRun.objects.filter(id__in=run_ids - {None})}
-    failures = {
-        row["pair_id"]: row
-        for row in ObjectState.objects.open_failures()
-        .filter(pair_id__in=ids)
-        .values("pair_id")
-        .annotate(n=Count("id"), oldest=Min("event_time"))
-        .order_by()
-    }
-    lacking = {
-        row["pair_id"]: row
-        for row in ObjectState.objects.lacking()
-        .filter(pair_id__in=ids)
-        .values("pair_id")
-        .annotate(n=Count("id"), since=Min("lacking_since"), oldest=Min("source_modified_at"))
-        .order_by()
-    }
+    lacking = lacking_by_pair(ids)
     lags = lag_percentiles(ids, since=now - LAG_WINDOW)
-    return {
-        p.pk: PairFacts(
+    extra = extra_findings(ids, now)
+    facts = {}
+    for p in pairs:
+        lacked, unreported, oldest_unreported = lacking.get(p.pk, (NOTHING, 0, None))
+        facts[p.pk] = PairFacts(
             name=p.name,
             enabled=p.enabled,
             created_at=p.created_at,
@@ -80,16 +83,75 @@ def pair_facts(pairs: Iterable[BucketPair], now: datetime) -> dict[int, PairFact
             has_events=p.has_events,
             lag_p95=lags[p.pk][1] if p.pk in lags else None,
             lag=lags.get(p.pk),
-            open_failures=failures.get(p.pk, {}).get("n", 0),
-            oldest_open_failure_at=failures.get(p.pk, {}).get("oldest"),
-            lacking=lacking.get(p.pk, {}).get("n", 0),
-            lacking_since=lacking.get(p.pk, {}).get("since"),
-            oldest_lacking_modified_at=lacking.get(p.pk, {}).get("oldest"),
+            lacking=lacked,
+            unreported=unreported,
+            oldest_unreported_at=oldest_unreported,
             last_run=runs.get(p.last_run_id),
             last_verdict_run=runs.get(p.last_verdict_run_id),
+            extra_findings=tuple(extra.get(p.pk, ())),
         )
-        for p in pairs
+    return facts
+
+
+def lacking_by_pair(pair_ids: list[int]) -> dict[int, tuple[Lacking, int, datetime | None]]:
+    """Per pair: what the backup lacks, and how many of those objects no copy report ever
+    mentioned though they were written after the pair was registered (with the oldest's
+    LastModified). One grouped query over ``ObjectState.objects.lacking()``."""
+    if not pair_ids:
+        return {}
+    unreported = Q(sequencer_order__isnull=True, source_modified_at__gt=F("pair__created_at"))
+    rows = (
+        ObjectState.objects.lacking()
+        .filter(pair_id__in=pair_ids)
+        .values("pair_id")
+        .annotate(
+            total=Count("id"),
+            failed=Count("id", filter=OPEN_FAILURE),
+            missing=Count("id", filter=Q(finding=Finding.MISSING)),
+            missing_failed=Count("id", filter=Q(finding=Finding.MISSING) & OPEN_FAILURE),
+            mismatched=Count("id", filter=Q(finding=Finding.MISMATCHED)),
+            mismatched_failed=Count("id", filter=Q(finding=Finding.MISMATCHED) & OPEN_FAILURE),
+            since=Min("lacking_from"),
+            unreported=Count("id", filter=unreported),
+            oldest_unreported=Min("source_modified_at", filter=unreported),
+        )
+        .order_by()
+    )
+    # An open failure whose older finding said missing counts once, as a failure.
+    return {
+        row["pair_id"]: (
+            Lacking(
+                total=row["total"],
+                failed=row["failed"],
+                missing=row["missing"] - row["missing_failed"],
+                mismatched=row["mismatched"] - row["mismatched_failed"],
+                since=row["since"],
+            ),
+            row["unreported"],
+            row["oldest_unreported"],
+        )
+        for row in rows
     }
+
+
+def extra_findings(pair_ids: list[int], now: datetime) -> dict[int, list[tuple[str, str]]]:
+    """The findings of the rooms in FINDING_SOURCES, by pair id.
+
+    A room that fails to answer is a warning on every pair, not an error on every page,
+    scrape and alert: its checks cannot be read, which is itself worth knowing.
+    """
+    found: dict[int, list[tuple[str, str]]] = defaultdict(list)
+    for path in FINDING_SOURCES:
+        try:
+            answer = import_string(path)(pair_ids, now)
+        except Exception as exc:
+            logger.exception("health findings of %s could not be read", path)
+            for pair_id in pair_ids:
+                found[pair_id].append(("warning", f"checks of {path} could not be read: {exc}"))
+            continue
+        for pair_id, findings in answer.items():
+            found[pair_id] += [(str(state), reason) for state, reason in findings]
+    return found
 
 
 def _with_latest_runs(pairs: QuerySet[BucketPair]) -> QuerySet[BucketPair]:

@@ -5,10 +5,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from replication.dashboard.facts import lag_percentiles, pair_health
-from replication.dashboard.health import State
 from replication.models import Finding, ObjectState, ReconcileRun
-from tests.factories import make_pair, record_events
+from replication.status.facts import lag_percentiles, pair_health
+from replication.status.health import State
+from tests.factories import make_pair, record_events, record_run
 
 
 def finished_run(pair, **fields) -> ReconcileRun:
@@ -78,11 +78,13 @@ def test_objects_found_missing_count_as_lacking_until_a_copy_arrives():
             lacking_since=found_at,
             source_modified_at=modified,
         )
-    record_events(pair, {"key": "b.jpg", "event_time": timezone.now()})
+    record_events(
+        pair, {"key": "b.jpg", "event_time": timezone.now(), "finished_at": timezone.now()}
+    )
     entry = health_of(pair)
-    assert (entry.facts.lacking, entry.facts.lacking_since) == (1, found_at)
+    assert (entry.facts.lacking.total, entry.facts.lacking.missing) == (1, 1)
     # How far behind: the age of the oldest object still lacking, not when it was found.
-    assert entry.facts.oldest_lacking_modified_at == written_at["a.jpg"]
+    assert entry.facts.lacking.since == written_at["a.jpg"]
     assert entry.health.state == State.CRITICAL
 
 
@@ -90,12 +92,24 @@ def test_objects_found_missing_count_as_lacking_until_a_copy_arrives():
 def test_the_latest_succeeded_run_gives_the_verdict_and_a_later_failure_warns():
     pair = make_pair()
     good = finished_run(pair)
-    failed = finished_run(pair, status="failed", verdict="", error="NoSuchBucket: photos-bak")
+    failed = finished_run(pair, status="failed", verdict="", error="read timeout: photos-bak")
     ReconcileRun.objects.filter(pk=failed.pk).update(created_at=good.created_at + timedelta(1))
     entry = health_of(pair)
     assert (entry.facts.last_verdict_run.id, entry.facts.last_run.id) == (good.id, failed.id)
     assert entry.health.state == State.WARNING
-    assert entry.health.reason == f"last reconcile (#{failed.id}) failed: NoSuchBucket: photos-bak"
+    assert entry.health.reason == f"last reconcile (#{failed.id}) failed: read timeout: photos-bak"
+
+
+@pytest.mark.django_db
+def test_a_later_reconcile_that_found_a_bucket_gone_is_critical():
+    pair = make_pair()
+    good = finished_run(pair)
+    error = "backup bucket 'photos-bak' does not exist"
+    failed = finished_run(pair, status="failed", verdict="", error=error)
+    ReconcileRun.objects.filter(pk=failed.pk).update(created_at=good.created_at + timedelta(1))
+    entry = health_of(pair)
+    assert entry.health.state == State.CRITICAL
+    assert entry.health.reason == f"{error} (reconcile #{failed.id} failed)"
 
 
 @pytest.mark.django_db
@@ -104,7 +118,7 @@ def test_pairs_come_worst_first():
     finished_run(ok)
     record_events(ok, {})
     critical = make_pair(name="z-critical")
-    finished_run(critical, verdict="out_of_sync", missing=1)
+    record_run(critical, "out_of_sync", missing=1)
     paused = make_pair(name="b-paused", enabled=False)
     unknown = make_pair(name="c-unknown")
     assert [h.pair for h in pair_health()] == [critical, unknown, ok, paused]
@@ -116,7 +130,7 @@ def test_health_of_many_pairs_takes_a_fixed_number_of_queries(django_assert_max_
         pair = make_pair()
         finished_run(pair, verdict="out_of_sync", missing=n)
         record_events(pair, {"status": "failed"}, {})
-    with django_assert_max_num_queries(5):
+    with django_assert_max_num_queries(4):
         assert len(pair_health()) == 12
 
 
@@ -140,3 +154,41 @@ def test_lag_percentiles_cover_copies_in_the_window_only():
     assert (p50.total_seconds(), p95.total_seconds(), p99.total_seconds()) == pytest.approx(
         (3.0, 8.8, 9.76)
     )
+
+
+def findings_of_another_room(pair_ids, now):
+    """A room's health_findings, as protection or restore drills deliver them."""
+    return {pair_id: [("critical", "the destructive-change guard holds")] for pair_id in pair_ids}
+
+
+def a_room_that_fails(pair_ids, now):
+    raise RuntimeError("protection table missing")
+
+
+@pytest.mark.django_db
+def test_findings_of_other_rooms_are_wired_in_by_their_dotted_path(monkeypatch):
+    from replication.status import facts
+
+    pair = make_pair()
+    record_events(pair, {})
+    monkeypatch.setattr(
+        facts, "FINDING_SOURCES", ("tests.test_status_facts.findings_of_another_room",)
+    )
+    entry = health_of(pair)
+    assert entry.facts.extra_findings == (("critical", "the destructive-change guard holds"),)
+    assert (entry.health.state, entry.health.reason) == (
+        State.CRITICAL,
+        "the destructive-change guard holds",
+    )
+
+
+@pytest.mark.django_db
+def test_a_room_whose_findings_cannot_be_read_is_a_warning_not_an_error(monkeypatch):
+    from replication.status import facts
+
+    pair = make_pair()
+    record_events(pair, {})
+    monkeypatch.setattr(facts, "FINDING_SOURCES", ("tests.test_status_facts.a_room_that_fails",))
+    entry = health_of(pair)
+    assert entry.health.state == State.WARNING
+    assert "could not be read: protection table missing" in entry.health.reason

@@ -1,18 +1,25 @@
 """A pair's health: one pure function of what is known about it. No Django, no I/O.
 
-Pages, /metrics and alerts all call ``evaluate``, so a pair is never OK on one and CRITICAL
-on another. The facts come from replication/dashboard/facts.py.
+Pages, /metrics, alerts and badges all call ``evaluate``, so a pair is never OK on one and
+CRITICAL on another. The facts come from replication/status/facts.py.
 
 The rules (most severe first; the state is the worst that applies, the reason says why):
 
 - paused:   the pair is disabled;
-- unknown:  no copy ever reported and never reconciled;
-- critical: the backup lacks or contradicts objects older than the grace period: the last
-            reconcile's verdict is out of sync, or a copy failure older than grace is open;
-- warning:  p95 lag over the objective, open failures still within grace, the last verdict
-            unproven, a scheduled reconcile overdue (twice its interval), or the last
-            reconcile failed;
-- ok:       none of the above.
+- unknown:  no copy ever reported and never reconciled (and no other room reports a
+            problem);
+- critical: the backup has lacked an object for longer than the grace period (see
+            lacking.py: found missing or mismatched, settled missing, or an open failure,
+            counted from the event that should have copied it); the last reconcile failed
+            because a bucket is gone or access to it is denied; extras in the backup of a
+            pair that mirrors deletes; a critical finding of another room;
+- warning:  objects lacking, all still within the grace period (a run out of sync only
+            through failures within grace is one); p95 lag over the objective; the last
+            verdict unproven; a scheduled reconcile overdue (twice its interval); the last
+            reconcile failed for another reason; objects written after the pair was
+            registered that no copy report mentioned, older than grace (the Lambda or its
+            trigger is not running); a warning finding of another room;
+- ok:       none of the above, so nothing is lacking.
 """
 
 import enum
@@ -20,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from replication.reconcile.verdict import OUT_OF_SYNC, UNPROVEN
+from replication.status.lacking import NOTHING, Lacking
 
 
 class State(enum.StrEnum):
@@ -74,13 +82,21 @@ class PairFacts:
     has_events: bool = False
     lag_p95: timedelta | None = None  # over the last hour; None when nothing was copied
     lag: tuple[timedelta, ...] | None = None  # p50, p95, p99 over the same hour, for pages
-    open_failures: int = 0
-    oldest_open_failure_at: datetime | None = None  # event time of the oldest
-    lacking: int = 0  # found missing or mismatched by a reconcile, not copied since
-    lacking_since: datetime | None = None  # when a reconcile first found one lacking
-    oldest_lacking_modified_at: datetime | None = None  # the oldest lacking object's age
+    lacking: Lacking = NOTHING  # what the backup lacks (lacking.py)
+    # Objects found lacking by a reconcile that no copy report ever mentioned, written after
+    # the pair was registered: how many, and the oldest one's LastModified.
+    unreported: int = 0
+    oldest_unreported_at: datetime | None = None
     last_run: RunFacts | None = None  # the latest finished run, succeeded or failed
     last_verdict_run: RunFacts | None = None  # the latest succeeded run
+    # What other rooms (protection, restore drills, evidence...) found: (state, reason)
+    # pairs, "critical" or "warning", added to this module's own findings. See
+    # facts.FINDING_SOURCES.
+    extra_findings: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def open_failures(self) -> int:
+        return self.lacking.failed
 
 
 @dataclass(frozen=True)
@@ -96,7 +112,9 @@ def evaluate(facts: PairFacts, now: datetime) -> Health:
         return _health(
             State.PAUSED, ["paused: not reconciled or alerted on (enable it in the admin)"]
         )
-    if not facts.has_events and facts.last_run is None:
+    critical = _critical(facts, now)
+    warnings = _warnings(facts, now)
+    if not facts.has_events and facts.last_run is None and not critical and not warnings:
         return _health(
             State.UNKNOWN,
             [
@@ -104,10 +122,8 @@ def evaluate(facts: PairFacts, now: datetime) -> Health:
                 "or press Reconcile now"
             ],
         )
-    critical = _critical(facts, now)
     if critical:
-        return _health(State.CRITICAL, critical + _warnings(facts, now))
-    warnings = _warnings(facts, now)
+        return _health(State.CRITICAL, critical + warnings)
     if warnings:
         return _health(State.WARNING, warnings)
     return _health(State.OK, [_all_clear(facts)])
@@ -117,36 +133,63 @@ def _health(state: State, reasons: list[str]) -> Health:
     return Health(state, reasons[0], tuple(reasons))
 
 
+# The ends of a failed run's reason that say a bucket is gone or closed to us: the reconcile
+# listing's words (replication/reconcile/listing.py) and S3's error codes.
+BUCKET_GONE = ("does not exist", "nosuchbucket")
+ACCESS_DENIED = ("access denied", "accessdenied", "is denied", "forbidden", "allaccessdisabled")
+
+
+def bucket_unreachable(error: str) -> bool:
+    """True when a run's error says a bucket of the pair is gone or access to it is denied."""
+    text = error.lower()
+    return any(words in text for words in BUCKET_GONE + ACCESS_DENIED)
+
+
+def _lacking_past_grace(facts: PairFacts, now: datetime) -> bool:
+    """Whether the backup has lacked an object for longer than the grace period; an object
+    lacking since a time nobody knows counts as lacking for longer."""
+    behind = facts.lacking.behind_by(now)
+    return behind is None or behind > facts.grace
+
+
+def _lacking_reason(facts: PairFacts, now: datetime) -> str:
+    lacking = facts.lacking
+    behind = lacking.behind_by(now)
+    if behind is None:
+        return f"{_count(lacking.total, 'object')} lacking: {lacking.kinds()}"
+    within = "longer than" if behind > facts.grace else "within"
+    return (
+        f"{_count(lacking.total, 'object')} lacking, behind by {duration(behind)}: "
+        f"{lacking.kinds()} since {clock(lacking.since, now)} "
+        f"({within} the {duration(facts.grace)} grace period)"
+    )
+
+
 def _critical(facts: PairFacts, now: datetime) -> list[str]:
     found = []
+    if facts.lacking.total and _lacking_past_grace(facts, now):
+        found.append(_lacking_reason(facts, now))
+    last = facts.last_run
+    if last is not None and last.status == "failed" and bucket_unreachable(last.error):
+        found.append(f"{_first_line(last.error)} (reconcile #{last.id} failed)")
     run = facts.last_verdict_run
-    if run is not None and run.verdict == OUT_OF_SYNC:
+    if run is not None and run.verdict == OUT_OF_SYNC and facts.mirror_deletes and run.extra:
         found.append(
-            f"{_run_findings(run, facts.mirror_deletes)} since {clock(run.created_at, now)} "
-            f"(reconcile #{run.id})"
+            f"{_count(run.extra, 'object')} in the backup that the source deleted, on a pair "
+            f"that mirrors deletes (reconcile #{run.id})"
         )
-    failing_since = facts.oldest_open_failure_at
-    if failing_since is not None and now - failing_since > facts.grace:
-        found.append(
-            f"{_count(facts.open_failures, 'copy', 'copies')} failing, "
-            f"the oldest since {clock(failing_since, now)} "
-            f"(longer than the {duration(facts.grace)} grace period)"
-        )
+    found += [reason for state, reason in facts.extra_findings if state == State.CRITICAL]
     return found
 
 
 def _warnings(facts: PairFacts, now: datetime) -> list[str]:
     found = []
+    if facts.lacking.total and not _lacking_past_grace(facts, now):
+        found.append(_lacking_reason(facts, now))
     if facts.lag_p95 is not None and facts.lag_p95 > facts.lag_objective:
         found.append(
             f"p95 lag {duration(facts.lag_p95)} > {duration(facts.lag_objective)} "
             "over the last hour"
-        )
-    failing_since = facts.oldest_open_failure_at
-    if failing_since is not None and now - failing_since <= facts.grace:
-        found.append(
-            f"{_count(facts.open_failures, 'copy', 'copies')} failing since "
-            f"{clock(failing_since, now)}, within the {duration(facts.grace)} grace period"
         )
     run = facts.last_verdict_run
     if run is not None and run.verdict == UNPROVEN:
@@ -158,10 +201,20 @@ def _warnings(facts: PairFacts, now: datetime) -> list[str]:
     if overdue is not None:
         found.append(f"last reconcile overdue by {duration(overdue)}")
     last = facts.last_run
-    if last is not None and last.status == "failed":
-        error = last.error.strip().splitlines()[0] if last.error.strip() else "no reason given"
-        found.append(f"last reconcile (#{last.id}) failed: {error}")
+    if last is not None and last.status == "failed" and not bucket_unreachable(last.error):
+        found.append(f"last reconcile (#{last.id}) failed: {_first_line(last.error)}")
+    oldest = facts.oldest_unreported_at
+    if facts.unreported and oldest is not None and now - oldest > facts.grace:
+        found.append(
+            "objects written with no copy report: is the Lambda or its trigger running? "
+            f"({facts.unreported} found by reconcile, the oldest written {clock(oldest, now)})"
+        )
+    found += [reason for state, reason in facts.extra_findings if state == State.WARNING]
     return found
+
+
+def _first_line(error: str) -> str:
+    return error.strip().splitlines()[0] if error.strip() else "no reason given"
 
 
 def overdue_by(facts: PairFacts, now: datetime) -> timedelta | None:
@@ -179,23 +232,19 @@ def overdue_by(facts: PairFacts, now: datetime) -> timedelta | None:
 
 
 def _all_clear(facts: PairFacts) -> str:
+    # Reached only when nothing is lacking: "in sync" is then the truth, even when the last
+    # run found differences that copies have resolved since.
     run = facts.last_verdict_run
     parts = []
-    if run is not None:
-        parts.append(f"in sync at reconcile #{run.id}")
-    else:
+    if run is None:
         parts.append("copies arriving; not reconciled yet")
+    elif run.verdict == OUT_OF_SYNC:
+        parts.append(f"in sync: what reconcile #{run.id} found lacking was copied since")
+    else:
+        parts.append(f"in sync at reconcile #{run.id}")
     if facts.lag_p95 is not None:
         parts.append(f"p95 lag {duration(facts.lag_p95)}")
     return ", ".join(parts)
-
-
-def _run_findings(run: RunFacts, mirror_deletes: bool) -> str:
-    counts = [f"{run.missing} missing" if run.missing else ""]
-    counts.append(f"{run.mismatched} mismatched" if run.mismatched else "")
-    if mirror_deletes and run.extra:
-        counts.append(f"{run.extra} extra")
-    return ", ".join(c for c in counts if c) or "out of sync"
 
 
 def _count(n: int, singular: str, plural: str | None = None) -> str:
