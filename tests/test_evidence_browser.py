@@ -1,5 +1,6 @@
 """The monthly report in a real browser (Debian's Chromium through Playwright): at 1,400 and
-390 px, and printed to PDF on A4 and on US Letter. Screenshots go to docs/screenshots/."""
+390 px, and printed to PDF on A4 and on US Letter. Screenshots go where the
+dashboard's browser tests put theirs (the ``shots`` fixture)."""
 
 from datetime import UTC, datetime
 
@@ -10,11 +11,11 @@ from replication.demo import history, scenario
 from replication.evidence.freshness import month_start, previous_month
 from tests.factories import make_pair, record_events
 from tests.test_dashboard_browser import (  # noqa: F401 - fixtures
-    SCREENSHOTS,
     assert_fits,
     browser,
     page,
     phone,
+    shots,
 )
 
 pytestmark = pytest.mark.slow
@@ -73,6 +74,7 @@ def pdf_pages(pdf: bytes) -> list[tuple[float, float]]:
 def test_last_months_report_reads_on_a_desktop_a_phone_and_on_paper(
     page,  # noqa: F811
     phone,  # noqa: F811
+    shots,  # noqa: F811
     live_server,
     transactional_db,
     tmp_path,
@@ -90,17 +92,17 @@ def test_last_months_report_reads_on_a_desktop_a_phone_and_on_paper(
     assert page.locator("#reconcile table tbody tr").count() >= 1  # the weekend's runs
     assert "in sync again at run #" in page.locator("#reconcile").inner_text()
     assert "not recorded" in page.locator("#protection").inner_text()
-    page.screenshot(path=SCREENSHOTS / "report.png", full_page=True)
+    page.screenshot(path=shots / "report.png", full_page=True)
 
     page.goto(f"{live_server.url}/pairs/demo-photos/")
     panel = page.locator("#freshness")
     assert panel.locator("rect.fresh-met, rect.fresh-missed").count() >= 2
-    panel.screenshot(path=SCREENSHOTS / "freshness.png")
+    panel.screenshot(path=shots / "freshness.png")
 
     log_in(phone, live_server.url)
     phone.goto(f"{live_server.url}/pairs/demo-invoices/report/{month}/")
     assert_fits(phone, "report")
-    phone.screenshot(path=SCREENSHOTS / "report-390.png", full_page=True)
+    phone.screenshot(path=shots / "report-390.png", full_page=True)
 
     page.goto(f"{live_server.url}/pairs/demo-invoices/report/{month}/")
     page.emulate_media(media="print")

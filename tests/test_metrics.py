@@ -253,7 +253,7 @@ def test_a_scrape_takes_the_same_number_of_queries_whatever_the_number_of_pairs(
     one = queries()
     for _ in range(5):
         busy_pair()
-    assert queries() == one <= 8
+    assert queries() == one <= 10
 
 
 # --- Bearer token ---------------------------------------------------------------------------
