@@ -201,11 +201,20 @@ def test_worker_killed_mid_run_is_failed_by_the_reaper_and_a_rerun_succeeds(work
     running.refresh_from_db()
     assert running.status == "running", "the run finished before the worker could be killed"
     # Nobody will ever report for it again; once the heartbeat timeout has passed...
-    later = timezone.now() + timedelta(seconds=settings.RECONCILE_HEARTBEAT_TIMEOUT + 1)
+    now = timezone.now()
+    later = now + timedelta(seconds=settings.RECONCILE_HEARTBEAT_TIMEOUT + 1)
+    reason = "the worker stopped reporting"
+    ranges = running.ranges.all()
+    if running.ranges_total > 1 and not ranges.filter(status="running").exists():
+        # Killed before it took a range: its range tasks still wait in the queue, which is
+        # waiting for a worker, so the run is alive until the queued timeout.
+        assert reaper.reap_stalled_runs(now=later) == []
+        later = now + timedelta(seconds=settings.RECONCILE_QUEUED_TIMEOUT + 1)
+        reason = "waited 60 minutes in the queue"
     assert reaper.reap_stalled_runs(now=later) == [running.pk]
     running.refresh_from_db()
     assert running.status == "failed"
-    assert "the worker stopped reporting" in running.error
+    assert reason in running.error
 
     survivor = worker_env()
     rerun_id = tasks.reconcile_pair.apply_async((pair.pk,), queue=survivor.queue).get(timeout=60)
