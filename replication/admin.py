@@ -92,6 +92,13 @@ class BucketPairAdmin(admin.ModelAdmin):
         ("History", {"fields": ["created_at", "updated_at"]}),
     ]
 
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if db_field.name in ("source_prefix", "backup_prefix"):
+            # A form field trims whitespace by default: the pair's validation refuses it
+            # instead, since S3 would read it as part of the keys.
+            kwargs["strip"] = False
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
     # Checking access writes and deletes a probe object with the server's credentials: it
     # needs the right to change pairs, not merely to see them.
     @admin.action(description="Check access to the selected pairs' buckets", permissions=["change"])
