@@ -287,6 +287,12 @@ RECONCILE_QUEUED_TIMEOUT = envint("RECONCILE_QUEUED_TIMEOUT", 3600)
 # Alerts. A reminder every ALERT_REMINDER_MINUTES while a pair stays critical (0: none).
 ALERT_REMINDER_MINUTES = envint("ALERT_REMINDER_MINUTES", 60)
 ALERT_HTTP_TIMEOUT = envint("ALERT_HTTP_TIMEOUT", 5)
+# Webhooks reach public addresses only (replication/alerts/targets.py): loopback, link-local
+# (the cloud metadata service) and reserved addresses never, private networks only with
+# ALLOW_PRIVATE (on-premises receivers), and any address in ALLOWED_NETWORKS (CIDR, comma
+# separated) as an explicit exception.
+ALERT_WEBHOOK_ALLOW_PRIVATE = envbool("ALERT_WEBHOOK_ALLOW_PRIVATE", False)
+ALERT_WEBHOOK_ALLOWED_NETWORKS = envlist("ALERT_WEBHOOK_ALLOWED_NETWORKS", [])
 # A delivery is tried this many times, Celery waiting about BACKOFF, 2*BACKOFF... seconds
 # (with jitter, at most BACKOFF_MAX) in between, before it is marked failed.
 ALERT_DELIVERY_ATTEMPTS = envint("ALERT_DELIVERY_ATTEMPTS", 5)
