@@ -300,3 +300,9 @@ ALERT_RETRY_BACKOFF = envint("ALERT_RETRY_BACKOFF", 30)
 ALERT_RETRY_BACKOFF_MAX = 600
 # The evaluation re-queues deliveries whose retry is this late (its Celery retry was lost).
 ALERT_SWEEP_MARGIN = 120
+# Flapping damper: once a pair has made ALERT_FLAP_CHANGES changes that send messages within
+# ALERT_FLAP_WINDOW_MINUTES, further messages are held and summed up in one, sent when the
+# pair has not changed for ALERT_FLAP_SETTLE_MINUTES, or at most once a window (0: off).
+ALERT_FLAP_CHANGES = envint("ALERT_FLAP_CHANGES", 3)
+ALERT_FLAP_WINDOW_MINUTES = envint("ALERT_FLAP_WINDOW_MINUTES", 60)
+ALERT_FLAP_SETTLE_MINUTES = envint("ALERT_FLAP_SETTLE_MINUTES", 15)

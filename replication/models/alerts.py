@@ -170,7 +170,10 @@ class Notification(models.Model):
 
     Flow: ``PENDING -> SENDING -> SENT``; a failed attempt goes back to ``PENDING`` (retried
     with backoff) until the attempts run out: ``FAILED``. A ``SENDING`` row whose worker died
-    is claimable again once its lease has passed.
+    is claimable again once its lease has passed. The flapping damper turns a claimed alert
+    or resolution of a flapping pair into ``HELD``; when its summary is due, the latest held
+    row of the pair and channel becomes the ``SUMMARY`` (back to ``PENDING``) and the others
+    ``SUMMARISED``.
 
     ``sequence`` is 0 for the message about the change itself and n for the change's n-th
     reminder; one row per (change, channel, sequence), whoever tries to write it.
@@ -180,6 +183,7 @@ class Notification(models.Model):
         ALERT = "alert"
         RESOLVED = "resolved"
         REMINDER = "reminder"
+        SUMMARY = "summary"
         TEST = "test"
 
     class Status(models.TextChoices):
@@ -187,6 +191,8 @@ class Notification(models.Model):
         SENDING = "sending"
         SENT = "sent"
         FAILED = "failed"
+        HELD = "held", "held (pair flapping)"
+        SUMMARISED = "summarised", "in a summary"
 
     change = models.ForeignKey(
         HealthChange,
@@ -233,7 +239,9 @@ class Notification(models.Model):
             ),
             models.CheckConstraint(
                 name="notification_status_valid",
-                condition=Q(status__in=["pending", "sending", "sent", "failed"]),
+                condition=Q(
+                    status__in=["pending", "sending", "sent", "failed", "held", "summarised"]
+                ),
             ),
             models.CheckConstraint(
                 name="notification_sent_has_time",
@@ -246,6 +254,13 @@ class Notification(models.Model):
                 fields=["next_attempt_at"],
                 condition=Q(status__in=["pending", "sending"]),
                 name="notification_unfinished",
+            ),
+            # The flapping damper: messages held for a summary, found every minute
+            # (WHERE status = 'held').
+            models.Index(
+                fields=["channel", "created_at"],
+                condition=Q(status="held"),
+                name="notification_held",
             ),
         ]
 
