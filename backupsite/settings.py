@@ -217,6 +217,13 @@ CELERY_BEAT_SCHEDULE["purge-expired-events"] = {
     "options": {"expires": 3300},
 }
 
+# Runs, their discrepancy rows, health changes, notifications, deleted objects' states.
+CELERY_BEAT_SCHEDULE["purge-expired-records"] = {
+    "task": "replication.tasks.purge_expired_records",
+    "schedule": 3600.0,
+    "options": {"expires": 3300},
+}
+
 # Alerts: evaluate every pair's health every minute (replication/alerts/).
 CELERY_BEAT_SCHEDULE["evaluate-health"] = {
     "task": "replication.alerts.tasks.evaluate_health",
@@ -264,6 +271,16 @@ INGEST_MAX_EVENTS = 1000
 INGEST_MAX_BODY_BYTES = 1024 * 1024
 INGEST_CLOCK_SKEW_SECONDS = 300
 EVENT_RETENTION_DAYS = envint("EVENT_RETENTION_DAYS", 90)
+# What reconciles and alerts write (replication/retention.py, hourly from beat). Run summaries,
+# health changes and notifications stay 13 months (396 days) for the monthly evidence report;
+# discrepancy rows and key ranges only RECONCILE_DETAIL_RETENTION_DAYS, except for each
+# pair's latest runs. Deleted objects' states go after EVENT_RETENTION_DAYS.
+RECONCILE_RUN_RETENTION_DAYS = envint("RECONCILE_RUN_RETENTION_DAYS", 396)
+RECONCILE_DETAIL_RETENTION_DAYS = envint("RECONCILE_DETAIL_RETENTION_DAYS", 7)
+ALERT_HISTORY_RETENTION_DAYS = envint("ALERT_HISTORY_RETENTION_DAYS", 396)
+RETENTION_BATCH_SIZE = envint("RETENTION_BATCH_SIZE", 5000)
+# Batches per table and hourly run: a backlog is worked off over several runs.
+RETENTION_MAX_BATCHES = envint("RETENTION_MAX_BATCHES", 100)
 RECONCILE_MAX_DISCREPANCY_ROWS = envint("RECONCILE_MAX_DISCREPANCY_ROWS", 10_000)
 # A pair is cut into key ranges of about this many source objects (sampled by its previous
 # run), reconciled by as many Celery tasks at once, at most RECONCILE_MAX_RANGES.

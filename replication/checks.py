@@ -41,7 +41,26 @@ def check_configuration(app_configs, **kwargs):
         )
     if settings.PRODUCTION:
         problems += site_url_problems(settings.SITE_URL)
+    short = [
+        name
+        for name in ("RECONCILE_RUN_RETENTION_DAYS", "ALERT_HISTORY_RETENTION_DAYS")
+        if getattr(settings, name) < EVIDENCE_DAYS
+    ]
+    if short:
+        problems.append(
+            Warning(
+                f"{' and '.join(short)} below {EVIDENCE_DAYS} days: the monthly report "
+                "covers this month and the twelve before, and would miss what retention "
+                "removed.",
+                hint=f"Keep them at least {EVIDENCE_DAYS} (the default).",
+                id="replication.W006",
+            )
+        )
     return problems
+
+
+# Thirteen months: the evidence report's month and the twelve before it.
+EVIDENCE_DAYS = 396
 
 
 def site_url_problems(site_url: str) -> list[Error]:

@@ -10,6 +10,7 @@ from celery import chord, shared_task
 from celery.signals import worker_process_init, worker_ready
 from django.conf import settings
 
+from replication import retention as record_retention
 from replication.alerts.tasks import deliver_notification, evaluate_health
 from replication.ingest import retention
 from replication.models import BucketPair, ReconcileRun
@@ -26,6 +27,13 @@ def purge_expired_events() -> int:
     shards (scheduled by beat, hourly)."""
     retention.fold_hourly_shards()
     return retention.purge_expired_events()
+
+
+@shared_task(ignore_result=True)
+def purge_expired_records() -> dict:
+    """Delete what reconciles and alerts wrote beyond its retention, in bounded batches
+    (scheduled by beat, hourly; replication/retention.py)."""
+    return record_retention.purge().as_dict()
 
 
 # --- Reconcile --------------------------------------------------------------------------------

@@ -28,7 +28,8 @@ class HealthState(models.TextChoices):
 
 
 class HealthChange(models.Model):
-    """One change of a pair's health state; append-only (never updated, never deleted).
+    """One change of a pair's health state; append-only (never updated). Deleted only by
+    retention, after ALERT_HISTORY_RETENTION_DAYS, and never a pair's latest change.
 
     ``sequence`` numbers a pair's changes 1, 2, 3...; the next change of a pair is the
     latest one's sequence plus one, and the unique constraint lets only one evaluator
@@ -68,6 +69,8 @@ class HealthChange(models.Model):
         indexes = [
             # The evaluator's "latest change of each pair" and the pair page's timeline.
             models.Index(fields=["pair", "-sequence"], name="health_change_pair_timeline"),
+            # Retention (WHERE at < %s ORDER BY at) and the admin's list, newest first.
+            models.Index(fields=["at"], name="health_change_at"),
         ]
 
     def __str__(self) -> str:
@@ -261,6 +264,13 @@ class Notification(models.Model):
                 fields=["channel", "created_at"],
                 condition=Q(status="held"),
                 name="notification_held",
+            ),
+            # Retention of test notifications (WHERE change_id IS NULL AND created_at < %s);
+            # the others go with their change.
+            models.Index(
+                fields=["created_at"],
+                condition=Q(change__isnull=True),
+                name="notification_test_created",
             ),
         ]
 

@@ -232,6 +232,13 @@ class ObjectState(CopyResult):
                 fields=["pair", "source_modified_at"],
                 condition=Q(finding__in=LACKING_FINDINGS),
             ),
+            # Retention: objects deleted long ago, per pair, oldest first
+            # (WHERE pair_id = %s AND status = 'deleted' AND finished_at < %s).
+            models.Index(
+                name="object_state_deleted_idx",
+                fields=["pair", "finished_at"],
+                condition=Q(status=CopyStatus.DELETED),
+            ),
         ]
 
     def __str__(self) -> str:
