@@ -226,6 +226,13 @@ CELERY_BEAT_SCHEDULE["settle-in-flight"] = {
     "options": {"expires": 55},
 }
 
+# Runs, their discrepancy rows, health changes, notifications, deleted objects' states.
+CELERY_BEAT_SCHEDULE["purge-expired-records"] = {
+    "task": "replication.tasks.purge_expired_records",
+    "schedule": 3600.0,
+    "options": {"expires": 3300},
+}
+
 # Alerts: evaluate every pair's health every minute (replication/alerts/).
 CELERY_BEAT_SCHEDULE["evaluate-health"] = {
     "task": "replication.alerts.tasks.evaluate_health",
@@ -273,6 +280,16 @@ INGEST_MAX_EVENTS = 1000
 INGEST_MAX_BODY_BYTES = 1024 * 1024
 INGEST_CLOCK_SKEW_SECONDS = 300
 EVENT_RETENTION_DAYS = envint("EVENT_RETENTION_DAYS", 90)
+# What reconciles and alerts write (replication/retention.py, hourly from beat). Run summaries,
+# health changes and notifications stay 13 months (396 days) for the monthly evidence report;
+# discrepancy rows and key ranges only RECONCILE_DETAIL_RETENTION_DAYS, except for each
+# pair's latest runs. Deleted objects' states go after EVENT_RETENTION_DAYS.
+RECONCILE_RUN_RETENTION_DAYS = envint("RECONCILE_RUN_RETENTION_DAYS", 396)
+RECONCILE_DETAIL_RETENTION_DAYS = envint("RECONCILE_DETAIL_RETENTION_DAYS", 7)
+ALERT_HISTORY_RETENTION_DAYS = envint("ALERT_HISTORY_RETENTION_DAYS", 396)
+RETENTION_BATCH_SIZE = envint("RETENTION_BATCH_SIZE", 5000)
+# Batches per table and hourly run: a backlog is worked off over several runs.
+RETENTION_MAX_BATCHES = envint("RETENTION_MAX_BATCHES", 100)
 RECONCILE_MAX_DISCREPANCY_ROWS = envint("RECONCILE_MAX_DISCREPANCY_ROWS", 10_000)
 # A pair is cut into key ranges of about this many source objects (sampled by its previous
 # run), reconciled by as many Celery tasks at once, at most RECONCILE_MAX_RANGES.
@@ -296,6 +313,12 @@ RECONCILE_QUEUED_TIMEOUT = envint("RECONCILE_QUEUED_TIMEOUT", 3600)
 # Alerts. A reminder every ALERT_REMINDER_MINUTES while a pair stays critical (0: none).
 ALERT_REMINDER_MINUTES = envint("ALERT_REMINDER_MINUTES", 60)
 ALERT_HTTP_TIMEOUT = envint("ALERT_HTTP_TIMEOUT", 5)
+# Webhooks reach public addresses only (replication/alerts/targets.py): loopback, link-local
+# (the cloud metadata service) and reserved addresses never, private networks only with
+# ALLOW_PRIVATE (on-premises receivers), and any address in ALLOWED_NETWORKS (CIDR, comma
+# separated) as an explicit exception.
+ALERT_WEBHOOK_ALLOW_PRIVATE = envbool("ALERT_WEBHOOK_ALLOW_PRIVATE", False)
+ALERT_WEBHOOK_ALLOWED_NETWORKS = envlist("ALERT_WEBHOOK_ALLOWED_NETWORKS", [])
 # A delivery is tried this many times, Celery waiting about BACKOFF, 2*BACKOFF... seconds
 # (with jitter, at most BACKOFF_MAX) in between, before it is marked failed.
 ALERT_DELIVERY_ATTEMPTS = envint("ALERT_DELIVERY_ATTEMPTS", 5)
@@ -303,3 +326,9 @@ ALERT_RETRY_BACKOFF = envint("ALERT_RETRY_BACKOFF", 30)
 ALERT_RETRY_BACKOFF_MAX = 600
 # The evaluation re-queues deliveries whose retry is this late (its Celery retry was lost).
 ALERT_SWEEP_MARGIN = 120
+# Flapping damper: once a pair has made ALERT_FLAP_CHANGES changes that send messages within
+# ALERT_FLAP_WINDOW_MINUTES, further messages are held and summed up in one, sent when the
+# pair has not changed for ALERT_FLAP_SETTLE_MINUTES, or at most once a window (0: off).
+ALERT_FLAP_CHANGES = envint("ALERT_FLAP_CHANGES", 3)
+ALERT_FLAP_WINDOW_MINUTES = envint("ALERT_FLAP_WINDOW_MINUTES", 60)
+ALERT_FLAP_SETTLE_MINUTES = envint("ALERT_FLAP_SETTLE_MINUTES", 15)

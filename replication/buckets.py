@@ -41,15 +41,29 @@ def bucket_name_problem(name: str) -> str | None:
     return None
 
 
+def prefix_problem(prefix: str) -> str | None:
+    """Why ``prefix`` is refused as a pair's prefix, or None when it is usable.
+
+    Whitespace around a prefix is nearly always a paste accident; S3 would take it as part
+    of the keys, so trimming it silently would point the pair at another key space.
+    """
+    if prefix != prefix.strip():
+        return (
+            f"{prefix!r} begins or ends with whitespace; S3 would take it as part of every "
+            "key: remove it (or, if your keys really begin that way, ask for it to be allowed)"
+        )
+    return None
+
+
 def normalize_prefix(prefix: str) -> str:
-    """A pair's prefix names a folder: no leading slash, exactly one trailing slash.
+    """A pair's prefix as S3 names keys (a leading ``/`` is part of them), ending in ``/``.
 
     Without the trailing slash, the prefix ``photos`` would also take in ``photos-old/``.
+    Nothing else changes: ``/logs/`` and ``logs/`` are different key spaces in S3.
     """
-    prefix = prefix.strip().lstrip("/")
-    if not prefix:
-        return ""
-    return prefix.rstrip("/") + "/"
+    if not prefix or prefix.endswith("/"):
+        return prefix
+    return prefix + "/"
 
 
 def prefixes_overlap(prefix_a: str, prefix_b: str) -> bool:
@@ -58,9 +72,14 @@ def prefixes_overlap(prefix_a: str, prefix_b: str) -> bool:
 
 
 def split_location(location: str) -> tuple[str, str]:
-    """Split ``bucket/some/prefix`` into the bucket and its normalised prefix."""
-    location = location.strip()
+    """Split ``bucket/some/prefix`` into the bucket and its prefix, a ``/`` added at its end.
+
+    ``bucket//logs/`` names the prefix ``/logs/`` (keys beginning with a slash). Whitespace
+    is kept, for the pair's validation to refuse with its reason.
+    """
     if location.startswith("s3://"):
         location = location[len("s3://") :]
     bucket, _, prefix = location.partition("/")
+    if prefix_problem(prefix):
+        return bucket, prefix
     return bucket, normalize_prefix(prefix)

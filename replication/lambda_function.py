@@ -805,6 +805,8 @@ REPORT_MAX_EVENTS = 1000
 REPORT_MAX_BYTES = 1024 * 1024
 _REPORT_RESERVE_S = 1.0  # time kept back for logging and returning after the last attempt
 _REPORT_MAX_ATTEMPTS = 5
+_REPORT_MAX_REDIRECTS = 3
+_REDIRECTS = (301, 302, 303, 307, 308)
 _HEX = re.compile(r"^[0-9A-Fa-f]{1,32}$")
 
 
@@ -880,12 +882,46 @@ def report_bodies(entries: list[dict]) -> Iterator[bytes]:
         yield b'{"events":[' + b",".join(batch) + b"]}"
 
 
+class _RedirectsToCaller(urllib.request.HTTPRedirectHandler):
+    """Hand every redirect back as an HTTPError: urllib would follow a 301, 302 or 303 by
+    sending the report again as a GET without its body, which the site refuses (405)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+_report_opener = urllib.request.build_opener(_RedirectsToCaller)
+
+
+def follow_redirect(url: str, code: int, location: str | None) -> tuple[str | None, str]:
+    """Where a report answered with redirect ``code`` goes next: (new URL, "") for a 307 or
+    308, which keep the method and body; (None, why) for anything else.
+
+    A 301, 302 or 303 is a configuration error, not something to follow: S3 events would be
+    reported by a GET (lost), so the reason names the URL to set REPORT_URL to.
+    """
+    if not location:
+        return None, f"HTTP {code} without a Location header from {url}"
+    target = urllib.parse.urljoin(url, location)
+    scheme = urllib.parse.urlsplit(target).scheme
+    if scheme not in ("http", "https"):
+        return None, f"HTTP {code} from {url} to {target}, which is not an http(s) URL"
+    if urllib.parse.urlsplit(url).scheme == "https" and scheme == "http":
+        return None, f"HTTP {code} from {url} to {target}: refusing to leave HTTPS"
+    if code in (307, 308):
+        return target, ""
+    return None, (
+        f"REPORT_URL {url} answers HTTP {code}, a redirect that turns the report's POST into "
+        f"a GET: set REPORT_URL to {target}"
+    )
+
+
 def send_report(
     config: Config,
     entries: list[dict],
     *,
     remaining_s: Callable[[], float],
-    urlopen: Callable = urllib.request.urlopen,
+    urlopen: Callable = _report_opener.open,
     sleep: Callable[[float], None] = time.sleep,
 ) -> bool:
     """POST the entries, retrying briefly while the invocation has time. Never raises."""
@@ -896,16 +932,20 @@ def send_report(
 
 
 def _post(config: Config, body: bytes, *, remaining_s, urlopen, sleep) -> bool:
-    for attempt in range(1, _REPORT_MAX_ATTEMPTS + 1):
+    url, redirects, attempt = config.report_url, 0, 0
+    while attempt < _REPORT_MAX_ATTEMPTS:
+        attempt += 1
         budget = remaining_s() - _REPORT_RESERVE_S
         if budget <= 0.1:
             problem = "no time left in the invocation"
             break
-        # Signed afresh each attempt: the server refuses timestamps older than 300 s.
+        # Signed afresh each attempt: the server refuses timestamps older than 300 s. The
+        # signature covers the timestamp and the body, not the URL, so a redirected report
+        # is the same request sent on.
         timestamp = str(int(time.time()))
-        # The scheme is checked in load_config: only http(s) URLs get this far.
+        # The scheme is checked in load_config (and of a redirect, in follow_redirect).
         request = urllib.request.Request(  # noqa: S310
-            config.report_url,
+            url,
             data=body,
             method="POST",
             headers={
@@ -921,6 +961,34 @@ def _post(config: Config, body: bytes, *, remaining_s, urlopen, sleep) -> bool:
             log.info(json.dumps({"message": "report sent", "attempt": attempt, "reply": reply}))
             return True
         except urllib.error.HTTPError as error:
+            if error.code in _REDIRECTS:
+                target, problem = follow_redirect(url, error.code, error.headers.get("Location"))
+                error.close()
+                if target is None or redirects >= _REPORT_MAX_REDIRECTS:
+                    problem = problem or f"more than {_REPORT_MAX_REDIRECTS} redirects from {url}"
+                    # Loud: every report is lost until REPORT_URL is corrected.
+                    log.error(
+                        json.dumps(
+                            {
+                                "message": "report not delivered: REPORT_URL is misconfigured",
+                                "error": problem,
+                            }
+                        )
+                    )
+                    return False
+                log.warning(
+                    json.dumps(
+                        {
+                            "message": "report redirected: set REPORT_URL to the new URL",
+                            "status": error.code,
+                            "from": url,
+                            "to": target,
+                        }
+                    )
+                )
+                # Sent on at once; a redirect is not a failed attempt (and is bounded above).
+                url, redirects, attempt = target, redirects + 1, attempt - 1
+                continue
             problem = f"HTTP {error.code}: {error.read(500).decode('utf-8', 'replace')}"
             if error.code < 500 and error.code not in (408, 429):
                 break  # the request itself is wrong: sending it again cannot help

@@ -11,6 +11,7 @@ from celery.signals import worker_process_init, worker_ready
 from django.conf import settings
 from django.utils import timezone
 
+from replication import retention as record_retention
 from replication.alerts.tasks import deliver_notification, evaluate_health
 from replication.evidence import counting as evidence_counting
 from replication.ingest import retention
@@ -33,6 +34,13 @@ def purge_expired_events() -> int:
     retention.fold_hourly_shards()
     evidence_counting.upkeep(timezone.now())  # kept 13 months, whatever EVENT_RETENTION_DAYS
     return retention.purge_expired_events()
+
+
+@shared_task(ignore_result=True)
+def purge_expired_records() -> dict:
+    """Delete what reconciles and alerts wrote beyond its retention, in bounded batches
+    (scheduled by beat, hourly; replication/retention.py)."""
+    return record_retention.purge().as_dict()
 
 
 # --- Reconcile --------------------------------------------------------------------------------

@@ -66,6 +66,45 @@ class TestPages:
         assert response.status_code == 200
         assert "the backup would copy itself" in response.content.decode()
 
+    def test_adding_a_pair_with_whitespace_around_a_prefix_shows_the_reason(self, admin_client):
+        response = admin_client.post(
+            reverse("admin:replication_bucketpair_add"),
+            {
+                "name": "logs",
+                "enabled": "on",
+                "source_bucket": "logs-src",
+                "source_prefix": "logs/ ",
+                "backup_bucket": "logs-bak",
+                "backup_prefix": "",
+                "region": "us-east-1",
+                "grace_seconds": 900,
+                "lag_objective_seconds": 900,
+            },
+        )
+        assert response.status_code == 200
+        assert "begins or ends with whitespace" in response.content.decode()
+        assert not BucketPair.objects.exists()
+
+    def test_a_pair_added_with_a_leading_slash_keeps_it(self, admin_client):
+        admin_client.post(
+            reverse("admin:replication_bucketpair_add"),
+            {
+                "name": "logs",
+                "enabled": "on",
+                "source_bucket": "logs-src",
+                "source_prefix": "/logs",
+                "backup_bucket": "logs-bak",
+                "backup_prefix": "",
+                "region": "us-east-1",
+                "grace_seconds": 900,
+                "lag_objective_seconds": 900,
+                "freshness_target": "99.9",
+                "AlertChannel_pairs-TOTAL_FORMS": 0,
+                "AlertChannel_pairs-INITIAL_FORMS": 0,
+            },
+        )
+        assert BucketPair.objects.get(name="logs").source_prefix == "/logs/"
+
 
 class TestIngestKeys:
     def test_creating_a_key_shows_its_secret_once(self, admin_client):
@@ -100,6 +139,7 @@ PAIR_FORM = {
     "region": "us-east-1",
     "grace_seconds": 900,
     "lag_objective_seconds": 900,
+    "freshness_target": "99.9",
     "AlertChannel_pairs-TOTAL_FORMS": 0,
     "AlertChannel_pairs-INITIAL_FORMS": 0,
 }

@@ -13,6 +13,13 @@ from tests.factories import make_pair
 
 pytestmark = pytest.mark.django_db
 
+
+@pytest.fixture(autouse=True)
+def _local_receivers_allowed(settings):
+    """The webhooks here point at loopback, which they may not reach by default."""
+    settings.ALERT_WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.1/32"]
+
+
 CHANGELIST = "admin:replication_alertchannel_changelist"
 
 

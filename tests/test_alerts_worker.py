@@ -38,7 +38,14 @@ def needs_postgres():
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize(
     "celery_worker",
-    [{"DATABASE_URL": _test_database_url(), "ALERT_RETRY_BACKOFF": "1"}],
+    [
+        {
+            "DATABASE_URL": _test_database_url(),
+            "ALERT_RETRY_BACKOFF": "1",
+            # The receiver listens on loopback, which webhooks may not reach by default.
+            "ALERT_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32",
+        }
+    ],
     indirect=True,
 )
 def test_a_failing_webhook_is_retried_by_the_worker_until_it_is_sent(

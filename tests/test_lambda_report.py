@@ -206,3 +206,105 @@ def test_lambda_signing_copy_matches_the_server_signing():
     body = b'{"events": []}'
 
     assert lambda_function.sign(SECRET, 1764244800, body) == signing.sign(SECRET, 1764244800, body)
+
+
+# --- Redirects --------------------------------------------------------------------------------
+
+
+class RedirectingSite:
+    """A site whose /old/events answers ``code`` pointing at /api/v1/events, where reports
+    are accepted; every request is recorded with its method, so a POST turned GET shows."""
+
+    def __init__(self, code: int):
+        self.requests: list[tuple[str, str, dict, bytes]] = []
+        site = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                site.requests.append((self.command, self.path, dict(self.headers), body))
+                if self.path == "/old/events":
+                    self.send_response(code)
+                    self.send_header("Location", "/api/v1/events")
+                elif self.command == "POST":
+                    self.send_response(202)
+                else:
+                    self.send_response(405)  # what the ingest API answers to a GET
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_GET = do_POST = _answer
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base = f"http://127.0.0.1:{self.httpd.server_port}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.mark.parametrize("code", [307, 308])
+def test_a_report_redirected_with_307_or_308_is_posted_on_with_its_body_and_signature(
+    s3, monkeypatch, code, caplog
+):
+    with RedirectingSite(code) as site:
+        invoke(monkeypatch, s3, put_event(s3, "k"), **report_env(site.base + "/old/events"))
+
+    (first, second) = site.requests
+    assert (first[0], first[1]) == ("POST", "/old/events")
+    assert (second[0], second[1]) == ("POST", "/api/v1/events")
+    assert second[3] == first[3] and json.loads(second[3])["events"][0]["key"] == "k"
+    headers = second[2]
+    signing.verify(SECRET, headers["X-Backup-Timestamp"], headers["X-Backup-Signature"], second[3])
+    assert any(f"{site.base}/api/v1/events" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("code", [301, 302, 303])
+def test_a_report_redirected_with_301_302_or_303_is_a_configuration_error_said_loudly(
+    s3, monkeypatch, code, caplog
+):
+    with RedirectingSite(code) as site:
+        result = invoke(
+            monkeypatch, s3, put_event(s3, "k"), **report_env(site.base + "/old/events")
+        )
+
+    assert result["copied"] == 1  # the copy stands; only the report is lost
+    # Never resent as a GET (which the site would refuse), and not retried: it cannot work.
+    assert [(method, path) for method, path, *_ in site.requests] == [("POST", "/old/events")]
+    (error,) = [r for r in caplog.records if r.levelname == "ERROR"]
+    logged = json.loads(error.getMessage())
+    assert logged["message"] == "report not delivered: REPORT_URL is misconfigured"
+    assert f"set REPORT_URL to {site.base}/api/v1/events" in logged["error"]
+
+
+@pytest.mark.parametrize(
+    ("url", "code", "location", "expected"),
+    [
+        (
+            "http://site/api/v1/events",
+            308,
+            "https://site/api/v1/events",
+            "https://site/api/v1/events",
+        ),
+        ("https://site/a/events", 307, "/api/v1/events", "https://site/api/v1/events"),
+        ("https://site/api/v1/events", 308, "http://site/api/v1/events", None),
+        ("https://site/api/v1/events", 307, "ftp://site/x", None),
+        ("https://site/api/v1/events", 307, None, None),
+        ("http://site/api/v1/events", 301, "https://site/api/v1/events", None),
+    ],
+)
+def test_only_307_and_308_to_http_or_https_without_leaving_https_are_followed(
+    url, code, location, expected
+):
+    target, problem = lambda_function.follow_redirect(url, code, location)
+    assert target == expected
+    assert bool(problem) == (expected is None)

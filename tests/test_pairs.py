@@ -5,6 +5,7 @@ from django.db import IntegrityError, transaction
 from replication.buckets import (
     bucket_name_problem,
     normalize_prefix,
+    prefix_problem,
     prefixes_overlap,
     split_location,
 )
@@ -41,11 +42,25 @@ def test_valid_bucket_names_pass(name):
     assert bucket_name_problem(name) is None
 
 
-def test_prefixes_are_folders_without_a_leading_slash():
+def test_prefixes_are_kept_as_s3_names_keys_with_a_slash_added_at_the_end():
     assert normalize_prefix("") == ""
-    assert normalize_prefix("/photos") == "photos/"
-    assert normalize_prefix("photos//") == "photos/"
+    assert normalize_prefix("photos") == "photos/"
     assert normalize_prefix("a/b/") == "a/b/"
+    # A leading slash is part of S3 keys: "/logs/" and "logs/" are different key spaces.
+    assert normalize_prefix("/logs/") == "/logs/"
+    assert normalize_prefix("/logs") == "/logs/"
+    assert normalize_prefix("/") == "/"
+    assert normalize_prefix("photos//") == "photos//"
+
+
+@pytest.mark.parametrize("prefix", [" logs/", "logs/ ", "\tlogs", "logs\n", " "])
+def test_prefixes_with_surrounding_whitespace_are_refused_not_trimmed(prefix):
+    assert "whitespace" in prefix_problem(prefix)
+
+
+@pytest.mark.parametrize("prefix", ["", "/", "/logs/", "my logs/", "a b"])
+def test_prefixes_without_surrounding_whitespace_pass(prefix):
+    assert prefix_problem(prefix) is None
 
 
 def test_overlap_means_one_prefix_contains_the_other():
@@ -58,14 +73,16 @@ def test_overlap_means_one_prefix_contains_the_other():
 def test_locations_split_into_bucket_and_prefix():
     assert split_location("s3://photos/raw") == ("photos", "raw/")
     assert split_location("photos") == ("photos", "")
+    assert split_location("photos//logs") == ("photos", "/logs/")
+    assert split_location("s3://photos//logs/") == ("photos", "/logs/")
 
 
 @pytest.mark.django_db
 class TestPairValidation:
-    def test_a_valid_pair_is_saved_with_normalised_prefixes(self):
+    def test_a_valid_pair_is_saved_with_prefixes_as_s3_names_keys(self):
         pair = make_pair(source_prefix="/raw", backup_prefix="copies")
         pair.refresh_from_db()
-        assert (pair.source_prefix, pair.backup_prefix) == ("raw/", "copies/")
+        assert (pair.source_prefix, pair.backup_prefix) == ("/raw/", "copies/")
         assert pair.grace_seconds == 900
         assert pair.lag_objective_seconds == 900
         assert pair.mirror_deletes is False
@@ -113,6 +130,19 @@ class TestPairValidation:
         with pytest.raises(ValidationError, match="already exists"):
             make_pair(name="photos")
 
+    @pytest.mark.parametrize("field", ["source_prefix", "backup_prefix"])
+    def test_a_prefix_with_surrounding_whitespace_is_refused_and_nothing_saved(self, field):
+        with pytest.raises(ValidationError) as caught:
+            make_pair(**{field: " logs/"})
+        assert "whitespace" in str(caught.value.message_dict[field])
+        assert not BucketPair.objects.exists()
+
+    def test_a_pair_keeps_reading_the_key_space_its_prefix_names(self):
+        pair = make_pair(source_prefix="/logs/")
+        assert pair.relative_source_key("/logs/2026/a.gz") == "2026/a.gz"
+        with pytest.raises(ValueError):
+            pair.relative_source_key("logs/2026/a.gz")
+
     def test_a_zero_reconcile_interval_is_refused(self):
         with pytest.raises(ValidationError, match="reconcile_every_minutes"):
             make_pair(reconcile_every_minutes=0)
@@ -135,6 +165,21 @@ class TestPairDatabaseConstraints:
     def test_database_refuses_overlapping_prefixes(self):
         with pytest.raises(IntegrityError):
             self.insert(backup_bucket="source-a", source_prefix="a/", backup_prefix="a/b/")
+
+    @pytest.mark.parametrize("prefix", [" logs/", "\tlogs/"])
+    def test_database_refuses_a_prefix_beginning_with_whitespace(self, prefix):
+        with pytest.raises(IntegrityError):
+            self.insert(source_prefix=prefix)
+
+    def test_database_refuses_a_prefix_without_its_trailing_slash(self):
+        with pytest.raises(IntegrityError), transaction.atomic():
+            BucketPair.objects.bulk_create(
+                [
+                    BucketPair(
+                        name="raw", source_bucket="a-src", backup_bucket="a-bak", backup_prefix="x"
+                    )
+                ]
+            )
 
     def test_database_allows_disjoint_prefixes_in_one_bucket(self):
         self.insert(backup_bucket="source-a", source_prefix="a/", backup_prefix="b/")

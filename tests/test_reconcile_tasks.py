@@ -304,7 +304,8 @@ def retries(monkeypatch):
 def test_a_redelivered_range_held_by_a_fresh_heartbeat_looks_again_once_it_would_be_stale(
     logs, retries
 ):
-    with time_machine.travel(timezone.now(), tick=False):
+    start = timezone.now()
+    with time_machine.travel(start, tick=False):
         run = died_mid_range(logs, silent_for=timedelta(seconds=30))
         with pytest.raises(Retry):
             tasks.reconcile_range.run(run.pk, 0)  # as a worker runs it: not eagerly
@@ -313,7 +314,7 @@ def test_a_redelivered_range_held_by_a_fresh_heartbeat_looks_again_once_it_would
     assert retries == [("reconcile_range", 271)]
     assert run.ranges.get().attempt == 1
     # The retry, once the worker has been silent for the heartbeat timeout, finishes it.
-    with time_machine.travel(timezone.now() + timedelta(seconds=271)):
+    with time_machine.travel(start + timedelta(seconds=271), tick=False):
         tasks.reconcile_range.run(run.pk, 0)
         tasks.finish_reconcile.run(run.pk)
     run.refresh_from_db()
@@ -324,20 +325,22 @@ def test_a_redelivered_range_held_by_a_fresh_heartbeat_looks_again_once_it_would
 def test_a_redelivered_one_range_run_held_by_a_fresh_heartbeat_looks_again_once_stale(
     logs, retries
 ):
-    with time_machine.travel(timezone.now(), tick=False):
+    start = timezone.now()
+    with time_machine.travel(start, tick=False):
         run = died_mid_range(logs, silent_for=timedelta(seconds=100))
         with pytest.raises(Retry):
             tasks.reconcile_pair.run(logs.pk, run_id=run.pk)
 
     assert retries == [("reconcile_pair", 201)]
-    with time_machine.travel(timezone.now() + timedelta(seconds=201)):
+    with time_machine.travel(start + timedelta(seconds=201), tick=False):
         tasks.reconcile_pair.run(logs.pk, run_id=run.pk)
     run.refresh_from_db()
     assert results(run) == ("succeeded", 2, 1, 1, 9, 23)
 
 
 def test_the_reaper_leaves_a_run_whose_redelivered_task_waits_to_take_it_over(logs, retries):
-    with time_machine.travel(timezone.now(), tick=False):
+    start = timezone.now()
+    with time_machine.travel(start, tick=False):
         run = died_mid_range(logs, silent_for=timedelta(seconds=30))
         # The dead worker's last heartbeat was the run's as well as the range's.
         last_beat = run.ranges.get().heartbeat_at
@@ -346,10 +349,11 @@ def test_the_reaper_leaves_a_run_whose_redelivered_task_waits_to_take_it_over(lo
             tasks.reconcile_pair.run(logs.pk, run_id=run.pk)
 
     assert retries == [("reconcile_pair", 271)]
-    # A reaper tick in the second between the range going stale and the retry.
-    with time_machine.travel(timezone.now() + timedelta(seconds=270.5)):
+    # A reaper tick in the second between the range going stale and the retry: on a clock
+    # that kept ticking, the time the test itself took would decide this half second.
+    with time_machine.travel(start + timedelta(seconds=270.5), tick=False):
         assert reaper.reap_stalled_runs() == []
-    with time_machine.travel(timezone.now() + timedelta(seconds=271)):
+    with time_machine.travel(start + timedelta(seconds=271), tick=False):
         tasks.reconcile_pair.run(logs.pk, run_id=run.pk)
     run.refresh_from_db()
     assert results(run) == ("succeeded", 2, 1, 1, 9, 23)

@@ -83,6 +83,7 @@ def test_production_settings_pass_the_deploy_check():
         "ALLOWED_HOSTS": "backups.example.com",
         "REDIS_URL": "redis://127.0.0.1:6379/0",
         "METRICS_TOKEN": "scrape-me",
+        "SITE_URL": "https://backups.example.com",
     }
     result = run_python("", env, "manage.py", "check", "--deploy", "--fail-level", "WARNING")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -100,6 +101,7 @@ PRODUCTION_ENV = {
     "SECRET_KEY": "k" * 20 + "-not-a-real-key-but-long-and-varied-1234567890",
     "ALLOWED_HOSTS": "backups.example.com",
     "REDIS_URL": "redis://127.0.0.1:6379/0",
+    "SITE_URL": "https://backups.example.com",
 }
 
 
@@ -162,9 +164,49 @@ def test_system_checks_refuse_a_production_without_a_broker_and_warn_about_the_r
 
     settings.PRODUCTION, settings.EMBEDDED_S3, settings.REDIS_URL = True, True, ""
     settings.METRICS_TOKEN = ""
+    settings.SITE_URL = "https://backups.example.com"
     problems = {p.id: p.level for p in check_configuration(None)}
     assert set(problems) == {"replication.W001", "replication.E002", "replication.W003"}
     assert problems["replication.E002"] >= ERROR
     settings.EMBEDDED_S3, settings.REDIS_URL = False, "redis://127.0.0.1:6379/0"
     settings.METRICS_TOKEN = "scrape-secret"
     assert check_configuration(None) == []
+
+
+@pytest.mark.parametrize(
+    ("site_url", "ids"),
+    [
+        ("http://backups.example.com", {"replication.E004"}),
+        ("https://localhost:8000", {"replication.E005"}),
+        ("http://localhost:8000", {"replication.E004", "replication.E005"}),
+        ("https://127.0.0.1", {"replication.E005"}),
+        ("https://[::1]:8443", {"replication.E005"}),
+        ("https://app.localhost", {"replication.E005"}),
+        ("https://backups.example.com", set()),
+    ],
+)
+def test_production_refuses_a_site_url_that_is_not_public_https(settings, site_url, ids):
+    from django.core.checks import ERROR
+
+    from replication.checks import check_configuration
+
+    settings.PRODUCTION, settings.EMBEDDED_S3 = True, False
+    settings.REDIS_URL, settings.METRICS_TOKEN = "redis://127.0.0.1:6379/0", "scrape-secret"
+    settings.SITE_URL = site_url
+    problems = check_configuration(None)
+    assert {p.id for p in problems} == ids
+    assert all(p.level >= ERROR for p in problems)
+
+
+def test_development_may_use_a_local_http_site_url(settings):
+    from replication.checks import check_configuration
+
+    settings.PRODUCTION, settings.SITE_URL = False, "http://localhost:8000"
+    assert check_configuration(None) == []
+
+
+def test_production_with_the_default_site_url_fails_the_deploy_check():
+    env = {k: v for k, v in PRODUCTION_ENV.items() if k != "SITE_URL"}
+    result = run_python("", {**env, "METRICS_TOKEN": "m"}, "manage.py", "check", "--deploy")
+    assert result.returncode != 0
+    assert "replication.E004" in result.stderr and "replication.E005" in result.stderr

@@ -80,6 +80,19 @@ class TestAddPair:
             run("add_pair", "p", "--source", "a-src", "--backup", "a-bak", *args)
         assert not BucketPair.objects.exists()
 
+    def test_a_leading_slash_of_a_prefix_is_kept(self):
+        run("add_pair", "logs", "--source", "logs-src//logs", "--backup", "logs-bak/copies")
+        pair = BucketPair.objects.get(name="logs")
+        assert (pair.source_prefix, pair.backup_prefix) == ("/logs/", "copies/")
+
+    @pytest.mark.parametrize("source", ["logs-src/ logs/", "logs-src/logs/ "])
+    def test_a_prefix_with_surrounding_whitespace_is_refused_with_one_line(self, source):
+        with pytest.raises(CommandError) as caught:
+            run("add_pair", "logs", "--source", source, "--backup", "logs-bak")
+        assert str(caught.value).startswith("source_prefix: ")
+        assert "whitespace" in str(caught.value) and "\n" not in str(caught.value)
+        assert not BucketPair.objects.exists()
+
     def test_an_invalid_name_is_refused(self):
         with pytest.raises(CommandError, match="name"):
             run("add_pair", "no spaces", "--source", "a-src", "--backup", "a-bak")

@@ -3,9 +3,11 @@
 Imported by replication/admin.py, which Django's autodiscovery loads.
 """
 
+from django import forms
 from django.contrib import admin, messages
 from django.template.response import TemplateResponse
 
+from replication.alerts import targets
 from replication.alerts.delivery import send_test
 from replication.models import AlertChannel, HealthChange, Notification
 
@@ -19,8 +21,26 @@ class AlertChannelPairInline(admin.TabularInline):
     verbose_name_plural = "alert channels (besides those set to alert on all pairs)"
 
 
+class AlertChannelForm(forms.ModelForm):
+    class Meta:
+        model = AlertChannel
+        fields = ["name", "kind", "target", "enabled", "all_pairs", "pairs"]
+
+    def clean(self):
+        cleaned = super().clean()
+        kind = cleaned.get("kind") or self.instance.kind
+        target = cleaned.get("target")
+        # Checked again at every connection; here so that a person learns it at once.
+        if target and kind in (AlertChannel.Kind.WEBHOOK, AlertChannel.Kind.SLACK):
+            problem = targets.url_problem(target.strip())
+            if problem:
+                self.add_error("target", problem)
+        return cleaned
+
+
 @admin.register(AlertChannel)
 class AlertChannelAdmin(admin.ModelAdmin):
+    form = AlertChannelForm
     list_display = ["name", "kind", "enabled", "all_pairs", "pair_names", "created_at"]
     list_filter = ["kind", "enabled", "all_pairs"]
     search_fields = ["name"]

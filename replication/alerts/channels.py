@@ -1,11 +1,17 @@
 """Sending one message through one channel: the I/O edge of alerts (SMTP and HTTP).
 
 Errors are raised as DeliveryError with a message safe to store and show: it never holds
-the target URL (a Slack URL is a credential) or the webhook secret.
+the target URL (a Slack URL is a credential) or the webhook secret, and says nothing of the
+server's network (no address, no "connection refused" against "timed out": either would let
+a staff user map what the server can reach). The full reason goes to the server's log.
+HTTP connections go only to addresses replication/alerts/targets.py allows, checked against
+the address connected to; proxies from the environment are not used, since through one the
+address connected to would be the proxy's.
 """
 
 import http.client
 import json
+import logging
 import smtplib
 import time
 import urllib.error
@@ -14,9 +20,11 @@ import urllib.request
 from django.conf import settings
 from django.core.mail import send_mail
 
-from replication.alerts import messages
+from replication.alerts import messages, targets
 from replication.ingest.signing import sign
 from replication.models import AlertChannel
+
+logger = logging.getLogger(__name__)
 
 USER_AGENT = "backupsite-alerts/1"
 
@@ -67,7 +75,33 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
         return None
 
 
-_opener = urllib.request.build_opener(_NoRedirects)
+class _CheckedHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._create_connection = targets.connect
+
+
+class _CheckedHTTPSConnection(http.client.HTTPSConnection):
+    # TLS still verifies the certificate against the URL's host name: only the TCP
+    # connection goes to the checked address.
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._create_connection = targets.connect
+
+
+class _CheckedHTTPHandler(urllib.request.HTTPHandler):
+    def http_open(self, req):
+        return self.do_open(_CheckedHTTPConnection, req)
+
+
+class _CheckedHTTPSHandler(urllib.request.HTTPSHandler):
+    def https_open(self, req):
+        return self.do_open(_CheckedHTTPSConnection, req, context=self._context)
+
+
+_opener = urllib.request.build_opener(
+    urllib.request.ProxyHandler({}), _NoRedirects, _CheckedHTTPHandler, _CheckedHTTPSHandler
+)
 
 
 def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> None:
@@ -83,14 +117,20 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> None
             response.read(4096)
     except urllib.error.HTTPError as exc:
         raise DeliveryError(f"HTTP {exc.code} {exc.reason}") from None
-    except TimeoutError:
-        raise DeliveryError(f"no answer within {timeout:g} s") from None
     except urllib.error.URLError as exc:
-        if isinstance(exc.reason, TimeoutError):
-            raise DeliveryError(f"no connection within {timeout:g} s") from None
-        raise DeliveryError(f"could not connect: {exc.reason}") from None
+        if isinstance(exc.reason, targets.TargetRefused):
+            raise DeliveryError(targets.REFUSED) from None
+        _unreachable(exc.reason, timeout)
     except (OSError, http.client.HTTPException) as exc:
-        raise DeliveryError(f"connection failed: {type(exc).__name__}: {exc}") from None
+        _unreachable(exc, timeout)
     except ValueError:
         # Its message would quote the URL, which may be a credential.
         raise DeliveryError("the target is not a usable URL") from None
+
+
+def _unreachable(reason, timeout: float) -> None:
+    # Refused, timed out, no such host, reset: one message for all, the detail in our log.
+    logger.warning("alert webhook: no delivery: %s: %s", type(reason).__name__, reason)
+    raise DeliveryError(
+        f"could not connect to the target, or it gave no answer within {timeout:g} s"
+    ) from None

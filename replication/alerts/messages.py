@@ -42,6 +42,8 @@ def subject(m: Message) -> str:
         return f"{PREFIX} RESOLVED: {m.pair} is {state} again (was {m.previous_state.upper()})"
     if m.kind == Kind.REMINDER:
         return f"{PREFIX} Still {state}: {m.pair} for {duration(m.at - m.since)}: {reason}"
+    if m.kind == Kind.SUMMARY:
+        return f"{PREFIX} FLAPPING: {m.pair} is {state} now: {reason}"
     return f"{PREFIX} {state}: {m.pair}: {reason}"
 
 
@@ -63,6 +65,11 @@ def text(m: Message) -> str:
     lines += ["", f"Details: {m.url}", ""]
     if m.kind == Kind.REMINDER:
         lines.append("You are reminded while the pair stays critical (ALERT_REMINDER_MINUTES).")
+    if m.kind == Kind.SUMMARY:
+        lines.append(
+            "The pair kept changing state, so its messages were held and summed up here "
+            "(ALERT_FLAP_CHANGES, ALERT_FLAP_WINDOW_MINUTES)."
+        )
     return "\n".join(lines) + "\n"
 
 

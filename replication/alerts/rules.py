@@ -10,6 +10,10 @@
 - While a pair stays critical, a reminder every ``interval`` after the change; only the
   latest one due is sent, so a beat that was down for hours sends one reminder, not many.
 - A different reason within the same state is not a change.
+- Flapping: once a pair has made ``threshold`` changes that send messages within ``window``,
+  its further alerts and resolutions are held, and one summary goes out when the pair has
+  settled (no change for ``settle``) or, while it keeps flapping, once the oldest held
+  message has waited ``window``: at most one summary a window.
 """
 
 import enum
@@ -24,6 +28,7 @@ class Kind(enum.StrEnum):
     ALERT = "alert"
     RESOLVED = "resolved"
     REMINDER = "reminder"
+    SUMMARY = "summary"  # what a flapping pair did while its messages were held
     TEST = "test"
 
 
@@ -51,3 +56,33 @@ def reminder_due(state: State, since: datetime, now: datetime, interval: timedel
 def retry_delay(attempts: int, base: int, maximum: int) -> timedelta:
     """Exponential backoff after ``attempts`` failed attempts: base, 2*base, 4*base... capped."""
     return timedelta(seconds=min(maximum, base * 2 ** max(attempts - 1, 0)))
+
+
+def flapping(
+    changes: list[tuple[State | None, State, datetime]],
+    at: datetime,
+    threshold: int,
+    window: timedelta,
+) -> bool:
+    """True when the changes ``(from, to, when)`` that send messages, within ``window`` up to
+    and including ``at``, number at least ``threshold`` (0 or less: never)."""
+    if threshold <= 0:
+        return False
+    recent = [
+        when
+        for previous, current, when in changes
+        if at - window < when <= at and message_for_change(previous, current) is not None
+    ]
+    return len(recent) >= threshold
+
+
+def summary_due(
+    held_since: datetime,
+    last_change: datetime,
+    now: datetime,
+    settle: timedelta,
+    window: timedelta,
+) -> bool:
+    """True when the messages held since ``held_since`` are to be summed up now: the pair
+    has not changed for ``settle``, or the oldest has waited a whole ``window``."""
+    return now - last_change >= settle or now - held_since >= window

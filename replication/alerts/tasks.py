@@ -22,11 +22,14 @@ def evaluate_health(pair_ids: list[int] | None = None) -> dict:
     """Beat, every minute, and after each reconcile: record changes, queue their messages."""
     pairs = BucketPair.objects.filter(id__in=pair_ids) if pair_ids is not None else None
     result = evaluate(pairs)
-    queue_deliveries(result.notifications + result.retries)
+    # Flapping pairs' held messages, summed up once they settle (replication/alerts/delivery.py).
+    summaries = delivery.release_summaries()
+    queue_deliveries(result.notifications + result.retries + summaries)
     return {
         "changes": len(result.changes),
         "notifications": len(result.notifications),
         "retries": len(result.retries),
+        "summaries": len(summaries),
     }
 
 

@@ -28,7 +28,8 @@ class HealthState(models.TextChoices):
 
 
 class HealthChange(models.Model):
-    """One change of a pair's health state; append-only (never updated, never deleted).
+    """One change of a pair's health state; append-only (never updated). Deleted only by
+    retention, after ALERT_HISTORY_RETENTION_DAYS, and never a pair's latest change.
 
     ``sequence`` numbers a pair's changes 1, 2, 3...; the next change of a pair is the
     latest one's sequence plus one, and the unique constraint lets only one evaluator
@@ -68,6 +69,8 @@ class HealthChange(models.Model):
         indexes = [
             # The evaluator's "latest change of each pair" and the pair page's timeline.
             models.Index(fields=["pair", "-sequence"], name="health_change_pair_timeline"),
+            # Retention (WHERE at < %s ORDER BY at) and the admin's list, newest first.
+            models.Index(fields=["at"], name="health_change_at"),
         ]
 
     def __str__(self) -> str:
@@ -172,7 +175,10 @@ class Notification(models.Model):
 
     Flow: ``PENDING -> SENDING -> SENT``; a failed attempt goes back to ``PENDING`` (retried
     with backoff) until the attempts run out: ``FAILED``. A ``SENDING`` row whose worker died
-    is claimable again once its lease has passed.
+    is claimable again once its lease has passed. The flapping damper turns a claimed alert
+    or resolution of a flapping pair into ``HELD``; when its summary is due, the latest held
+    row of the pair and channel becomes the ``SUMMARY`` (back to ``PENDING``) and the others
+    ``SUMMARISED``.
 
     ``sequence`` is 0 for the message about the change itself and n for the change's n-th
     reminder; one row per (change, channel, sequence), whoever tries to write it.
@@ -182,6 +188,7 @@ class Notification(models.Model):
         ALERT = "alert"
         RESOLVED = "resolved"
         REMINDER = "reminder"
+        SUMMARY = "summary"
         TEST = "test"
 
     class Status(models.TextChoices):
@@ -189,6 +196,8 @@ class Notification(models.Model):
         SENDING = "sending"
         SENT = "sent"
         FAILED = "failed"
+        HELD = "held", "held (pair flapping)"
+        SUMMARISED = "summarised", "in a summary"
 
     change = models.ForeignKey(
         HealthChange,
@@ -235,7 +244,9 @@ class Notification(models.Model):
             ),
             models.CheckConstraint(
                 name="notification_status_valid",
-                condition=Q(status__in=["pending", "sending", "sent", "failed"]),
+                condition=Q(
+                    status__in=["pending", "sending", "sent", "failed", "held", "summarised"]
+                ),
             ),
             models.CheckConstraint(
                 name="notification_sent_has_time",
@@ -248,6 +259,20 @@ class Notification(models.Model):
                 fields=["next_attempt_at"],
                 condition=Q(status__in=["pending", "sending"]),
                 name="notification_unfinished",
+            ),
+            # The flapping damper: messages held for a summary, found every minute
+            # (WHERE status = 'held').
+            models.Index(
+                fields=["channel", "created_at"],
+                condition=Q(status="held"),
+                name="notification_held",
+            ),
+            # Retention of test notifications (WHERE change_id IS NULL AND created_at < %s);
+            # the others go with their change.
+            models.Index(
+                fields=["created_at"],
+                condition=Q(change__isnull=True),
+                name="notification_test_created",
             ),
         ]
 

@@ -100,6 +100,10 @@ class CopyEvent(CopyResult):
             # (WHERE pair_id = %s AND finished_at < %s), which therefore needs no index of
             # its own to slow every insert.
             models.Index(name="event_pair_finished_idx", fields=["pair", "-finished_at"]),
+            # The admin's list of copy events, all pairs, newest first: ORDER BY finished_at
+            # DESC, id DESC LIMIT 100, the model's ordering. Without it the page sorts every
+            # row (2.7 s at 1,000,000 events); with it, it reads 100 index entries.
+            models.Index(name="event_finished_idx", fields=["-finished_at", "-id"]),
         ]
 
     def __str__(self) -> str:
@@ -261,6 +265,13 @@ class ObjectState(CopyResult):
                 name="object_state_lacking_idx",
                 fields=["pair", "source_modified_at"],
                 condition=Q(finding__in=LACKING_FINDINGS),
+            ),
+            # Retention: objects deleted long ago, per pair, oldest first
+            # (WHERE pair_id = %s AND status = 'deleted' AND finished_at < %s).
+            models.Index(
+                name="object_state_deleted_idx",
+                fields=["pair", "finished_at"],
+                condition=Q(status=CopyStatus.DELETED),
             ),
         ]
 

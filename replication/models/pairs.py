@@ -7,7 +7,12 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 
-from replication.buckets import bucket_name_problem, normalize_prefix, prefixes_overlap
+from replication.buckets import (
+    bucket_name_problem,
+    normalize_prefix,
+    prefix_problem,
+    prefixes_overlap,
+)
 
 
 def validate_bucket_name(value: str) -> None:
@@ -117,17 +122,35 @@ class BucketPair(models.Model):
             models.CheckConstraint(
                 name="pair_name_not_empty", condition=Q(name__regex=r"^[-a-zA-Z0-9_]+$")
             ),
+            # Prefixes as S3 names keys: empty, or ending in "/", never beginning with
+            # whitespace (clean() refuses whitespace at either end before adding the "/").
+            models.CheckConstraint(
+                name="pair_prefixes_as_keys",
+                condition=(Q(source_prefix="") | Q(source_prefix__regex=r"(?s)^(\S.*)?/$"))
+                & (Q(backup_prefix="") | Q(backup_prefix__regex=r"(?s)^(\S.*)?/$")),
+                violation_error_message="A prefix is empty or ends with '/', without "
+                "whitespace at its start.",
+            ),
         ]
 
     def __str__(self) -> str:
         return self.name
 
     def save(self, *args, **kwargs) -> None:
+        # Only the trailing slash is added: a prefix is kept as S3 names keys, and one with
+        # surrounding whitespace is refused by clean() and by the database, never trimmed.
         self.source_prefix = normalize_prefix(self.source_prefix)
         self.backup_prefix = normalize_prefix(self.backup_prefix)
         super().save(*args, **kwargs)
 
     def clean(self) -> None:
+        problems = {
+            field: prefix_problem(getattr(self, field))
+            for field in ("source_prefix", "backup_prefix")
+        }
+        problems = {field: problem for field, problem in problems.items() if problem}
+        if problems:
+            raise ValidationError(problems)
         self.source_prefix = normalize_prefix(self.source_prefix)
         self.backup_prefix = normalize_prefix(self.backup_prefix)
         if self.source_bucket and self.source_bucket == self.backup_bucket:

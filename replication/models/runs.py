@@ -94,6 +94,9 @@ class ReconcileRun(models.Model):
     ranges_done = models.PositiveIntegerField(default=0)
     # Keys sampled every RECONCILE_RANGE_SIZE source objects: the next run's range boundaries.
     range_boundaries = models.JSONField(default=list, blank=True)
+    # When retention removed the run's discrepancy rows and ranges (replication/retention.py);
+    # the counts above stay.
+    discrepancies_purged_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -125,6 +128,13 @@ class ReconcileRun(models.Model):
                 fields=["pair", "finished_at"],
                 condition=Q(status="succeeded", in_flight__gt=0, settled_at__isnull=True),
                 name="reconcile_run_to_settle",
+            ),
+            # Retention: runs whose rows are still kept, oldest first
+            # (WHERE discrepancies_purged_at IS NULL AND created_at < %s ORDER BY created_at).
+            models.Index(
+                fields=["created_at"],
+                condition=Q(discrepancies_purged_at__isnull=True),
+                name="reconcile_run_details_kept",
             ),
         ]
 
