@@ -11,9 +11,13 @@ import runpy
 import sys
 
 from localstack.services.s3 import provider
+from localstack.utils.aws import aws_stack
 
 if not hasattr(provider, "DEFAULT_S3_TMP_DIR"):
     # Another LocalStack than requirements-localstack.txt pins: fail rather than share /tmp.
     sys.exit("localstack_main: this LocalStack has no DEFAULT_S3_TMP_DIR; see its pin")
 provider.DEFAULT_S3_TMP_DIR = os.environ["S3_STORAGE_DIR"]
+# LocalStack asks DNS whether s3.localhost.localstack.cloud resolves (to build virtual-host
+# URLs): a query to the machine's resolver, off loopback. The answer is fixed here to "no".
+aws_stack.CACHE_S3_HOSTNAME_DNS_STATUS = False
 runpy.run_module("localstack.runtime.main", run_name="__main__", alter_sys=True)

@@ -1,9 +1,12 @@
 """A whole reconcile against moto and LocalStack: categories, prefixes, ranges, caps, repair,
 progress."""
 
+import base64
+import hashlib
 from datetime import timedelta
 
 import pytest
+from botocore.exceptions import ClientError
 from django.utils import timezone
 
 from replication.models import Discrepancy, ReconcileRun
@@ -111,6 +114,31 @@ def test_a_copy_of_a_multipart_source_is_proved_in_sync_by_its_checksum(s3, docs
     run = reconcile_now(docs)
 
     assert (run.in_sync, run.unverified) == (1, 0)
+
+
+def declared_digest(header: str, body: bytes) -> dict[str, str]:
+    digest = hashlib.md5(body) if header == "ContentMD5" else hashlib.sha256(body)  # noqa: S324
+    return {header: base64.b64encode(digest.digest()).decode()}
+
+
+@pytest.mark.parametrize("header", ["ChecksumSHA256", "ContentMD5"])
+def test_a_backup_write_whose_digest_lies_is_refused_and_found_missing(s3, docs, request, header):
+    # Reconcile trusts what S3 stored: equal SHA-256 checksums prove a same-size pair in sync
+    # (replication/reconcile/checksums.py), and a copy that arrived damaged must not be there.
+    differs_from_s3(request, "moto", f"stores an object whose {header} does not match its bytes")
+    with an_hour_ago():
+        put_source(s3, "k", b"real")
+        with pytest.raises(ClientError) as refused:
+            s3.put_object(
+                Bucket=BACKUP,
+                Key=BAK_PREFIX + "k",
+                Body=b"fake",
+                **declared_digest(header, b"real"),
+            )
+
+    assert refused.value.response["Error"]["Code"] == "BadDigest"
+    run = reconcile_now(docs)
+    assert found(run) == {"missing": {"k"}}
 
 
 def test_discrepancy_rows_keep_both_sides_of_a_mismatch(s3, docs):
