@@ -1,6 +1,5 @@
 """Helpers shared by the reconcile tests that run against moto (and LocalStack)."""
 
-import os
 import time
 from contextlib import contextmanager
 from datetime import timedelta
@@ -11,6 +10,7 @@ from django.utils import timezone
 from replication.models import BucketPair, ObjectState, ReconcileRun
 from replication.models.events import CopyStatus
 from replication.reconcile import run as reconcile
+from tests import s3_backends
 from tests.factories import make_pair
 
 # An S3 in another process (LocalStack) stamps objects with the machine's clock, which
@@ -21,8 +21,7 @@ GRACE_OUTSIDE = 3
 
 
 def s3_keeps_its_own_clock() -> bool:
-    """True while the test's S3 is a server of its own (tests/s3_backends.py), not moto."""
-    return bool(os.environ.get("AWS_ENDPOINT_URL"))
+    return s3_backends.serving_its_own_clock()
 
 
 def prefixed_pair(source: str, backup: str, source_prefix: str, backup_prefix: str) -> BucketPair:

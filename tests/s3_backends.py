@@ -189,6 +189,15 @@ class LocalStack:
             s3.delete_bucket(Bucket=name)
 
 
+_serving: list[str] = []
+
+
+def serving_its_own_clock() -> bool:
+    """True inside ``serving`` a LocalStack: its objects' LastModified comes from the machine's
+    clock, which time_machine cannot move (moto's comes from the test process's)."""
+    return bool(_serving) and _serving[-1] == "localstack"
+
+
 @contextmanager
 def serving(request, backend: str, monkeypatch):
     """Inside, every S3 client the project makes (the Lambda's, the site's) reaches ``backend``,
@@ -199,7 +208,11 @@ def serving(request, backend: str, monkeypatch):
         from moto import mock_aws
 
         with mock_aws():
-            yield
+            _serving.append(backend)
+            try:
+                yield
+            finally:
+                _serving.pop()
         return
     if backend != "localstack":
         raise ValueError(f"unknown S3 backend {backend!r}: one of {', '.join(BACKENDS)}")
@@ -208,9 +221,11 @@ def serving(request, backend: str, monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL", server.url)
     s3_clients.reset_clients()
     server.remove_every_bucket()
+    _serving.append(backend)
     try:
         yield
     finally:
+        _serving.pop()
         server.remove_every_bucket()
         s3_clients.reset_clients()
 
