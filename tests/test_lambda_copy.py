@@ -1,6 +1,8 @@
 """Copies: bytes, ETags, headers, tags, versions, superseded events, errors (moto and
 LocalStack: tests/s3_backends.py)."""
 
+import threading
+
 import boto3
 import pytest
 
@@ -249,13 +251,18 @@ def test_multipart_copy_that_fails_leaves_no_incomplete_upload(s3):
     assert backup_keys(s3) == []
 
 
-def test_multipart_source_overwritten_during_copy_is_skipped_and_aborted(s3):
+def test_multipart_source_overwritten_during_copy_is_skipped_and_aborted(s3, monkeypatch):
+    # One part at a time, so the overwrite falls between the two copies (moto also fails a
+    # copy that reads the key while it is overwritten).
+    monkeypatch.setattr(lambda_function, "_PART_COPY_THREADS", 1)
     etag = upload_in_parts(s3, "big.bin", [5 * MiB, 5 * MiB])
+    overwritten = []
 
     def overwrite_source(**_):
-        # As long as before: a part copy sent after it is refused for its ETag, never for its
-        # byte range (the parts go in parallel, so either may come second).
-        s3.put_object(Bucket=SOURCE, Key="big.bin", Body=b"n" * 10 * MiB)
+        if not overwritten:
+            # As long as before: the second part copy is refused for its ETag, not its range.
+            s3.put_object(Bucket=SOURCE, Key="big.bin", Body=b"n" * 10 * MiB)
+            overwritten.append(True)
 
     # S3 refuses the part copies that follow (CopySourceIfMatch); moto ignores it, and the
     # check before completing must catch the change.
@@ -285,11 +292,14 @@ def test_a_multipart_event_overtaken_by_a_shorter_write_is_skipped_not_failed(
         )
     etag = upload_in_parts(s3, "big.bin", [5 * MiB, 5 * MiB])
     copies = []
+    first = threading.Lock()
 
     def overwrite_source_before_the_first_part(**_):
-        if not copies:
-            s3.put_object(Bucket=SOURCE, Key="big.bin", Body=b"newer content")
-        copies.append("part")
+        # Once, before any part copy is sent: the parallel part copies wait for it here.
+        with first:
+            if not copies:
+                s3.put_object(Bucket=SOURCE, Key="big.bin", Body=b"newer content")
+            copies.append("part")
 
     s3.meta.events.register("before-call.s3.UploadPartCopy", overwrite_source_before_the_first_part)
 
@@ -361,12 +371,15 @@ def test_a_source_changed_before_its_parts_are_copied_leaves_nothing(s3, request
     differs_from_s3(request, "moto", "ignores CopySourceIfMatch on UploadPartCopy")
     etag = upload_in_parts(s3, "big.bin", [5 * MiB, 5 * MiB])
     copies = []
+    first = threading.Lock()
 
     def overwrite_source_before_the_first_part(**_):
-        if not copies:
-            # As long as before: every part's byte range still exists.
-            s3.put_object(Bucket=SOURCE, Key="big.bin", Body=b"n" * 10 * MiB)
-        copies.append("part")
+        # Once, before any part copy is sent: the parallel part copies wait for it here.
+        with first:
+            if not copies:
+                # As long as before: every part's byte range still exists.
+                s3.put_object(Bucket=SOURCE, Key="big.bin", Body=b"n" * 10 * MiB)
+            copies.append("part")
 
     def no_check_after_the_parts(**_):
         # The check before completing would catch the change too: S3 must refuse first.
