@@ -3,11 +3,14 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# LocalStack, the tests' second S3, in a virtual environment of its own (its pins differ).
+LOCALSTACK_VENV := .venv-localstack
+LOCALSTACK_STAMP := $(LOCALSTACK_VENV)/.installed
 # Ports of the web server and of the local S3 (moto) that `run`, `demo` and `s3` start.
 PORT ?= 8000
 S3_PORT ?= 5055
 
-.PHONY: run demo screenshots s3 test lint format worker beat clean
+.PHONY: run demo screenshots s3 test localstack lint format worker beat clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found: set PYTHON=/path/to/python3.11"; exit 1; }
@@ -15,6 +18,12 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
+
+$(LOCALSTACK_STAMP): requirements-localstack.txt
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found: set PYTHON=/path/to/python3.11"; exit 1; }
+	test -x $(LOCALSTACK_VENV)/bin/python || $(PYTHON) -m venv $(LOCALSTACK_VENV)
+	$(LOCALSTACK_VENV)/bin/python -m pip install --quiet -r requirements-localstack.txt
+	touch $(LOCALSTACK_STAMP)
 
 ## demo: seeded demo on http://127.0.0.1:$(PORT) (SQLite unless DATABASE_URL; local S3 on $(S3_PORT))
 ## SEED_ONLY=1 stops once seeded (CI's smoke test)
@@ -41,11 +50,15 @@ run: $(STAMP)
 s3: $(STAMP)
 	EMBEDDED_S3_PORT=$(S3_PORT) $(BIN)/python manage.py local_s3
 
-## test: the whole suite, then lint; uses PostgreSQL and Redis when DATABASE_URL / REDIS_URL are set
-test: $(STAMP)
+## test: the whole suite, then lint; uses PostgreSQL and Redis when DATABASE_URL / REDIS_URL are set,
+## and LocalStack (installed on first use) as the second S3 of the Lambda's and reconcile's tests
+test: $(STAMP) $(LOCALSTACK_STAMP)
 	$(BIN)/python -m pytest
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+## localstack: only install the tests' second S3 into .venv-localstack
+localstack: $(LOCALSTACK_STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -65,4 +78,4 @@ beat: $(STAMP)
 	$(BIN)/celery -A backupsite beat --loglevel INFO --schedule var/celerybeat-schedule
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(LOCALSTACK_VENV) .pytest_cache .ruff_cache

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import s3_backends
 from tests.factories import make_ingest_key, make_pair
 
 pytest_plugins = ["tests.ci_plugin"]
@@ -113,24 +114,56 @@ def celery_worker(request):
             worker.wait()
 
 
-@pytest.fixture
-def s3(request):
-    """A moto S3 holding the test module's SOURCE and BACKUP buckets (photos-src and
-    photos-bak, the ``pair`` fixture's, when the module names none), reached through the
-    client the Lambda handler itself uses."""
-    from moto import mock_aws
+def pytest_generate_tests(metafunc):
+    """A test marked ``s3_backends`` that uses S3 runs once against each backend."""
+    if "s3_backend" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
+        "s3_backends"
+    ):
+        metafunc.parametrize("s3_backend", s3_backends.BACKENDS, indirect=True)
 
+
+@pytest.fixture
+def s3_backend(request):
+    """The S3 implementation of this test: moto, unless the test is marked ``s3_backends``
+    (tests/s3_backends.py), which runs it against moto and LocalStack."""
+    return getattr(request, "param", "moto")
+
+
+@pytest.fixture(scope="session")
+def localstack(tmp_path_factory):
+    """LocalStack's S3, started at its first use in the session, stopped at the end."""
+    python = s3_backends.localstack_python()
+    if python is None:
+        pytest.skip(s3_backends.NOT_INSTALLED)
+    server = s3_backends.LocalStack(python, tmp_path_factory.mktemp("localstack"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_server(request, s3_backend, monkeypatch):
+    """An S3 with no buckets that every client made during the test reaches (the backend's
+    name is ``s3_backend``)."""
+    with s3_backends.serving(request, s3_backend, monkeypatch):
+        yield s3_backend
+
+
+@pytest.fixture
+def s3(request, s3_server):
+    """An S3 holding the test module's SOURCE and BACKUP buckets (photos-src and photos-bak,
+    the ``pair`` fixture's, when the module names none), reached through the client the
+    Lambda handler itself uses: moto, or each backend for tests marked ``s3_backends``."""
     from replication import lambda_function
 
     buckets = (
         getattr(request.module, "SOURCE", "photos-src"),
         getattr(request.module, "BACKUP", "photos-bak"),
     )
-    with mock_aws():
-        client = lambda_function.make_s3_client()
-        for bucket in buckets:
-            client.create_bucket(Bucket=bucket)
-        yield client
+    client = lambda_function.make_s3_client()
+    for bucket in buckets:
+        client.create_bucket(Bucket=bucket)
+    return client
 
 
 def redis_url_or_skip() -> str:

@@ -188,6 +188,12 @@ def make_buckets(s3, *names: str, versioned: bool = False) -> None:
             s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
 
 
+def version_buckets(s3, *names: str) -> None:
+    """Turn versioning on for buckets that exist (the ``s3`` fixture's by default)."""
+    for name in names or (SOURCE, BACKUP):
+        s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+
+
 def invoke(monkeypatch, s3, event: dict, *, context=None, **env: str) -> dict:
     """Run the real entry point, lambda_handler, with exactly ``env`` as its configuration."""
     for name in CONFIG_VARS:

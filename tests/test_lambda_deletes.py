@@ -1,9 +1,7 @@
 """Deletes: the backup keeps what the source lost, unless MIRROR_DELETES says otherwise."""
 
 import pytest
-from moto import mock_aws
 
-from replication import lambda_function
 from replication.lambda_function import mirror_delete
 from tests.lambda_support import (
     BACKUP,
@@ -12,10 +10,12 @@ from tests.lambda_support import (
     backup_keys,
     eventbridge_event,
     invoke,
-    make_buckets,
     s3_event,
     s3_record,
+    version_buckets,
 )
+
+pytestmark = pytest.mark.s3_backends
 
 
 @pytest.fixture
@@ -52,38 +52,42 @@ def test_mirrored_delete_keeps_backup_when_source_key_was_written_again(s3, monk
     assert backup_keys(s3) == ["doc.txt"]
 
 
-def test_mirrored_delete_marker_removes_backup_when_no_current_version(monkeypatch):
-    with mock_aws():
-        s3 = lambda_function.make_s3_client()
-        make_buckets(s3, versioned=True)
-        s3.put_object(Bucket=SOURCE, Key="doc.txt", Body=b"v1")
-        s3.put_object(Bucket=BACKUP, Key="doc.txt", Body=b"v1")
-        s3.delete_object(Bucket=SOURCE, Key="doc.txt")  # leaves a delete marker
-
-        result = invoke(
-            monkeypatch,
-            s3,
-            delete_event(event_name="ObjectRemoved:DeleteMarkerCreated"),
-            MIRROR_DELETES="true",
-        )
-
-        assert result["deleted"] == 1
-        assert backup_keys(s3) == []
+@pytest.fixture
+def versioned(s3):
+    """Both buckets versioned, the backup's copy of doc.txt removed (the tests write theirs)."""
+    s3.delete_object(Bucket=BACKUP, Key="doc.txt")
+    version_buckets(s3)
+    return s3
 
 
-def test_mirrored_delete_of_one_old_version_keeps_backup_of_current_one(monkeypatch):
-    with mock_aws():
-        s3 = lambda_function.make_s3_client()
-        make_buckets(s3, versioned=True)
-        old = s3.put_object(Bucket=SOURCE, Key="doc.txt", Body=b"v1")["VersionId"]
-        s3.put_object(Bucket=SOURCE, Key="doc.txt", Body=b"v2")
-        s3.put_object(Bucket=BACKUP, Key="doc.txt", Body=b"v2")
-        s3.delete_object(Bucket=SOURCE, Key="doc.txt", VersionId=old)
+def test_mirrored_delete_marker_removes_backup_when_no_current_version(versioned, monkeypatch):
+    s3 = versioned
+    s3.put_object(Bucket=SOURCE, Key="doc.txt", Body=b"v1")
+    s3.put_object(Bucket=BACKUP, Key="doc.txt", Body=b"v1")
+    s3.delete_object(Bucket=SOURCE, Key="doc.txt")  # leaves a delete marker
 
-        result = invoke(monkeypatch, s3, delete_event(), MIRROR_DELETES="true")
+    result = invoke(
+        monkeypatch,
+        s3,
+        delete_event(event_name="ObjectRemoved:DeleteMarkerCreated"),
+        MIRROR_DELETES="true",
+    )
 
-        assert result["skipped"] == 1
-        assert backup_keys(s3) == ["doc.txt"]
+    assert result["deleted"] == 1
+    assert backup_keys(s3) == []
+
+
+def test_mirrored_delete_of_one_old_version_keeps_backup_of_current_one(versioned, monkeypatch):
+    s3 = versioned
+    old = s3.put_object(Bucket=SOURCE, Key="doc.txt", Body=b"v1")["VersionId"]
+    s3.put_object(Bucket=SOURCE, Key="doc.txt", Body=b"v2")
+    s3.put_object(Bucket=BACKUP, Key="doc.txt", Body=b"v2")
+    s3.delete_object(Bucket=SOURCE, Key="doc.txt", VersionId=old)
+
+    result = invoke(monkeypatch, s3, delete_event(), MIRROR_DELETES="true")
+
+    assert result["skipped"] == 1
+    assert backup_keys(s3) == ["doc.txt"]
 
 
 def test_eventbridge_lifecycle_expiration_is_mirrored_like_a_delete(s3, monkeypatch):

@@ -12,6 +12,8 @@ from tests.lambda_support import (
     s3_event,
 )
 
+pytestmark = pytest.mark.s3_backends
+
 
 def test_handler_report_is_stored_by_the_live_ingest_endpoint(
     transactional_db, live_server, pair, ingest_key, s3, monkeypatch

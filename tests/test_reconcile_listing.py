@@ -1,4 +1,5 @@
-"""Listing both sides with boto3 against moto: prefixes, pages, key ranges, clear errors."""
+"""Listing both sides with boto3 against moto and LocalStack: prefixes, pages, key ranges,
+clear errors."""
 
 from datetime import UTC, datetime, timedelta
 
@@ -7,24 +8,25 @@ import botocore.utils
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from moto import mock_aws
 
 from replication import s3 as s3_clients
 from replication.reconcile import listing
 from replication.reconcile.listing import ListingError, ParallelListing, Side, describe_error
 from replication.reconcile.ranges import split
+from tests.s3_backends import differs_from_s3
+
+pytestmark = pytest.mark.s3_backends
 
 SOURCE = Side("source", "listing-src", "data/")
 BACKUP = Side("backup", "listing-bak", "copies/2026/")
 
 
 @pytest.fixture
-def s3():
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        for side in (SOURCE, BACKUP):
-            client.create_bucket(Bucket=side.bucket)
-        yield client
+def s3(s3_server):
+    client = boto3.client("s3", region_name="us-east-1")
+    for side in (SOURCE, BACKUP):
+        client.create_bucket(Bucket=side.bucket)
+    return client
 
 
 def put(s3, side: Side, key: str, body: bytes = b"x") -> None:
@@ -61,7 +63,13 @@ def test_listing_follows_every_page(s3, monkeypatch):
     assert keys(e for page in pages for e in page) == [f"k{n}" for n in range(7)]
 
 
-def test_key_ranges_partition_a_listing_exactly(s3, monkeypatch):
+def test_key_ranges_partition_a_listing_exactly(s3, monkeypatch, request):
+    differs_from_s3(
+        request,
+        "localstack",
+        "compares StartAfter with URL-encoded keys under encoding-type=url (which botocore "
+        "always asks for): keys beyond ASCII that sort after it are left out",
+    )
     monkeypatch.setattr(listing, "PAGE_SIZE", 3)
     all_keys = [f"k{n:02d}" for n in range(20)] + ["\u00e9t\u00e9", "\U0001f600"]
     for key in all_keys:

@@ -1,8 +1,12 @@
-"""A whole reconcile against moto: categories, prefixes, ranges, caps, repair, progress."""
+"""A whole reconcile against moto and LocalStack: categories, prefixes, ranges, caps, repair,
+progress."""
 
+import base64
+import hashlib
 from datetime import timedelta
 
 import pytest
+from botocore.exceptions import ClientError
 from django.utils import timezone
 
 from replication.models import Discrepancy, ReconcileRun
@@ -11,6 +15,9 @@ from replication.reconcile import repair as repair_module
 from replication.reconcile import run as reconcile
 from tests.factories import make_pair
 from tests.reconcile_support import an_hour_ago, found, prefixed_pair, reconcile_now
+from tests.s3_backends import differs_from_s3
+
+pytestmark = pytest.mark.s3_backends
 
 SOURCE, BACKUP = "rec-src", "rec-bak"
 SRC_PREFIX, BAK_PREFIX = "live/", "copies/live/"
@@ -41,10 +48,13 @@ def counts(run: ReconcileRun) -> dict[str, int]:
     return {name: getattr(run, name) for name in names}
 
 
+PARTS = [b"a" * 5 * MiB, b"b" * 10]
+
+
 def upload_in_parts(s3, bucket: str, key: str) -> str:
     upload = s3.create_multipart_upload(Bucket=bucket, Key=key)
     parts = []
-    for number, body in enumerate([b"a" * 5 * MiB, b"b" * 10], start=1):
+    for number, body in enumerate(PARTS, start=1):
         part = s3.upload_part(
             Bucket=bucket, Key=key, UploadId=upload["UploadId"], PartNumber=number, Body=body
         )
@@ -65,10 +75,8 @@ def test_reconcile_finds_every_category_and_records_each_key(s3, docs):
         put_source(s3, "changed-size.txt", b"longer")
         put_backup(s3, "changed-size.txt", b"short")
         etag = upload_in_parts(s3, SOURCE, SRC_PREFIX + "big.bin")
-        # moto's CopyObject of a multipart source gives a single-part ETag.
-        s3.copy_object(
-            Bucket=BACKUP, Key=BAK_PREFIX + "big.bin", CopySource=f"{SOURCE}/{SRC_PREFIX}big.bin"
-        )
+        # The same bytes in one part, checksummed by another algorithm: nothing decides.
+        put_backup(s3, "big.bin", b"".join(PARTS))
     put_source(s3, "just-written.txt")
 
     run = reconcile_now(docs)
@@ -92,6 +100,46 @@ def test_reconcile_finds_every_category_and_records_each_key(s3, docs):
     assert (run.source_objects, run.destination_objects, run.in_sync) == (6, 5, 1)
     assert run.objects_scanned == 11
     assert run.started_at <= run.finished_at
+
+
+def test_a_copy_of_a_multipart_source_is_proved_in_sync_by_its_checksum(s3, docs, request):
+    differs_from_s3(
+        request, "moto", "gives a multipart upload no checksum (S3: a full-object CRC64NVME)"
+    )
+    with an_hour_ago():
+        upload_in_parts(s3, SOURCE, SRC_PREFIX + "big.bin")
+        s3.copy_object(
+            Bucket=BACKUP, Key=BAK_PREFIX + "big.bin", CopySource=f"{SOURCE}/{SRC_PREFIX}big.bin"
+        )
+
+    run = reconcile_now(docs)
+
+    assert (run.in_sync, run.unverified) == (1, 0)
+
+
+def declared_digest(header: str, body: bytes) -> dict[str, str]:
+    digest = hashlib.md5(body) if header == "ContentMD5" else hashlib.sha256(body)  # noqa: S324
+    return {header: base64.b64encode(digest.digest()).decode()}
+
+
+@pytest.mark.parametrize("header", ["ChecksumSHA256", "ContentMD5"])
+def test_a_backup_write_whose_digest_lies_is_refused_and_found_missing(s3, docs, request, header):
+    # Reconcile trusts what S3 stored: equal SHA-256 checksums prove a same-size pair in sync
+    # (replication/reconcile/checksums.py), and a copy that arrived damaged must not be there.
+    differs_from_s3(request, "moto", f"stores an object whose {header} does not match its bytes")
+    with an_hour_ago():
+        put_source(s3, "k", b"real")
+        with pytest.raises(ClientError) as refused:
+            s3.put_object(
+                Bucket=BACKUP,
+                Key=BAK_PREFIX + "k",
+                Body=b"fake",
+                **declared_digest(header, b"real"),
+            )
+
+    assert refused.value.response["Error"]["Code"] == "BadDigest"
+    run = reconcile_now(docs)
+    assert found(run) == {"missing": {"k"}}
 
 
 def test_discrepancy_rows_keep_both_sides_of_a_mismatch(s3, docs):
@@ -217,9 +265,7 @@ def test_repair_deletes_extras_only_for_pairs_that_mirror_deletes(s3, docs):
 def test_repair_leaves_unverified_and_in_flight_objects_alone(s3, docs):
     with an_hour_ago():
         upload_in_parts(s3, SOURCE, SRC_PREFIX + "big.bin")
-        s3.copy_object(
-            Bucket=BACKUP, Key=BAK_PREFIX + "big.bin", CopySource=f"{SOURCE}/{SRC_PREFIX}big.bin"
-        )
+        put_backup(s3, "big.bin", b"".join(PARTS))
     put_source(s3, "young")
     run = reconcile_now(docs, repair=True)
     assert (run.unverified, run.in_flight, run.repaired) == (1, 1, 0)
