@@ -276,20 +276,10 @@ def test_multipart_source_overwritten_during_copy_is_skipped_and_aborted(s3, mon
     assert backup_keys(s3) == []
 
 
-def test_a_multipart_event_overtaken_by_a_shorter_write_is_skipped_not_failed(
-    s3, s3_backend, request
-):
+def test_a_multipart_event_overtaken_by_a_shorter_write_is_skipped_not_failed(s3):
     # Found with LocalStack, which checks a part's byte range against the new, shorter source
     # before CopySourceIfMatch and answers InvalidArgument, not PreconditionFailed (moto
     # copies, and the check before completing says "superseded").
-    if s3_backend == "localstack":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="replication/lambda_function.py reports a part copy refused for its range "
-                "as failed without asking whether the source changed (then the handler raises)",
-            )
-        )
     etag = upload_in_parts(s3, "big.bin", [5 * MiB, 5 * MiB])
     copies = []
     first = threading.Lock()
