@@ -224,6 +224,13 @@ CELERY_BEAT_SCHEDULE["evaluate-health"] = {
     "options": {"expires": 55},
 }
 
+# Protection: every enabled pair's bucket settings, hourly (replication/protection/).
+CELERY_BEAT_SCHEDULE["check-protection"] = {
+    "task": "replication.protection.tasks.check_all_protection",
+    "schedule": 3600.0,
+    "options": {"expires": 3300},
+}
+
 # --- E-mail (alert channels) ----------------------------------------------------------------
 # EMAIL_URL (smtp://user:password@host:port, smtp+tls://, smtp+ssl://) or the EMAIL_HOST
 # family. Without either, development prints mail to the console instead of sending it, and

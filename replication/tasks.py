@@ -13,9 +13,11 @@ from django.conf import settings
 from replication.alerts.tasks import deliver_notification, evaluate_health
 from replication.ingest import retention
 from replication.models import BucketPair, ReconcileRun
+from replication.protection.tasks import check_all_protection, check_protection
 from replication.reconcile import run as reconcile
 
-__all__ = ["deliver_notification", "evaluate_health"]  # alerts' tasks, found by autodiscovery
+# Other rooms' tasks, found by autodiscovery through this module.
+__all__ = ["check_all_protection", "check_protection", "deliver_notification", "evaluate_health"]
 
 log = logging.getLogger(__name__)
 

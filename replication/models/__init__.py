@@ -4,6 +4,12 @@ from replication.models.alerts import AlertChannel, HealthChange, HealthState, N
 from replication.models.events import CopyEvent, CopyStatus, Finding, ObjectState
 from replication.models.keys import IngestKey
 from replication.models.pairs import BucketPair
+from replication.models.protection import (
+    PolicyAcknowledgement,
+    ProtectionCheck,
+    ProtectionResult,
+    ProtectionState,
+)
 from replication.models.runs import Discrepancy, ReconcileRange, ReconcileRun
 from replication.models.tallies import CopyTally, HourlyTally, IngestTally
 
@@ -22,6 +28,10 @@ __all__ = [
     "IngestTally",
     "Notification",
     "ObjectState",
+    "PolicyAcknowledgement",
+    "ProtectionCheck",
+    "ProtectionResult",
+    "ProtectionState",
     "ReconcileRange",
     "ReconcileRun",
 ]

@@ -61,6 +61,13 @@ class BucketPair(models.Model):
         help_text="Delete backup copies of objects deleted from the source. "
         "Off by default: a backup keeps what the source lost.",
     )
+    protection_window_days = models.PositiveIntegerField(
+        "protection window (days)",
+        default=30,
+        validators=[MinValueValidator(1)],
+        help_text="How far back any earlier state of an object must stay restorable: "
+        "the protection checks compare the backup's lifecycle rules and Object Lock with it.",
+    )
     # The secret part of the pair's public badge URL (/badge/<token>.svg): whoever has it
     # sees the pair's name, state and reason, nothing else. Regenerated in the admin.
     badge_token = models.CharField(
@@ -99,6 +106,9 @@ class BucketPair(models.Model):
             ),
             models.CheckConstraint(
                 name="pair_lag_objective_positive", condition=Q(lag_objective_seconds__gte=1)
+            ),
+            models.CheckConstraint(
+                name="pair_protection_window_positive", condition=Q(protection_window_days__gte=1)
             ),
             models.CheckConstraint(
                 name="pair_name_not_empty", condition=Q(name__regex=r"^[-a-zA-Z0-9_]+$")
