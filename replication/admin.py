@@ -14,6 +14,7 @@ from replication.models import (
     ObjectState,
     ReconcileRun,
 )
+from replication.protection.admin import ProtectionAdminMixin
 from replication.reconcile.wording import outcome
 from replication.tasks import start_reconcile
 
@@ -42,7 +43,7 @@ def badge_url(pair: BucketPair) -> str:
 
 
 @admin.register(BucketPair)
-class BucketPairAdmin(admin.ModelAdmin):
+class BucketPairAdmin(ProtectionAdminMixin, admin.ModelAdmin):
     list_display = [
         "name",
         "source_location",
@@ -59,9 +60,17 @@ class BucketPairAdmin(admin.ModelAdmin):
         "updated_at",
         "lambda_environment",
         "iam_policy",
+        "workers_iam_policy",
         "badge",
     ]
-    actions = ["check_access", "reconcile_now", "reconcile_and_repair", "regenerate_badge_token"]
+    actions = [
+        "check_access",
+        "reconcile_now",
+        "reconcile_and_repair",
+        "regenerate_badge_token",
+        "check_protection",
+        "acknowledge_backup_policy",
+    ]
     inlines = [AlertChannelPairInline]
     Media = AdminStyles
     fieldsets = [
@@ -84,10 +93,12 @@ class BucketPairAdmin(admin.ModelAdmin):
                     "reconcile_every_minutes",
                     "lag_objective_seconds",
                     "mirror_deletes",
+                    "protection_window_days",
                 ]
             },
         ),
         ("Deploying the Lambda", {"fields": ["lambda_environment", "iam_policy"]}),
+        ("The site's workers", {"fields": ["workers_iam_policy"]}),
         ("Status badge", {"fields": ["badge"]}),
         ("History", {"fields": ["created_at", "updated_at"]}),
     ]

@@ -1,6 +1,7 @@
 from django.urls import path
 
 from replication.dashboard import views
+from replication.protection import views as protection
 
 app_name = "dashboard"
 
@@ -8,6 +9,7 @@ urlpatterns = [
     path("", views.overview, name="overview"),
     path("pairs/<slug:name>/", views.pair_detail, name="pair"),
     path("pairs/<slug:name>/reconcile/", views.pair_reconcile, name="pair-reconcile"),
+    path("pairs/<slug:name>/protection/", protection.check_now, name="pair-protection"),
     path("runs/<int:run_id>/", views.run_detail, name="run"),
     path("runs/<int:run_id>/progress/", views.run_progress, name="run-progress"),
     path(

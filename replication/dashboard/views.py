@@ -15,6 +15,7 @@ from replication.dashboard import charts, facts, series
 from replication.dashboard.export import HEADER, csv_lines
 from replication.dashboard.windows import SPARKLINE_WINDOW, WINDOWS, window_named
 from replication.models import BucketPair, CopyEvent, Discrepancy, ObjectState, ReconcileRun
+from replication.protection.views import panel as protection_panel
 from replication.reconcile.wording import outcome
 from replication.tasks import start_reconcile, was_not_queued
 
@@ -135,6 +136,7 @@ def pair_detail(request, name):
         "active_run": active_run,
         "health_changes": recent_changes(pair),
         "can_reconcile": request.user.has_perm("replication.reconcile_bucketpair"),
+        "protection": protection_panel(pair),
     }
     return render(request, "dashboard/pair.html", context)
 

@@ -1,10 +1,10 @@
 """/metrics: a Prometheus collector that reads the database on every scrape.
 
 Nothing is counted in process memory, so every web process answers alike and a restart
-loses nothing. A scrape costs seven queries whatever the number of pairs: five for health
+loses nothing. A scrape costs eight queries whatever the number of pairs: five for health
 (replication.dashboard.facts.pair_health), one grouped sum of the copy totals, one of the
-ingest totals. The totals are kept by ingest (replication/ingest/tallies.py), never deleted
-by retention, so the counters never go down.
+ingest totals, one of the protection checks' latest states. The totals are kept by ingest
+(replication/ingest/tallies.py), never deleted by retention, so the counters never go down.
 
 Every series is listed, with its meaning, in the README ("Metrics").
 """
@@ -25,8 +25,9 @@ from prometheus_client.core import (
 
 from replication.dashboard.facts import LAG_STATUSES, PairHealth, pair_health
 from replication.dashboard.health import State
-from replication.models import CopyStatus, CopyTally, IngestTally, ReconcileRun
+from replication.models import CopyStatus, CopyTally, IngestTally, ProtectionState, ReconcileRun
 from replication.monitoring.lag import cumulative
+from replication.protection.store import latest_states
 
 PREFIX = "backupsite"
 RECONCILE_KINDS = ("missing", "mismatched", "extra", "unverified")
@@ -41,6 +42,8 @@ class Snapshot:
     copies: dict[int, dict[str, dict[int, tuple[int, float]]]] = field(default_factory=dict)
     requests: dict[str, int] = field(default_factory=dict)  # HTTP status -> count
     rejections: dict[str, int] = field(default_factory=dict)  # reason -> count
+    # pair id -> protection check -> its latest state (replication/protection/)
+    protection: dict[int, dict[str, str]] = field(default_factory=dict)
 
 
 def read_snapshot(now: datetime | None = None) -> Snapshot:
@@ -59,6 +62,7 @@ def read_snapshot(now: datetime | None = None) -> Snapshot:
         copies=copies,
         requests=ingest[IngestTally.Counter.REQUESTS],
         rejections=ingest[IngestTally.Counter.REJECTIONS],
+        protection=latest_states(),
     )
 
 
@@ -144,7 +148,22 @@ def families(snapshot: Snapshot) -> Iterator[Metric]:
     for reason, n in sorted(snapshot.rejections.items()):
         rejections.add_metric([reason], n)
     yield from (copies, lag, open_failures, behind, health, run_objects, verdict, finished)
+    yield protection_family(snapshot)
     yield from (requests, rejections)
+
+
+def protection_family(snapshot: Snapshot) -> Metric:
+    family = GaugeMetricFamily(
+        f"{PREFIX}_protection_check",
+        "The latest result of each protection check of the pair: 1 for its state, 0 for the "
+        "others (unknown: the setting could not be read).",
+        labels=["pair", "check", "state"],
+    )
+    for item in sorted(snapshot.pairs, key=lambda p: p.pair.name):
+        for check, current in sorted(snapshot.protection.get(item.pair.pk, {}).items()):
+            for state in ProtectionState.values:
+                family.add_metric([item.pair.name, check, state], 1 if current == state else 0)
+    return family
 
 
 class DatabaseCollector:

@@ -22,8 +22,13 @@ def check_protection(pair_id: int) -> None:
     if pair is None:
         return
     store.run_checks(pair)
+    evaluate_after_checks(pair_id)
+
+
+def evaluate_after_checks(pair_id: int) -> None:
+    """A changed check alerts now, not at the next minute's evaluation."""
     try:
-        evaluate_health.delay([pair_id])  # a changed check alerts now, not at the next tick
+        evaluate_health.delay([pair_id])
     except Exception:  # the results are kept whatever happens here; beat evaluates each minute
         log.exception("pair %s: could not evaluate its health after the protection checks", pair_id)
 
