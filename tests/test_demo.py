@@ -13,7 +13,9 @@ from moto.s3.models import s3_backends
 from replication import lambda_function
 from replication import s3 as s3_clients
 from replication.demo import scenario, seed
-from replication.models import BucketPair, CopyEvent, ObjectState, ReconcileRun
+from replication.models import BucketPair, CopyEvent, ObjectState, ProtectionResult, ReconcileRun
+from replication.protection import store as protection
+from tests.factories import make_pair
 
 # --- the scenario (pure) ----------------------------------------------------------------------
 
@@ -143,6 +145,23 @@ def test_create_buckets_creates_them_in_the_local_s3_and_says_where(local_s3, ca
     assert names == {"my-backup", "my-source"}
 
 
+def test_create_buckets_sets_them_up_as_a_protected_pairs(local_s3, db, capsys):
+    call_command("create_buckets", "my-source", "my-backup")
+    pair = make_pair(source_bucket="my-source", backup_bucket="my-backup")
+    checks = protection.run_checks(pair)
+    assert {c.id.value: c.state.value for c in checks} == dict.fromkeys(
+        [c.id.value for c in checks], "ok"
+    )
+
+
+def test_create_buckets_can_leave_versioning_off(local_s3, db, capsys):
+    call_command("create_buckets", "my-source", "my-backup", "--unversioned")
+    pair = make_pair(source_bucket="my-source", backup_bucket="my-backup")
+    found = {c.id.value: c.state.value for c in protection.run_checks(pair)}
+    assert found["backup_versioning"] == "warning"
+    assert found["backup_public_access"] == found["source_trigger"] == "ok"
+
+
 # --- seeding through the real handler and ingest API ---------------------------------------
 
 SMALL = scenario.PairPlan(
@@ -183,6 +202,38 @@ def test_seeding_reports_copies_failures_and_finds_the_unannounced_objects_missi
     assert run.status == "succeeded"
     assert run.missing == 2 + 1 + 2  # unannounced, denied, throttled and never retried
     assert password
+    # The demo's buckets are set up as a protected pair's: every check ok.
+    assert set(
+        ProtectionResult.objects.filter(pair=pair, is_latest=True).values_list("state", flat=True)
+    ) == {"ok"}
+
+
+def test_the_demo_pair_without_backup_versioning_shows_the_warning_and_its_fix(
+    transactional_db, live_server, local_s3
+):
+    plan = replace(
+        SMALL,
+        throttled=0,
+        denied=(),
+        unannounced=0,
+        late_and_out_of_order=False,
+        backup_versioned=False,
+    )
+    key, _ = seed.reset_database([plan])
+    lines = []
+    seed.Demo(f"{live_server.url}/api/v1/events", key, say=lines.append, plans=[plan]).seed()
+    latest = dict(
+        ProtectionResult.objects.filter(pair__name="demo-small", is_latest=True).values_list(
+            "check_id", "state"
+        )
+    )
+    assert latest.pop("backup_versioning") == "warning"
+    assert set(latest.values()) == {"ok"}
+    assert any("backup_versioning warning: versioning is off" in line for line in lines)
+
+
+def test_exactly_one_demo_pair_leaves_backup_versioning_off():
+    assert [p.name for p in scenario.PAIRS if not p.backup_versioned] == ["demo-invoices"]
 
 
 def test_running_the_seed_again_starts_the_demo_pairs_afresh(

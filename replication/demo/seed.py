@@ -27,6 +27,8 @@ from replication import s3 as s3_clients
 from replication.demo import scenario
 from replication.demo.scenario import PairPlan
 from replication.models import BucketPair, CopyEvent, IngestKey, ReconcileRun
+from replication.protection import store as protection
+from replication.protection.local import protect_bucket
 from replication.reconcile import run as reconcile
 
 log = logging.getLogger(__name__)
@@ -191,6 +193,8 @@ class Demo:
         for plan in plans:
             self.fresh_bucket(plan.source_bucket)
             self.fresh_bucket(plan.backup_bucket)
+            protect_bucket(self.s3, plan.source_bucket, versioning=False)
+            protect_bucket(self.s3, plan.backup_bucket, versioning=plan.backup_versioned)
         # First, so that they are past the grace period when the reconcile looks.
         for plan in plans:
             self.put_many(plan.source_bucket, plan.unannounced_keys())
@@ -204,6 +208,8 @@ class Demo:
             time.sleep(wait)
         for plan in plans:
             self.reconcile(plan.name)
+        for plan in plans:
+            self.check_protection(plan.name)
 
     def seed_pair(self, plan: PairPlan) -> None:
         keys = scenario.object_keys(plan)
@@ -287,6 +293,17 @@ class Demo:
         else:
             self.say(f"{pair_name}: reconcile #{run.pk} failed: {run.error}")
         return run
+
+    def check_protection(self, pair_name: str) -> None:
+        pair = BucketPair.objects.get(name=pair_name)
+        bad = [c for c in protection.run_checks(pair) if c.state.value != "ok"]
+        if bad:
+            self.say(
+                f"{pair_name}: protection: "
+                + "; ".join(f"{c.id.value} {c.state.value}: {c.reason}" for c in bad)
+            )
+        else:
+            self.say(f"{pair_name}: protection: every check ok")
 
     # --- the running demo ---------------------------------------------------------------
 
