@@ -230,6 +230,17 @@ CELERY_BEAT_SCHEDULE["check-protection"] = {
     "schedule": 3600.0,
     "options": {"expires": 3300},
 }
+# The destructive-change guard: trip within a minute of a burst; refresh "the usual" hourly.
+CELERY_BEAT_SCHEDULE["evaluate-guards"] = {
+    "task": "replication.protection.tasks.evaluate_guards",
+    "schedule": 60.0,
+    "options": {"expires": 55},
+}
+CELERY_BEAT_SCHEDULE["recompute-guard-usual"] = {
+    "task": "replication.protection.tasks.recompute_guard_usual",
+    "schedule": 3600.0,
+    "options": {"expires": 3300},
+}
 
 # --- E-mail (alert channels) ----------------------------------------------------------------
 # EMAIL_URL (smtp://user:password@host:port, smtp+tls://, smtp+ssl://) or the EMAIL_HOST

@@ -13,11 +13,23 @@ from django.conf import settings
 from replication.alerts.tasks import deliver_notification, evaluate_health
 from replication.ingest import retention
 from replication.models import BucketPair, ReconcileRun
-from replication.protection.tasks import check_all_protection, check_protection
+from replication.protection.tasks import (
+    check_all_protection,
+    check_protection,
+    evaluate_guards,
+    recompute_guard_usual,
+)
 from replication.reconcile import run as reconcile
 
 # Other rooms' tasks, found by autodiscovery through this module.
-__all__ = ["check_all_protection", "check_protection", "deliver_notification", "evaluate_health"]
+__all__ = [
+    "check_all_protection",
+    "check_protection",
+    "deliver_notification",
+    "evaluate_guards",
+    "evaluate_health",
+    "recompute_guard_usual",
+]
 
 log = logging.getLogger(__name__)
 

@@ -2,6 +2,13 @@
 
 from replication.models.alerts import AlertChannel, HealthChange, HealthState, Notification
 from replication.models.events import CopyEvent, CopyStatus, Finding, ObjectState
+from replication.models.guard import (
+    GuardAction,
+    GuardAudit,
+    GuardHold,
+    GuardRelease,
+    GuardTally,
+)
 from replication.models.keys import IngestKey
 from replication.models.pairs import BucketPair
 from replication.models.protection import (
@@ -21,6 +28,11 @@ __all__ = [
     "CopyTally",
     "Discrepancy",
     "Finding",
+    "GuardAction",
+    "GuardAudit",
+    "GuardHold",
+    "GuardRelease",
+    "GuardTally",
     "HealthChange",
     "HealthState",
     "HourlyTally",

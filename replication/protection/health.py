@@ -7,7 +7,7 @@ critical; a warning or a check that could not be read (``unknown``) makes it a w
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
-from replication.models import ProtectionCheck, ProtectionResult
+from replication.models import GuardHold, ProtectionCheck, ProtectionResult
 
 # Hourly checks: results older than this mean the checks stopped running.
 STALE_AFTER = timedelta(hours=3)
@@ -40,10 +40,14 @@ def findings(
 
 
 def health_findings(pair_ids: Iterable[int], now: datetime) -> dict[int, list[tuple[str, str]]]:
-    """Findings by pair id for the pairs that have any (one query, by the latest-check index).
+    """Findings by pair id for the pairs that have any (two queries, by the latest-check
+    and open-hold indexes).
 
     A pair never checked has none: a new pair is not a warning before its first hourly run.
+    A pair whose destructive-change guard holds is critical with the hold's reason (a
+    second query).
     """
+    pair_ids = list(pair_ids)
     by_pair: dict[int, list[tuple[str, str, str]]] = {}
     checked: dict[int, datetime] = {}
     rows = ProtectionResult.objects.filter(pair_id__in=list(pair_ids), is_latest=True).values_list(
@@ -58,4 +62,15 @@ def health_findings(pair_ids: Iterable[int], now: datetime) -> dict[int, list[tu
         found = findings(results, checked[pair_id], now)
         if found:
             result[pair_id] = found
+    holds = GuardHold.objects.filter(pair_id__in=list(pair_ids), released_at__isnull=True)
+    for pair_id, since, reason in holds.values_list("pair_id", "since", "reason"):
+        result.setdefault(pair_id, []).insert(0, ("critical", hold_reason(since, reason)))
     return result
+
+
+def hold_reason(since: datetime, reason: str) -> str:
+    at = since.astimezone(UTC)
+    return (
+        f"destructive-change guard holds since {at:%Y-%m-%d %H:%M} UTC: {reason}; "
+        "release it on the pair page"
+    )

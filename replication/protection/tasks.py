@@ -6,7 +6,7 @@ from celery import shared_task
 
 from replication.alerts.tasks import evaluate_health
 from replication.models import BucketPair
-from replication.protection import store
+from replication.protection import guard, store
 
 log = logging.getLogger(__name__)
 
@@ -40,3 +40,21 @@ def check_all_protection() -> int:
     for pair_id in ids:
         check_protection.apply_async(args=(pair_id,), expires=CHECK_EXPIRES_SECONDS)
     return len(ids)
+
+
+@shared_task(ignore_result=True)
+def evaluate_guards() -> int:
+    """Beat, every minute: trip the guard of each pair whose last five minutes say so."""
+    held = guard.evaluate()
+    if held:
+        try:
+            evaluate_health.delay([hold.pair_id for hold in held])  # alert now
+        except Exception:
+            log.exception("could not evaluate health after tripping %s guard(s)", len(held))
+    return len(held)
+
+
+@shared_task(ignore_result=True)
+def recompute_guard_usual() -> int:
+    """Beat, hourly: each pair's usual 5-minute count of destructive changes."""
+    return guard.recompute_usual()
