@@ -1,16 +1,19 @@
 """The destructive-change guard: counted at ingest, tripped by rule, released and paused."""
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db.models import Sum
 from django.utils import timezone
 
+from replication.ingest import views
+from replication.ingest.signing import sign
 from replication.models import GuardAudit, GuardHold, GuardTally, ReconcileRun
 from replication.protection import counting, guard, guard_rules
 from replication.protection.health import health_findings
 from replication.protection.tasks import evaluate_guards
-from tests.factories import make_pair, record_events
+from tests.factories import make_ingest_key, make_pair, record_events
 
 SSE_C_ERROR = (
     "The object was stored using a form of Server Side Encryption. The correct parameters "
@@ -155,7 +158,7 @@ def deletes(pair, n: int) -> None:
         pair,
         *(
             fresh(
-                key=f"k{i}",
+                key=f"{pair.source_prefix}k{i}",
                 event_name="ObjectRemoved:Delete",
                 status="deleted",
                 etag="",
@@ -260,3 +263,76 @@ def test_a_pause_outside_1_to_168_hours_is_refused(db):
     with pytest.raises(ValueError, match="1 to 168 hours"):
         guard.pause(pair, None, hours=0)
     assert not GuardAudit.objects.exists()
+
+
+# --- GET /api/v1/guard and /api/v1/pairs/<name>/guard, signed like ingest
+
+
+def signed_get(client, key, url: str, *, secret: str | None = None):
+    timestamp = int(time.time())
+    headers = {
+        "X-Backup-Key": key.key_id,
+        "X-Backup-Timestamp": str(timestamp),
+        "X-Backup-Signature": sign(secret or key.secret, timestamp, b""),
+    }
+    return client.get(url, headers=headers)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_key_cache():
+    views._keys.clear()
+
+
+def test_the_guard_lists_the_holds_of_the_keys_pairs(client, db):
+    held = make_pair(name="held", source_prefix="raw/", guard_min_changes=1)
+    other = make_pair(name="other", guard_min_changes=1)
+    deletes(held, 2)
+    deletes(other, 2)
+    evaluate_guards()
+    key = make_ingest_key()
+    key.pairs.add(held)
+    response = signed_get(client, key, "/api/v1/guard")
+    assert response.status_code == 200
+    (hold,) = response.json()["holds"]
+    assert hold["pair"] == "held"
+    assert hold["source"] == f"{held.source_bucket}/raw/"
+    assert hold["backup"] == f"{held.backup_bucket}/"
+    assert hold["reason"].startswith("2 deletes and overwrites in 5 min")
+    assert datetime.fromisoformat(hold["since"])
+
+
+def test_a_key_for_every_pair_sees_every_hold_and_none_when_released(client, db, admin_user):
+    pair = make_pair(guard_min_changes=1)
+    deletes(pair, 2)
+    evaluate_guards()
+    key = make_ingest_key()
+    assert len(signed_get(client, key, "/api/v1/guard").json()["holds"]) == 1
+    guard.release(pair, admin_user, "keep")
+    assert signed_get(client, key, "/api/v1/guard").json() == {"holds": []}
+
+
+def test_one_pairs_guard(client, db):
+    pair = make_pair(name="photos-one", guard_min_changes=1)
+    key = make_ingest_key()
+    assert signed_get(client, key, "/api/v1/pairs/photos-one/guard").json() == {
+        "pair": "photos-one",
+        "hold": False,
+        "since": None,
+        "reason": "",
+    }
+    deletes(pair, 2)
+    evaluate_guards()
+    answer = signed_get(client, key, "/api/v1/pairs/photos-one/guard").json()
+    assert answer["hold"] is True and answer["reason"]
+
+
+def test_the_guard_refuses_a_bad_signature_an_unknown_pair_and_a_pair_out_of_scope(client, db):
+    pair = make_pair(name="mine")
+    make_pair(name="theirs")
+    key = make_ingest_key()
+    key.pairs.add(pair)
+    assert signed_get(client, key, "/api/v1/guard", secret="wrong").status_code == 401
+    assert client.get("/api/v1/guard").status_code == 401
+    assert signed_get(client, key, "/api/v1/pairs/theirs/guard").status_code == 404
+    assert signed_get(client, key, "/api/v1/pairs/nope/guard").status_code == 404
+    assert client.post("/api/v1/guard").status_code == 405
