@@ -62,6 +62,8 @@ class BucketPairAdmin(ProtectionAdminMixin, admin.ModelAdmin):
         "iam_policy",
         "workers_iam_policy",
         "badge",
+        "guard_usual",
+        "guard_paused_until",
     ]
     actions = [
         "check_access",
@@ -70,6 +72,8 @@ class BucketPairAdmin(ProtectionAdminMixin, admin.ModelAdmin):
         "regenerate_badge_token",
         "check_protection",
         "acknowledge_backup_policy",
+        "release_guard_apply",
+        "release_guard_keep",
     ]
     inlines = [AlertChannelPairInline]
     Media = AdminStyles
@@ -94,6 +98,15 @@ class BucketPairAdmin(ProtectionAdminMixin, admin.ModelAdmin):
                     "lag_objective_seconds",
                     "mirror_deletes",
                     "protection_window_days",
+                ]
+            },
+        ),
+        (
+            "Destructive-change guard",
+            {
+                "fields": [
+                    ("guard_min_changes", "guard_factor"),
+                    ("guard_usual", "guard_paused_until"),
                 ]
             },
         ),

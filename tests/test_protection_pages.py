@@ -11,7 +11,7 @@ from django.urls import reverse
 from moto import mock_aws
 
 from replication import s3
-from replication.models import PolicyAcknowledgement, ProtectionResult
+from replication.models import GuardAudit, GuardHold, PolicyAcknowledgement, ProtectionResult
 from replication.protection import store
 from tests.test_protection_checks import POLICY, protect
 
@@ -190,3 +190,80 @@ def test_metrics_has_each_checks_latest_state(client, aws, pair):
     assert f'{series}{{check="backup_public_access",pair="photos",state="critical"}} 1.0' in text
     assert f'{series}{{check="backup_public_access",pair="photos",state="ok"}} 0.0' in text
     assert f'{series}{{check="encryption",pair="photos",state="ok"}} 1.0' in text
+
+
+# --- the guard on the pair page
+
+
+def trip(pair, n: int = 6) -> None:
+    from replication.protection.tasks import evaluate_guards
+    from tests.test_guard import deletes
+
+    pair.guard_min_changes = n - 1
+    pair.save()
+    deletes(pair, n)
+    assert evaluate_guards() == 1
+
+
+def test_a_holding_guard_shows_its_reason_and_the_two_releases(client, pair):
+    trip(pair)
+    login(client, "release_guard")
+    page = client.get(reverse("dashboard:pair", args=["photos"])).content.decode()
+    guard = page[page.index('id="guard"') :]
+    assert "HOLDING</span> since" in guard
+    assert "6 deletes and overwrites in 5 min, usually at most 0" in guard
+    assert "Apply held changes" in guard and "Keep the backup as it is" in guard
+    assert "Pause the guard" not in guard
+
+
+def test_without_the_permission_the_guard_is_shown_not_released(client, pair):
+    trip(pair)
+    login(client)
+    page = client.get(reverse("dashboard:pair", args=["photos"])).content.decode()
+    assert "HOLDING" in page and "Keep the backup as it is" not in page
+    response = client.post(reverse("dashboard:pair-guard", args=["photos"]), {"action": "keep"})
+    assert response.status_code == 403
+    assert GuardHold.objects.get(pair=pair).is_open
+
+
+def test_keep_releases_and_the_evidence_stays_on_the_page(client, pair):
+    trip(pair)
+    user = login(client, "release_guard")
+    response = client.post(
+        reverse("dashboard:pair-guard", args=["photos"]), {"action": "keep"}, follow=True
+    )
+    text = response.content.decode()
+    assert "Guard of photos released: the backup is kept as it is." in text
+    assert "released: keep the backup as it is</strong> by someone" in text
+    assert "tripped</strong>" in text
+    hold = GuardHold.objects.get(pair=pair)
+    assert hold.release == "keep" and hold.released_by == user
+
+
+def test_pausing_for_hours_is_shown_and_audited_and_bad_hours_change_nothing(client, pair):
+    login(client, "release_guard")
+    url = reverse("dashboard:pair-guard", args=["photos"])
+    text = client.post(url, {"action": "pause", "hours": "abc"}, follow=True).content.decode()
+    assert "a whole number of hours, 1 to 168" in text
+    assert not GuardAudit.objects.exists()
+    text = client.post(url, {"action": "pause", "hours": "3"}, follow=True).content.decode()
+    assert "PAUSED</span> until" in text
+    assert "Resume the guard now" in text
+    text = client.post(url, {"action": "resume"}, follow=True).content.decode()
+    assert "WATCHING" in text
+    assert [a.action for a in GuardAudit.objects.order_by("at", "id")] == ["paused", "resumed"]
+    assert "Unknown guard action" in client.post(url, {"action": "x"}, follow=True).content.decode()
+
+
+def test_admin_releases_a_guard_and_shows_its_settings_with_defaults(admin_client, pair):
+    trip(pair)
+    page = admin_client.get(reverse("admin:replication_bucketpair_change", args=[pair.pk]))
+    text = page.content.decode()
+    assert "Default 500." in text and "Default 10." in text
+    response = admin_client.post(
+        reverse("admin:replication_bucketpair_changelist"),
+        {"action": "release_guard_keep", "_selected_action": [pair.pk]},
+        follow=True,
+    )
+    assert "guard released (keep the backup as it is)" in response.content.decode()
+    assert not GuardHold.objects.get(pair=pair).is_open

@@ -10,6 +10,7 @@ urlpatterns = [
     path("pairs/<slug:name>/", views.pair_detail, name="pair"),
     path("pairs/<slug:name>/reconcile/", views.pair_reconcile, name="pair-reconcile"),
     path("pairs/<slug:name>/protection/", protection.check_now, name="pair-protection"),
+    path("pairs/<slug:name>/guard/", protection.guard_action, name="pair-guard"),
     path("runs/<int:run_id>/", views.run_detail, name="run"),
     path("runs/<int:run_id>/progress/", views.run_progress, name="run-progress"),
     path(

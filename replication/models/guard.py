@@ -92,11 +92,11 @@ class GuardHold(models.Model):
 
 
 class GuardAction(models.TextChoices):
-    TRIPPED = "tripped"
+    TRIPPED = "tripped", "tripped"
     RELEASED_APPLY = "released_apply", "released: apply the held changes"
     RELEASED_KEEP = "released_keep", "released: keep the backup as it is"
-    PAUSED = "paused"
-    RESUMED = "resumed"
+    PAUSED = "paused", "paused"
+    RESUMED = "resumed", "resumed"
 
 
 class GuardAudit(models.Model):

@@ -4,8 +4,14 @@ from django.contrib import admin, messages
 from django.utils.html import format_html
 
 from replication import deployment
-from replication.models import PolicyAcknowledgement, ProtectionResult
-from replication.protection import store, tasks
+from replication.models import (
+    GuardAudit,
+    GuardHold,
+    GuardRelease,
+    PolicyAcknowledgement,
+    ProtectionResult,
+)
+from replication.protection import guard, store, tasks
 
 _LEVEL = {"ok": messages.SUCCESS, "warning": messages.WARNING, "unknown": messages.WARNING}
 
@@ -61,6 +67,37 @@ class ProtectionAdminMixin:
                     messages.WARNING,
                 )
 
+    def has_release_guard_permission(self, request) -> bool:
+        return request.user.has_perm("replication.release_guard")
+
+    @admin.action(
+        description="Release the selected pairs' guard: apply the held changes (reconcile with "
+        "repair)",
+        permissions=["release_guard"],
+    )
+    def release_guard_apply(self, request, queryset):
+        self._release(request, queryset, GuardRelease.APPLY)
+
+    @admin.action(
+        description="Release the selected pairs' guard: keep the backup as it is",
+        permissions=["release_guard"],
+    )
+    def release_guard_keep(self, request, queryset):
+        self._release(request, queryset, GuardRelease.KEEP)
+
+    def _release(self, request, queryset, kind: str) -> None:
+        for pair in queryset:
+            if guard.release(pair, request.user, kind) is None:
+                self.message_user(
+                    request, f"Pair {pair.name}: its guard holds nothing.", messages.INFO
+                )
+            else:
+                self.message_user(
+                    request,
+                    f"Pair {pair.name}: guard released ({GuardRelease(kind).label}).",
+                    messages.SUCCESS,
+                )
+
     @admin.display(description="IAM policy for the site's workers")
     def workers_iam_policy(self, pair):
         if pair.pk is None:
@@ -92,6 +129,32 @@ class ProtectionResultAdmin(_ReadOnly):
     list_select_related = ["pair"]
     search_fields = ["pair__name", "reason"]
     date_hierarchy = "checked_at"
+
+
+@admin.register(GuardHold)
+class GuardHoldAdmin(_ReadOnly):
+    list_display = [
+        "pair",
+        "since",
+        "changes",
+        "encrypted_refusals",
+        "usual",
+        "threshold",
+        "released_at",
+        "release",
+        "released_by",
+    ]
+    list_filter = ["release", "pair"]
+    list_select_related = ["pair", "released_by"]
+    date_hierarchy = "since"
+
+
+@admin.register(GuardAudit)
+class GuardAuditAdmin(_ReadOnly):
+    list_display = ["pair", "at", "action", "by", "note"]
+    list_filter = ["action", "pair"]
+    list_select_related = ["pair", "by"]
+    date_hierarchy = "at"
 
 
 @admin.register(PolicyAcknowledgement)
