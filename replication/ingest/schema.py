@@ -14,7 +14,7 @@ from typing import Any
 from replication.buckets import bucket_name_problem
 from replication.ingest.ordering import Precedence, sequencer_order
 
-STATUSES = ("copied", "deleted", "skipped", "failed")
+STATUSES = ("copied", "deleted", "skipped", "failed", "held")
 
 MAX_KEY_BYTES = 1024  # S3's own limit on a key, in UTF-8 bytes
 MAX_SIZE = 2**63 - 1  # the largest value a bigint column holds

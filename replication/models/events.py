@@ -21,13 +21,15 @@ class CopyStatus(models.TextChoices):
     pair that mirrors deletes, is its backup copy.  skipped: the backup was left as it is: a
     newer write overtook the event, or a delete on a pair that keeps what the source deleted
     (``event_name`` says which).  failed: the backup may be missing or stale; a later result
-    for the same object (a retry, a newer write) supersedes it.
+    for the same object (a retry, a newer write) supersedes it.  held: a delete or an
+    overwrite the destructive-change guard kept from the backup while it held the pair.
     """
 
     COPIED = "copied"
     DELETED = "deleted"
     SKIPPED = "skipped"
     FAILED = "failed"
+    HELD = "held"
 
 
 class CopyResult(models.Model):
