@@ -188,3 +188,49 @@ def test_drill_a_mass_delete_is_held_then_applied_on_release(
         monkeypatch, s3, s3_event(delete_record("late.pdf")), **lambda_env(live_server, ingest_key)
     )
     assert result["deleted"] == 1 and result["held"] == 0
+
+
+SSE_C_MESSAGE = (
+    "The object was stored using a form of Server Side Encryption. The correct parameters "
+    "must be provided to retrieve the object."
+)
+
+
+def test_a_copy_refused_for_sse_c_trips_the_guard(
+    transactional_db, live_server, pair, ingest_key, s3, monkeypatch
+):
+    # moto ignores SSE-C: S3's refusal, as S3 returns it, stubbed at the handler's client.
+    from botocore.stub import ANY, Stubber
+
+    client = lambda_function.make_s3_client()
+    monkeypatch.setattr(lambda_function, "_client", client)
+    stub = Stubber(client)
+    stub.add_client_error(
+        "copy_object",
+        service_error_code="InvalidRequest",
+        service_message=SSE_C_MESSAGE,
+        http_status_code=400,
+        expected_params={
+            "Bucket": BACKUP,
+            "Key": "ledger.xlsx",
+            "CopySource": ANY,
+            "CopySourceIfMatch": ANY,
+            "MetadataDirective": ANY,
+            "TaggingDirective": ANY,
+        },
+    )
+    record = s3_record("ledger.xlsx", etag='"0cc175b9c0f1b6a831c399e269772661"', size=10)
+    env = {
+        "DESTINATION_BUCKET": BACKUP,
+        "REPORT_URL": f"{live_server.url}/api/v1/events",
+        "REPORT_KEY_ID": ingest_key.key_id,
+        "REPORT_SECRET": ingest_key.secret,
+    }
+    with stub, pytest.raises(lambda_function.ReplicationFailed):
+        invoke(monkeypatch, client, s3_event(record), **env)
+    stored = CopyEvent.objects.get(pair=pair, key="ledger.xlsx")
+    assert (stored.status, stored.error_code) == ("failed", "InvalidRequest")
+    assert evaluate_guards() == 1
+    hold = GuardHold.objects.get(pair=pair)
+    assert hold.encrypted_refusals == 1
+    assert "encrypted with a key S3 does not hold (SSE-C)" in hold.reason
