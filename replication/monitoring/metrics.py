@@ -70,7 +70,7 @@ def families(snapshot: Snapshot) -> Iterator[Metric]:
     """The metric families of a snapshot (no I/O)."""
     copies = CounterMetricFamily(
         f"{PREFIX}_copies",
-        "Copy results reported by the Lambda, by status (copied, deleted, skipped, failed).",
+        "Copy results reported by the Lambda, by status (copied, deleted, skipped, failed, held).",
         labels=["pair", "status"],
     )
     lag = HistogramMetricFamily(
