@@ -109,3 +109,61 @@ def test_the_protection_panel_fits_a_phone(phone, live_server, unprotected):  # 
     button = phone.get_by_role("button", name="Check protection now").bounding_box()
     assert button["height"] >= 40
     panel.screenshot(path=SCREENSHOTS / "protection-390.png")
+
+
+@pytest.fixture
+def held(transactional_db):
+    """A pair whose guard tripped on a mass delete; a person who may release it."""
+    from replication.protection.tasks import evaluate_guards
+    from tests.test_guard import deletes
+
+    pair = make_pair(
+        name=NAME,
+        source_bucket=SOURCE,
+        source_prefix="exports/invoices/by-customer/2026/",
+        backup_bucket=BACKUP,
+        backup_prefix="replicas/invoices/by-customer/2026/",
+        mirror_deletes=True,
+        guard_usual=10,
+    )
+    deletes(pair, 600)
+    assert evaluate_guards() == 1
+    user = User.objects.create_user("ops", password="correct horse", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="release_guard"))
+
+
+def release_and_read(tab, live_server) -> None:
+    log_in(tab, live_server.url)
+    section = tab.locator("#guard")
+    assert "HOLDING" in section.inner_text()
+    assert "600 deletes and overwrites in 5 min, usually at most 10" in section.inner_text()
+    tab.get_by_role("button", name="Keep the backup as it is").click()
+    tab.wait_for_url(f"**/pairs/{NAME}/#guard")
+    assert "the backup is kept as it is" in tab.locator(".messages").inner_text()
+    text = section.inner_text()
+    assert "WATCHING" in text
+    assert "released: keep the backup as it is by ops" in text and "tripped" in text
+    tab.fill("input[name=hours]", "6")
+    tab.get_by_role("button", name="Pause the guard").click()
+    tab.wait_for_url(f"**/pairs/{NAME}/#guard")
+    assert "PAUSED" in section.inner_text()
+
+
+def test_releasing_the_guard_on_a_desktop(page, live_server, held):  # noqa: F811
+    release_and_read(page, live_server)
+    section = page.locator("#guard")
+    section.scroll_into_view_if_needed()
+    section.screenshot(path=SCREENSHOTS / "guard.png")
+
+
+def test_releasing_the_guard_fits_a_phone(phone, live_server, held):  # noqa: F811
+    log_in(phone, live_server.url)
+    assert_fits(phone, "pair held")
+    for name in ("Apply held changes", "Keep the backup as it is"):
+        assert phone.get_by_role("button", name=name).bounding_box()["height"] >= 40
+    phone.locator("#guard").screenshot(path=SCREENSHOTS / "guard-held-390.png")
+    phone.goto(f"{live_server.url}/pairs/{NAME}/")
+    phone.get_by_role("button", name="Keep the backup as it is").click()
+    phone.wait_for_url(f"**/pairs/{NAME}/#guard")
+    assert_fits(phone, "pair released")
+    phone.locator("#guard").screenshot(path=SCREENSHOTS / "guard-390.png")
