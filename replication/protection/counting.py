@@ -79,12 +79,17 @@ def _q(name: str) -> str:
 def guard_tally_cte(new_events: str) -> str:
     """PostgreSQL: an INSERT adding the destructive changes among ``new_events`` (which
     returns pair_id, key, event_name, status, etag, error_code, error_message, finished_at)
-    to GuardTally. Its read of the state table sees it as before the statement."""
+    to GuardTally. Its read of the state table sees it as before the statement, and happens
+    only for copies (CASE keeps the order): deletes and failures need no lookup."""
     table = _q(GuardTally._meta.db_table)
     state = _q(ObjectState._meta.db_table)
+    overwrite = (
+        f"EXISTS (SELECT 1 FROM {state} s WHERE s.pair_id = e.pair_id AND s.key = e.key "  # noqa: S608
+        "AND s.status = 'copied' AND s.etag <> '' AND s.etag <> e.etag)"
+    )
     destructive = (
-        "(e.event_name LIKE 'ObjectRemoved%%' OR (e.status = 'copied' AND s.status = 'copied' "
-        "AND e.etag <> '' AND s.etag <> '' AND e.etag <> s.etag))"
+        "CASE WHEN e.event_name LIKE 'ObjectRemoved%%' THEN true "
+        f"WHEN e.status = 'copied' AND e.etag <> '' THEN {overwrite} ELSE false END"
     )
     refused = (
         "(e.status = 'failed' AND e.error_code = 'InvalidRequest' "
@@ -92,11 +97,12 @@ def guard_tally_cte(new_events: str) -> str:
     )
     return (
         f"INSERT INTO {table} (pair_id, minute, shard, changes, encrypted_refusals) "  # noqa: S608
-        f"SELECT e.pair_id, date_trunc('minute', e.finished_at), mod(pg_backend_pid(), {_SHARDS}), "
-        f"count(*) FILTER (WHERE {destructive}), count(*) FILTER (WHERE {refused}) "
-        f"FROM {new_events} e LEFT JOIN {state} s ON s.pair_id = e.pair_id AND s.key = e.key "
-        "WHERE e.finished_at BETWEEN now() - interval '5 minutes' AND now() + interval '1 minute' "
-        f"AND ({destructive} OR {refused}) GROUP BY 1, 2, 3 ORDER BY 1, 2, 3 "
+        f"SELECT pair_id, minute, mod(pg_backend_pid(), {_SHARDS}), "
+        "count(*) FILTER (WHERE destructive), count(*) FILTER (WHERE refused) FROM ("
+        f"SELECT e.pair_id, date_trunc('minute', e.finished_at) AS minute, "
+        f"{destructive} AS destructive, {refused} AS refused FROM {new_events} e "
+        "WHERE e.finished_at BETWEEN now() - interval '5 minutes' AND now() + interval '1 minute'"
+        ") c WHERE destructive OR refused GROUP BY 1, 2, 3 ORDER BY 1, 2, 3 "
         "ON CONFLICT (pair_id, minute, shard) DO UPDATE SET "
         f"changes = {table}.changes + EXCLUDED.changes, "
         f"encrypted_refusals = {table}.encrypted_refusals + EXCLUDED.encrypted_refusals"
