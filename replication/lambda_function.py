@@ -879,21 +879,29 @@ def sign(secret: str, timestamp: int | str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
 
 
-def report_bodies(entries: list[dict]) -> Iterator[bytes]:
-    """Request bodies within the API's limits: 1,000 events and 1 MiB each."""
+def report_bodies(entries: list[dict], extra: dict | None = None) -> Iterator[bytes]:
+    """Request bodies within the API's limits: 1,000 events and 1 MiB each. ``extra``
+    (top-level fields) goes into the first body, which exists even without entries."""
+    tail = b"".join(
+        b"," + json.dumps(k).encode() + b":" + json.dumps(v).encode()
+        for k, v in (extra or {}).items()
+    )
+    if not entries and tail:
+        yield b'{"events":[]' + tail + b"}"
+        return
     batch: list[bytes] = []
-    size = len(b'{"events":[]}')
+    size = len(b'{"events":[]}') + len(tail)
     for entry in entries:
         encoded = json.dumps(entry, separators=(",", ":")).encode("utf-8")
         if batch and (
             len(batch) >= REPORT_MAX_EVENTS or size + len(encoded) + 1 > REPORT_MAX_BYTES
         ):
-            yield b'{"events":[' + b",".join(batch) + b"]}"
-            batch, size = [], len(b'{"events":[]}')
+            yield b'{"events":[' + b",".join(batch) + b"]" + tail + b"}"
+            batch, size, tail = [], len(b'{"events":[]}'), b""
         batch.append(encoded)
         size += len(encoded) + 1
     if batch:
-        yield b'{"events":[' + b",".join(batch) + b"]}"
+        yield b'{"events":[' + b",".join(batch) + b"]" + tail + b"}"
 
 
 def send_report(
@@ -903,10 +911,11 @@ def send_report(
     remaining_s: Callable[[], float],
     urlopen: Callable = urllib.request.urlopen,
     sleep: Callable[[float], None] = time.sleep,
+    extra: dict | None = None,
 ) -> bool:
     """POST the entries, retrying briefly while the invocation has time. Never raises."""
     ok = True
-    for body in report_bodies(entries):
+    for body in report_bodies(entries, extra):
         ok = _post(config, body, remaining_s=remaining_s, urlopen=urlopen, sleep=sleep) and ok
     return ok
 
@@ -971,6 +980,8 @@ class Holds:
 
 
 _holds: Holds | None = None
+# Lookups that failed since the last report that said so (the site counts them).
+_lookup_failures = 0
 
 
 def current_holds(
@@ -981,7 +992,7 @@ def current_holds(
 ) -> Holds:
     """The holds, read at most once per GUARD_CACHE_SECONDS per container. When the site
     cannot answer, there are none (changes are applied), and the log says so."""
-    global _holds
+    global _holds, _lookup_failures
     now = clock()
     if _holds is not None and now - _holds.read_at < GUARD_CACHE_SECONDS:
         return _holds
@@ -1012,6 +1023,7 @@ def current_holds(
                 }
             )
         )
+        _lookup_failures += 1
         _holds = Holds(read_at=now, lookup_failed=True)
         return _holds
     _holds = Holds(pairs, read_at=now)
@@ -1101,8 +1113,14 @@ def handle(event: dict, context: Any, *, s3, config: Config) -> dict:
         if reportable(entry):
             entries.append(entry)
 
-    if config.report_url and entries:
-        send_report(config, entries, remaining_s=_remaining_seconds(context))
+    global _lookup_failures
+    failures = _lookup_failures
+    extra = {"guard_lookup_failures": failures} if failures else None
+    sent = bool(config.report_url and (entries or extra)) and send_report(
+        config, entries, remaining_s=_remaining_seconds(context), extra=extra
+    )
+    if sent and failures:
+        _lookup_failures -= failures  # said; later failures stay for the next report
 
     if parsed.from_sqs:
         return {**counts, "batchItemFailures": [{"itemIdentifier": m} for m in failed_messages]}

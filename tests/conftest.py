@@ -37,8 +37,10 @@ def _lambda_reads_the_guard_afresh():
     from replication import lambda_function
 
     lambda_function._holds = None
+    lambda_function._lookup_failures = 0
     yield
     lambda_function._holds = None
+    lambda_function._lookup_failures = 0
 
 
 @pytest.fixture(autouse=True)

@@ -234,3 +234,29 @@ def test_a_copy_refused_for_sse_c_trips_the_guard(
     hold = GuardHold.objects.get(pair=pair)
     assert hold.encrypted_refusals == 1
     assert "encrypted with a key S3 does not hold (SSE-C)" in hold.reason
+
+
+def test_a_failed_lookup_is_said_in_the_next_report_and_counted_in_metrics(
+    transactional_db, live_server, pair, ingest_key, s3, monkeypatch, client
+):
+    env = {
+        "DESTINATION_BUCKET": BACKUP,
+        "REPORT_URL": f"{live_server.url}/api/v1/events",
+        "REPORT_KEY_ID": ingest_key.key_id,
+        "REPORT_SECRET": ingest_key.secret,
+        "GUARD_URL": "http://127.0.0.1:9/api/v1/guard",  # nothing listens there
+    }
+    result = invoke(monkeypatch, s3, put_event(s3, "a.jpg"), **env)
+    assert result["copied"] == 1  # applied without the guard
+    assert lambda_function._lookup_failures == 0  # said in that report
+    text = client.get("/metrics").content.decode()
+    assert "backupsite_guard_lookup_failures_total 1.0" in text
+
+
+def test_report_bodies_carry_the_extra_fields_once():
+    entries = [{"key": str(n)} for n in range(3)]
+    (body,) = lambda_function.report_bodies(entries, {"guard_lookup_failures": 2})
+    assert json.loads(body) == {"events": entries, "guard_lookup_failures": 2}
+    (alone,) = lambda_function.report_bodies([], {"guard_lookup_failures": 1})
+    assert json.loads(alone) == {"events": [], "guard_lookup_failures": 1}
+    assert list(lambda_function.report_bodies([])) == []

@@ -296,7 +296,12 @@ def test_every_series_is_documented_in_the_readme(client, known_data):
     exposed = {
         name + "_total"
         if name
-        in {"backupsite_copies", "backupsite_ingest_requests", "backupsite_ingest_rejections"}
+        in {
+            "backupsite_copies",
+            "backupsite_ingest_requests",
+            "backupsite_ingest_rejections",
+            "backupsite_guard_lookup_failures",
+        }
         else name
         for name in exposed
     }

@@ -229,3 +229,17 @@ class _Reader:
         if not EARLIEST <= moment < LATEST:
             raise self._fail(name, f"must be between {EARLIEST.year} and {LATEST.year}")
         return moment
+
+
+def guard_lookup_failures(body: bytes) -> int:
+    """The Lambda's count of failed guard lookups since its last report (the body's optional
+    ``guard_lookup_failures``); 0 when absent or not a small non-negative integer."""
+    if b'"guard_lookup_failures"' not in body:  # the common case: no second parse
+        return 0
+    try:
+        value = json.loads(body).get("guard_lookup_failures")
+    except (ValueError, AttributeError):
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 1_000_000:
+        return 0
+    return value

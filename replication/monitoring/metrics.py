@@ -42,6 +42,7 @@ class Snapshot:
     copies: dict[int, dict[str, dict[int, tuple[int, float]]]] = field(default_factory=dict)
     requests: dict[str, int] = field(default_factory=dict)  # HTTP status -> count
     rejections: dict[str, int] = field(default_factory=dict)  # reason -> count
+    guard_lookup_failures: int = 0  # failed guard lookups the Lambda reported
     # pair id -> protection check -> its latest state (replication/protection/)
     protection: dict[int, dict[str, str]] = field(default_factory=dict)
 
@@ -62,6 +63,7 @@ def read_snapshot(now: datetime | None = None) -> Snapshot:
         copies=copies,
         requests=ingest[IngestTally.Counter.REQUESTS],
         rejections=ingest[IngestTally.Counter.REJECTIONS],
+        guard_lookup_failures=ingest[IngestTally.Counter.GUARD_LOOKUPS].get("failed", 0),
         protection=latest_states(),
     )
 
@@ -149,6 +151,13 @@ def families(snapshot: Snapshot) -> Iterator[Metric]:
         rejections.add_metric([reason], n)
     yield from (copies, lag, open_failures, behind, health, run_objects, verdict, finished)
     yield protection_family(snapshot)
+    lookups = CounterMetricFamily(
+        f"{PREFIX}_guard_lookup_failures",
+        "Times the Lambda could not read the destructive-change guard's holds and applied "
+        "changes without it, as its reports said.",
+    )
+    lookups.add_metric([], snapshot.guard_lookup_failures)
+    yield lookups
     yield from (requests, rejections)
 
 
