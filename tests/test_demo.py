@@ -246,3 +246,33 @@ def test_running_the_seed_again_starts_the_demo_pairs_afresh(
 
     assert CopyEvent.objects.filter(pair__name="demo-small").count() == 12
     assert ReconcileRun.objects.get(pair__name="demo-small").missing == 0
+
+
+def test_the_mass_delete_incident_trips_the_guard_and_the_backup_keeps_the_rest(
+    transactional_db, live_server, local_s3
+):
+    from replication.models import GuardHold
+
+    plan = replace(
+        SMALL,
+        throttled=0,
+        denied=(),
+        unannounced=0,
+        late_and_out_of_order=False,
+        mirror_deletes=True,
+    )
+    key, _ = seed.reset_database([plan])
+    BucketPair.objects.filter(name=plan.name).update(guard_min_changes=5)
+    lines = []
+    demo = seed.Demo(f"{live_server.url}/api/v1/events", key, say=lines.append, plans=[plan])
+    demo.seed()
+
+    demo.mass_delete(plan.name, burst=6, further=3)
+
+    hold = GuardHold.objects.get(pair__name=plan.name, released_at__isnull=True)
+    assert hold.reason.startswith("6 deletes and overwrites in 5 min")
+    assert CopyEvent.objects.filter(pair__name=plan.name, status="held").count() == 3
+    assert lines[-1].endswith(
+        "3 more deletes: 3 held, 0 applied; the backup still has 3 of them. "
+        "Release the guard on the pair page."
+    )

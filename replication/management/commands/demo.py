@@ -23,8 +23,14 @@ class Command(BaseCommand):
         parser.add_argument(
             "--seed-only", action="store_true", help="stop everything once seeded (for CI)"
         )
+        parser.add_argument(
+            "--incident",
+            choices=["mass-delete"],
+            help="after seeding, play an incident: mass-delete deletes 510 objects of demo-logs "
+            "through the real handler, so the destructive-change guard trips and holds",
+        )
 
-    def handle(self, *args, port: int, seed_only: bool, **options):
+    def handle(self, *args, port: int, seed_only: bool, incident: str | None = None, **options):
         if settings.PRODUCTION:
             raise CommandError("refused in production: the demo writes made-up pairs")
         if not settings.EMBEDDED_S3:
@@ -46,6 +52,8 @@ class Command(BaseCommand):
                 site = f"http://127.0.0.1:{port}"
                 demo = seed.Demo(f"{site}/api/v1/events", key, say=self._say)
                 demo.seed()
+                if incident == "mass-delete":
+                    demo.mass_delete()
                 self.stdout.write(
                     self.style.SUCCESS(f"Seeded in {time.monotonic() - started:.0f} s.")
                 )
