@@ -3,13 +3,15 @@ protection now", reads each check with its fix, opens the policy's difference; n
 spills sideways on a phone. Screenshots go to docs/screenshots/protection*.png."""
 
 import json
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Permission, User
+from django.utils import timezone
 from moto import mock_aws
 
 from replication import s3
-from tests.factories import make_pair
+from tests.factories import make_pair, record_events
 from tests.test_dashboard_browser import SCREENSHOTS, assert_fits, browser, page, phone  # noqa: F401
 
 pytestmark = pytest.mark.slow
@@ -128,6 +130,22 @@ def held(transactional_db):
     )
     deletes(pair, 600)
     assert evaluate_guards() == 1
+    now = timezone.now() + timedelta(seconds=1)
+    record_events(
+        pair,
+        *(
+            {
+                "key": f"{pair.source_prefix}customer-{n:05d}/invoice-2026-11-{n:05d}-final.pdf",
+                "status": "held",
+                "event_name": "ObjectRemoved:Delete" if n % 2 else "ObjectCreated:Put",
+                "etag": "" if n % 2 else "9b2cf535f27731c974343645a3985328-12",
+                "event_time": now,
+                "started_at": now,
+                "finished_at": now,
+            }
+            for n in range(3)
+        ),
+    )
     user = User.objects.create_user("ops", password="correct horse", is_staff=True)
     user.user_permissions.add(Permission.objects.get(codename="release_guard"))
 
@@ -137,6 +155,7 @@ def release_and_read(tab, live_server) -> None:
     section = tab.locator("#guard")
     assert "HOLDING" in section.inner_text()
     assert "600 deletes and overwrites in 5 min, usually at most 10" in section.inner_text()
+    assert "Held changes (3)" in section.inner_text()
     tab.get_by_role("button", name="Keep the backup as it is").click()
     tab.wait_for_url(f"**/pairs/{NAME}/#guard")
     assert "the backup is kept as it is" in tab.locator(".messages").inner_text()

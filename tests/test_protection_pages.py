@@ -2,6 +2,7 @@
 
 import json
 import re
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Permission, User
@@ -267,3 +268,39 @@ def test_admin_releases_a_guard_and_shows_its_settings_with_defaults(admin_clien
     )
     assert "guard released (keep the backup as it is)" in response.content.decode()
     assert not GuardHold.objects.get(pair=pair).is_open
+
+
+def test_the_held_changes_are_listed_with_key_kind_time_and_the_sources_new_etag(client, pair):
+    from django.utils import timezone
+
+    from tests.factories import record_events
+
+    trip(pair)
+    now = timezone.now() + timedelta(seconds=1)
+    record_events(
+        pair,
+        {
+            "key": "img/kept.jpg",
+            "status": "held",
+            "etag": "9b2cf535f27731c974343645a3985328",
+            "event_time": now,
+            "started_at": now,
+            "finished_at": now,
+        },
+        {
+            "key": "img/gone.jpg",
+            "status": "held",
+            "event_name": "ObjectRemoved:Delete",
+            "etag": "",
+            "event_time": now,
+            "started_at": now,
+            "finished_at": now,
+        },
+    )
+    login(client)
+    page = client.get(reverse("dashboard:pair", args=["photos"])).content.decode()
+    held = page[page.index("Held changes") :]
+    assert "(2)" in held
+    assert "img/kept.jpg" in held and "overwrite" in held
+    assert "9b2cf535f27731c974343645a3985328" in held
+    assert "img/gone.jpg" in held and ">delete<" in held

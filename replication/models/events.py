@@ -101,6 +101,14 @@ class CopyEvent(CopyResult):
             # (WHERE pair_id = %s AND finished_at < %s), which therefore needs no index of
             # its own to slow every insert.
             models.Index(name="event_pair_finished_idx", fields=["pair", "-finished_at"]),
+            # Pair page, while the guard holds: the held changes (WHERE pair_id = %s AND
+            # status = 'held' AND finished_at >= %s); partial, so it is small and ordinary
+            # inserts skip it.
+            models.Index(
+                name="event_held_idx",
+                fields=["pair", "-finished_at"],
+                condition=Q(status="held"),
+            ),
         ]
 
     def __str__(self) -> str:

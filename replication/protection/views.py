@@ -11,7 +11,15 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from replication.models import BucketPair, GuardAudit, GuardHold, GuardRelease, ProtectionResult
+from replication.models import (
+    BucketPair,
+    CopyEvent,
+    CopyStatus,
+    GuardAudit,
+    GuardHold,
+    GuardRelease,
+    ProtectionResult,
+)
 from replication.protection import guard, store, tasks
 from replication.protection.rules import CheckState
 
@@ -19,6 +27,15 @@ log = logging.getLogger(__name__)
 
 
 RECENT_AUDIT = 5
+HELD_SHOWN = 50
+
+
+@dataclass(frozen=True)
+class HeldChange:
+    key: str
+    kind: str  # "delete" or "overwrite"
+    at: datetime
+    source_etag: str  # the source's new ETag ("" for a delete)
 
 
 @dataclass(frozen=True)
@@ -29,19 +46,37 @@ class Panel:
     hold: GuardHold | None = None  # the guard's open hold
     paused_until: datetime | None = None  # a pause still running
     audit: list[GuardAudit] = field(default_factory=list)  # the latest trips, releases, pauses
+    held: list[HeldChange] = field(default_factory=list)  # the open hold's newest held changes
+    held_total: int = 0
 
 
 def panel(pair: BucketPair) -> Panel:
-    """What the Protection panel shows of ``pair`` (three queries)."""
+    """What the Protection panel shows of ``pair`` (three queries; two more while it holds)."""
     results = store.latest([pair.pk]).get(pair.pk, [])
     hold = guard.open_holds([pair.pk]).first()
+    held, held_total = [], 0
+    if hold is not None:
+        rows = CopyEvent.objects.filter(
+            pair=pair, status=CopyStatus.HELD, finished_at__gte=hold.since
+        )
+        held_total = rows.count()
+        held = [
+            HeldChange(
+                key=event.key,
+                kind="delete" if event.event_name.startswith("ObjectRemoved") else "overwrite",
+                at=event.finished_at,
+                source_etag=event.etag,
+            )
+            for event in rows.order_by("-finished_at", "-id")[:HELD_SHOWN]
+        ]
     audit = list(GuardAudit.objects.filter(pair=pair).select_related("by")[:RECENT_AUDIT])
     paused = pair.guard_paused_until
     paused = paused if paused is not None and paused > timezone.now() else None
     if not results:
-        return Panel([], None, "", hold, paused, audit)
+        return Panel([], None, "", hold, paused, audit, held, held_total)
     worst = min((CheckState(r.state) for r in results), key=lambda s: s.rank)
-    return Panel(results, min(r.checked_at for r in results), worst.value, hold, paused, audit)
+    checked_at = min(r.checked_at for r in results)
+    return Panel(results, checked_at, worst.value, hold, paused, audit, held, held_total)
 
 
 @login_required
