@@ -145,6 +145,9 @@ def main() -> None:
         )
         print("of which:", ", ".join(f"{name} {t:.1f} s" for name, t in spent.items()))
         print("calls:", ", ".join(f"{name} {n}" for name, n in sorted(calls.items())))
+        load = os.getloadavg()
+        loads = " ".join(f"{value:.2f}" for value in load)
+        print(f"machine: {os.cpu_count()} cores, load average {loads}")
         print("results:", ", ".join(f"{state} {n}" for state, n in sorted(states.items())))
     finally:
         server.stop()
