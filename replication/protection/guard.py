@@ -19,6 +19,7 @@ from replication.models import (
     GuardHold,
     GuardRelease,
     GuardTally,
+    ReconcileRun,
 )
 from replication.protection import guard_rules
 from replication.protection.counting import minute_of
@@ -132,8 +133,8 @@ def release(pair: BucketPair, user, kind: str, now: datetime | None = None) -> G
         )
         GuardAudit.objects.create(pair=pair, at=now, action=action, by=user, note=hold.reason)
     if kind == GuardRelease.APPLY:
-        from replication.models import ReconcileRun
-        from replication.tasks import start_reconcile  # tasks import this room's tasks
+        # Imported here: replication.tasks imports this room's tasks, which import this module.
+        from replication.tasks import start_reconcile
 
         start_reconcile(pair, trigger=ReconcileRun.Trigger.MANUAL, requested_by=user, repair=True)
     return hold
