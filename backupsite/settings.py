@@ -240,6 +240,24 @@ CELERY_BEAT_SCHEDULE["evaluate-health"] = {
     "options": {"expires": 55},
 }
 
+# Protection: every enabled pair's bucket settings, hourly (replication/protection/).
+CELERY_BEAT_SCHEDULE["check-protection"] = {
+    "task": "replication.protection.tasks.check_all_protection",
+    "schedule": 3600.0,
+    "options": {"expires": 3300},
+}
+# The destructive-change guard: trip within a minute of a burst; refresh "the usual" hourly.
+CELERY_BEAT_SCHEDULE["evaluate-guards"] = {
+    "task": "replication.protection.tasks.evaluate_guards",
+    "schedule": 60.0,
+    "options": {"expires": 55},
+}
+CELERY_BEAT_SCHEDULE["recompute-guard-usual"] = {
+    "task": "replication.protection.tasks.recompute_guard_usual",
+    "schedule": 3600.0,
+    "options": {"expires": 3300},
+}
+
 # --- E-mail (alert channels) ----------------------------------------------------------------
 # EMAIL_URL (smtp://user:password@host:port, smtp+tls://, smtp+ssl://) or the EMAIL_HOST
 # family. Without either, development prints mail to the console instead of sending it, and

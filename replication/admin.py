@@ -20,6 +20,7 @@ from replication.models import (
     ObjectState,
     ReconcileRun,
 )
+from replication.protection.admin import ProtectionAdminMixin
 from replication.reconcile.queue import start_reconcile
 from replication.reconcile.wording import outcome
 
@@ -48,7 +49,7 @@ def badge_url(pair: BucketPair) -> str:
 
 
 @admin.register(BucketPair)
-class BucketPairAdmin(admin.ModelAdmin):
+class BucketPairAdmin(ProtectionAdminMixin, admin.ModelAdmin):
     list_display = [
         "name",
         "source_location",
@@ -65,9 +66,21 @@ class BucketPairAdmin(admin.ModelAdmin):
         "updated_at",
         "lambda_environment",
         "iam_policy",
+        "workers_iam_policy",
         "badge",
+        "guard_usual",
+        "guard_paused_until",
     ]
-    actions = ["check_access", "reconcile_now", "reconcile_and_repair", "regenerate_badge_token"]
+    actions = [
+        "check_access",
+        "reconcile_now",
+        "reconcile_and_repair",
+        "regenerate_badge_token",
+        "check_protection",
+        "acknowledge_backup_policy",
+        "release_guard_apply",
+        "release_guard_keep",
+    ]
     inlines = [AlertChannelPairInline]
     Media = AdminStyles
     fieldsets = [
@@ -91,10 +104,21 @@ class BucketPairAdmin(admin.ModelAdmin):
                     "lag_objective_seconds",
                     "freshness_target",
                     "mirror_deletes",
+                    "protection_window_days",
+                ]
+            },
+        ),
+        (
+            "Destructive-change guard",
+            {
+                "fields": [
+                    ("guard_min_changes", "guard_factor"),
+                    ("guard_usual", "guard_paused_until"),
                 ]
             },
         ),
         ("Deploying the Lambda", {"fields": ["lambda_environment", "iam_policy"]}),
+        ("The site's workers", {"fields": ["workers_iam_policy"]}),
         ("Status badge", {"fields": ["badge"]}),
         ("History", {"fields": ["created_at", "updated_at"]}),
     ]

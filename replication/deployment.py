@@ -83,6 +83,95 @@ def iam_policy(pair: PairLocation) -> dict:
                 "Action": backup_actions,
                 "Resource": backup_objects,
             },
+            {
+                # While the destructive-change guard holds the pair, the function looks
+                # whether the backup already has a key before it applies a delete or an
+                # overwrite; ListBucket lets a HEAD of an absent key answer 404, not 403.
+                "Sid": "SeeBackupWhileHeld",
+                "Effect": "Allow",
+                "Action": "s3:GetObject",
+                "Resource": backup_objects,
+            },
+            {
+                "Sid": "ListBackupWhileHeld",
+                "Effect": "Allow",
+                "Action": "s3:ListBucket",
+                "Resource": f"arn:aws:s3:::{pair.backup_bucket}",
+            },
+        ],
+    }
+
+
+# The protection checks' calls (replication/protection/posture.py), as IAM names them.
+BACKUP_SETTINGS_ACTIONS = [
+    "s3:GetBucketVersioning",
+    "s3:GetLifecycleConfiguration",
+    "s3:GetBucketObjectLockConfiguration",
+    "s3:GetBucketPublicAccessBlock",
+    "s3:GetBucketPolicy",
+    "s3:GetEncryptionConfiguration",
+]
+SOURCE_SETTINGS_ACTIONS = ["s3:GetBucketNotification", "s3:GetEncryptionConfiguration"]
+
+
+def workers_iam_policy(pair: PairLocation) -> dict:
+    """Least privilege for the site's workers on a pair: list and read both sides
+    (reconcile, restore, drills), write the backup (repair; deletes only for a pair that
+    mirrors them), and the read-only calls of the protection checks. No s3:DeleteObject
+    otherwise, no s3:PutBucket*, no s3:DeleteObjectVersion: the workers can never remove an
+    earlier state."""
+    source_objects = f"arn:aws:s3:::{pair.source_bucket}/{pair.source_prefix}*"
+    backup_objects = f"arn:aws:s3:::{pair.backup_bucket}/{pair.backup_prefix}*"
+    read_objects = [
+        "s3:GetObject",
+        "s3:GetObjectVersion",
+        "s3:GetObjectTagging",
+        "s3:GetObjectVersionTagging",
+    ]
+    repair_actions = [
+        "s3:PutObject",
+        "s3:PutObjectTagging",
+        "s3:AbortMultipartUpload",
+        "s3:ListMultipartUploadParts",
+    ]
+    if pair.mirror_deletes:
+        repair_actions.append("s3:DeleteObject")
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "ListBothSides",
+                "Effect": "Allow",
+                "Action": ["s3:ListBucket", "s3:ListBucketVersions"],
+                "Resource": [
+                    f"arn:aws:s3:::{pair.source_bucket}",
+                    f"arn:aws:s3:::{pair.backup_bucket}",
+                ],
+            },
+            {
+                "Sid": "ReadBothSides",
+                "Effect": "Allow",
+                "Action": read_objects,
+                "Resource": [source_objects, backup_objects],
+            },
+            {
+                "Sid": "RepairBackup",
+                "Effect": "Allow",
+                "Action": repair_actions,
+                "Resource": backup_objects,
+            },
+            {
+                "Sid": "CheckBackupProtection",
+                "Effect": "Allow",
+                "Action": BACKUP_SETTINGS_ACTIONS,
+                "Resource": f"arn:aws:s3:::{pair.backup_bucket}",
+            },
+            {
+                "Sid": "CheckSourceTrigger",
+                "Effect": "Allow",
+                "Action": SOURCE_SETTINGS_ACTIONS,
+                "Resource": f"arn:aws:s3:::{pair.source_bucket}",
+            },
         ],
     }
 

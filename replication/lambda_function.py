@@ -69,6 +69,7 @@ class Config:
     report_url: str = ""
     report_key_id: str = ""
     report_secret: str = field(default="", repr=False)
+    guard_url: str = ""  # where the destructive-change guard's holds are read ("": nowhere)
     max_copy_bytes: int = 0  # larger multipart sources are reported failed (0: no limit)
 
     def route_for(self, source_bucket: str) -> Route | None:
@@ -135,6 +136,9 @@ def load_config(environ: Mapping[str, str]) -> Config:
         raise ConfigError(f"REPORT_URL must be an http(s) URL, not {report_url!r}")
     if report_url and not (key_id and secret):
         raise ConfigError("REPORT_URL is set: REPORT_KEY_ID and REPORT_SECRET are needed too")
+    guard_url = environ.get("GUARD_URL", "").strip() or default_guard_url(report_url)
+    if guard_url and urllib.parse.urlsplit(guard_url).scheme not in ("http", "https"):
+        raise ConfigError(f"GUARD_URL must be an http(s) URL, not {guard_url!r}")
     raw_max = environ.get("MAX_COPY_GIB", "").strip()
     try:
         max_copy_bytes = int(float(raw_max) * 1024**3) if raw_max else DEFAULT_MAX_COPY_BYTES
@@ -151,7 +155,17 @@ def load_config(environ: Mapping[str, str]) -> Config:
         report_url=report_url,
         report_key_id=key_id,
         report_secret=secret,
+        guard_url=guard_url if report_url else "",
     )
+
+
+def default_guard_url(report_url: str) -> str:
+    """REPORT_URL with its last path segment ``events`` replaced by ``guard``."""
+    parts = urllib.parse.urlsplit(report_url)
+    head, _, last = parts.path.rstrip("/").rpartition("/")
+    if last != "events":
+        return ""
+    return urllib.parse.urlunsplit(parts._replace(path=f"{head}/guard", query=""))
 
 
 def _parse_replication_map(raw: str, default_prefix: str) -> dict[str, Route]:
@@ -473,6 +487,8 @@ def describe_error(error: Exception) -> tuple[str, str]:
 # --------------------------------------------------------------------------------------------
 
 COPIED, DELETED, SKIPPED, FAILED = "copied", "deleted", "skipped", "failed"
+# A delete or overwrite the destructive-change guard kept from the backup: not a failure.
+HELD = "held"
 
 # Headers that travel with an object's content; a copy made part by part must set them itself.
 _CONTENT_HEADERS = (
@@ -887,21 +903,29 @@ def sign(secret: str, timestamp: int | str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
 
 
-def report_bodies(entries: list[dict]) -> Iterator[bytes]:
-    """Request bodies within the API's limits: 1,000 events and 1 MiB each."""
+def report_bodies(entries: list[dict], extra: dict | None = None) -> Iterator[bytes]:
+    """Request bodies within the API's limits: 1,000 events and 1 MiB each. ``extra``
+    (top-level fields) goes into the first body, which exists even without entries."""
+    tail = b"".join(
+        b"," + json.dumps(k).encode() + b":" + json.dumps(v).encode()
+        for k, v in (extra or {}).items()
+    )
+    if not entries and tail:
+        yield b'{"events":[]' + tail + b"}"
+        return
     batch: list[bytes] = []
-    size = len(b'{"events":[]}')
+    size = len(b'{"events":[]}') + len(tail)
     for entry in entries:
         encoded = json.dumps(entry, separators=(",", ":")).encode("utf-8")
         if batch and (
             len(batch) >= REPORT_MAX_EVENTS or size + len(encoded) + 1 > REPORT_MAX_BYTES
         ):
-            yield b'{"events":[' + b",".join(batch) + b"]}"
-            batch, size = [], len(b'{"events":[]}')
+            yield b'{"events":[' + b",".join(batch) + b"]" + tail + b"}"
+            batch, size, tail = [], len(b'{"events":[]}'), b""
         batch.append(encoded)
         size += len(encoded) + 1
     if batch:
-        yield b'{"events":[' + b",".join(batch) + b"]}"
+        yield b'{"events":[' + b",".join(batch) + b"]" + tail + b"}"
 
 
 class _RedirectsToCaller(urllib.request.HTTPRedirectHandler):
@@ -945,10 +969,11 @@ def send_report(
     remaining_s: Callable[[], float],
     urlopen: Callable = _report_opener.open,
     sleep: Callable[[float], None] = time.sleep,
+    extra: dict | None = None,
 ) -> bool:
     """POST the entries, retrying briefly while the invocation has time. Never raises."""
     ok = True
-    for body in report_bodies(entries):
+    for body in report_bodies(entries, extra):
         ok = _post(config, body, remaining_s=remaining_s, urlopen=urlopen, sleep=sleep) and ok
     return ok
 
@@ -1025,6 +1050,90 @@ def _post(config: Config, body: bytes, *, remaining_s, urlopen, sleep) -> bool:
 
 
 # --------------------------------------------------------------------------------------------
+# 5b. The destructive-change guard's holds (HTTP I/O, cached per container)
+# --------------------------------------------------------------------------------------------
+
+GUARD_CACHE_SECONDS = 15
+_GUARD_TIMEOUT_S = 2.0
+
+
+@dataclass(frozen=True)
+class Holds:
+    """The pairs whose guard holds, as ("bucket/prefix" of the source, of the backup)."""
+
+    pairs: frozenset[tuple[str, str]] = frozenset()
+    read_at: float = 0.0
+    lookup_failed: bool = False
+
+    def holds(self, source: str, backup: str) -> bool:
+        return (source, backup) in self.pairs
+
+
+_holds: Holds | None = None
+# Lookups that failed since the last report that said so (the site counts them).
+_lookup_failures = 0
+
+
+def current_holds(
+    config: Config,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    urlopen: Callable = urllib.request.urlopen,
+) -> Holds:
+    """The holds, read at most once per GUARD_CACHE_SECONDS per container. When the site
+    cannot answer, there are none (changes are applied), and the log says so."""
+    global _holds, _lookup_failures
+    now = clock()
+    if _holds is not None and now - _holds.read_at < GUARD_CACHE_SECONDS:
+        return _holds
+    if not config.guard_url:
+        _holds = Holds(read_at=now)
+        return _holds
+    timestamp = str(int(time.time()))
+    request = urllib.request.Request(  # noqa: S310  (scheme checked in load_config)
+        config.guard_url,
+        method="GET",
+        headers={
+            "X-Backup-Key": config.report_key_id,
+            "X-Backup-Timestamp": timestamp,
+            "X-Backup-Signature": sign(config.report_secret, timestamp, b""),
+        },
+    )
+    try:
+        with urlopen(request, timeout=_GUARD_TIMEOUT_S) as response:
+            document = json.loads(response.read(1024 * 1024).decode("utf-8"))
+        pairs = frozenset((h["source"], h["backup"]) for h in document["holds"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        log.error(
+            json.dumps(
+                {
+                    "message": "guard lookup failed: applying changes without it",
+                    "url": config.guard_url,
+                    "error": f"{type(error).__name__}: {error}",
+                }
+            )
+        )
+        _lookup_failures += 1
+        _holds = Holds(read_at=now, lookup_failed=True)
+        return _holds
+    _holds = Holds(pairs, read_at=now)
+    return _holds
+
+
+def held_change(
+    s3, event: ObjectEvent, action: str, dest_bucket: str, dest_key: str, config: Config
+) -> bool:
+    """Whether a held pair must not apply this change: a delete it would mirror, or a copy
+    over an object the backup already has. New keys are still copied. A HEAD that cannot
+    tell (denied, throttled) holds too: the guard errs on the side of keeping the backup."""
+    if action == DELETE and not config.mirror_deletes:
+        return False  # not applied anyway: the backup keeps what the source deleted
+    if action not in (COPY, DELETE):
+        return False
+    return _object_exists(s3, dest_bucket, dest_key) is not False
+
+
+# --------------------------------------------------------------------------------------------
 # 6. The handler
 # --------------------------------------------------------------------------------------------
 
@@ -1051,12 +1160,13 @@ def lambda_handler(event: dict, context: Any) -> dict:
 def handle(event: dict, context: Any, *, s3, config: Config) -> dict:
     """Process every record, report once, then fail the invocation if any copy failed.
 
-    Returns {"copied", "skipped", "deleted", "failed"} counts; for SQS it adds
-    "batchItemFailures" (and never raises), so that only the failed messages are retried.
+    Returns {"copied", "skipped", "deleted", "failed", "held"} counts; for SQS it adds
+    "batchItemFailures" (and never raises), so that only the failed messages are retried. A
+    change held by the destructive-change guard is neither a failure nor retried.
     """
     request_id = getattr(context, "aws_request_id", "") or ""
     parsed = parse_event(event)
-    counts = {COPIED: 0, SKIPPED: 0, DELETED: 0, FAILED: 0}
+    counts = {COPIED: 0, SKIPPED: 0, DELETED: 0, FAILED: 0, HELD: 0}
     entries = []
     failed_messages = {bad.message_id: bad.reason for bad in parsed.bad_messages}
     for bad in parsed.bad_messages:
@@ -1072,10 +1182,11 @@ def handle(event: dict, context: Any, *, s3, config: Config) -> dict:
             )
         )
 
+    holds = current_holds(config) if parsed.records else Holds()
     for record in parsed.records:
         started_at = utc_now()
         record = resolve_delivered_key(s3, record, request_id=request_id)
-        destination, outcome = process_record(s3, config, record)
+        destination, outcome = process_record(s3, config, record, holds=holds)
         entry = report_entry(
             record,
             destination,
@@ -1092,8 +1203,14 @@ def handle(event: dict, context: Any, *, s3, config: Config) -> dict:
         if reportable(entry):
             entries.append(entry)
 
-    if config.report_url and entries:
-        send_report(config, entries, remaining_s=_remaining_seconds(context))
+    global _lookup_failures
+    failures = _lookup_failures
+    extra = {"guard_lookup_failures": failures} if failures else None
+    sent = bool(config.report_url and (entries or extra)) and send_report(
+        config, entries, remaining_s=_remaining_seconds(context), extra=extra
+    )
+    if sent and failures:
+        _lookup_failures -= failures  # said; later failures stay for the next report
 
     if parsed.from_sqs:
         return {**counts, "batchItemFailures": [{"itemIdentifier": m} for m in failed_messages]}
@@ -1138,8 +1255,14 @@ def _object_exists(s3, bucket: str, key: str) -> bool | None:
     return True
 
 
-def process_record(s3, config: Config, event: ObjectEvent) -> tuple[str, CopyOutcome]:
-    """Apply one event to the backup: (destination bucket, outcome). Never raises for AWS."""
+def process_record(
+    s3, config: Config, event: ObjectEvent, *, holds: Holds | None = None
+) -> tuple[str, CopyOutcome]:
+    """Apply one event to the backup: (destination bucket, outcome). Never raises for AWS.
+
+    While the pair's guard holds (``holds``), deletes and overwrites of objects the backup
+    has are reported "held" instead of applied.
+    """
     if event.bucket in config.backup_buckets:
         # Recursion guard: the function must never copy its own writes again.
         return "", _skipped(f"recursion guard: {event.bucket!r} is a backup bucket")
@@ -1152,6 +1275,18 @@ def process_record(s3, config: Config, event: ObjectEvent) -> tuple[str, CopyOut
             f"outside the pair: key is not under SOURCE_PREFIX {route.source_prefix!r}"
         )
     action = action_for(event.event_name)
+    if (
+        holds is not None
+        and holds.pairs
+        and holds.holds(
+            f"{event.bucket}/{route.source_prefix}",
+            f"{route.destination_bucket}/{route.destination_prefix}",
+        )
+        and held_change(s3, event, action, route.destination_bucket, dest_key, config)
+    ):
+        return route.destination_bucket, CopyOutcome(
+            HELD, error_message="held by the destructive-change guard: the backup keeps its copy"
+        )
     if action == COPY:
         outcome = copy_object(
             s3,

@@ -16,13 +16,28 @@ from replication.alerts.tasks import deliver_notification, evaluate_health
 from replication.evidence import counting as evidence_counting
 from replication.ingest import retention
 from replication.models import BucketPair, ReconcileRun
+from replication.protection.tasks import (
+    check_all_protection,
+    check_protection,
+    evaluate_guards,
+    recompute_guard_usual,
+)
 from replication.reconcile import heartbeat, inline, reaper, settle
 from replication.reconcile import run as reconcile
 from replication.reconcile.queue import ReconcileFailed, start_reconcile
 
-# alerts' tasks, found by autodiscovery; start_reconcile and ReconcileFailed live in
-# replication/reconcile/queue.py, below the pages that call them.
-__all__ = ["ReconcileFailed", "deliver_notification", "evaluate_health", "start_reconcile"]
+# Other rooms' tasks, found by autodiscovery through this module; start_reconcile and
+# ReconcileFailed live in replication/reconcile/queue.py, below the pages that call them.
+__all__ = [
+    "ReconcileFailed",
+    "check_all_protection",
+    "check_protection",
+    "deliver_notification",
+    "evaluate_guards",
+    "evaluate_health",
+    "recompute_guard_usual",
+    "start_reconcile",
+]
 
 log = logging.getLogger(__name__)
 

@@ -33,6 +33,18 @@ def _isolated_aws(monkeypatch, settings):
 
 
 @pytest.fixture(autouse=True)
+def _lambda_reads_the_guard_afresh():
+    """The handler caches the guard's holds per container (process) for 15 s: not per test."""
+    from replication import lambda_function
+
+    lambda_function._holds = None
+    lambda_function._lookup_failures = 0
+    yield
+    lambda_function._holds = None
+    lambda_function._lookup_failures = 0
+
+
+@pytest.fixture(autouse=True)
 def _ranges_stay_in_the_test_process(settings):
     """A forked range process would write to its own copy of moto's buckets and of a test's
     counters: the tests that fork say so (RECONCILE_INLINE_PROCESSES = 2)."""

@@ -28,6 +28,7 @@ CONFIG_VARS = (
     "REPORT_KEY_ID",
     "REPORT_SECRET",
     "MAX_COPY_GIB",
+    "GUARD_URL",
 )
 
 _sequencer = itertools.count(0x0055AED6DCAE1A0000)

@@ -13,7 +13,9 @@ from django.core.management import call_command
 from replication import lambda_function
 from replication import s3 as s3_clients
 from replication.demo import scenario, seed
-from replication.models import BucketPair, CopyEvent, ObjectState, ReconcileRun
+from replication.models import BucketPair, CopyEvent, ObjectState, ProtectionResult, ReconcileRun
+from replication.protection import store as protection
+from tests.factories import make_pair
 
 # --- the scenario (pure) ----------------------------------------------------------------------
 
@@ -121,6 +123,23 @@ def test_create_buckets_creates_them_in_the_local_s3_and_says_where(local_s3, ca
     assert names == {"my-backup", "my-source"}
 
 
+def test_create_buckets_sets_them_up_as_a_protected_pairs(local_s3, db, capsys):
+    call_command("create_buckets", "my-source", "my-backup")
+    pair = make_pair(source_bucket="my-source", backup_bucket="my-backup")
+    checks = protection.run_checks(pair)
+    assert {c.id.value: c.state.value for c in checks} == dict.fromkeys(
+        [c.id.value for c in checks], "ok"
+    )
+
+
+def test_create_buckets_can_leave_versioning_off(local_s3, db, capsys):
+    call_command("create_buckets", "my-source", "my-backup", "--unversioned")
+    pair = make_pair(source_bucket="my-source", backup_bucket="my-backup")
+    found = {c.id.value: c.state.value for c in protection.run_checks(pair)}
+    assert found["backup_versioning"] == "warning"
+    assert found["backup_public_access"] == found["source_trigger"] == "ok"
+
+
 # --- seeding through the real handler and ingest API ---------------------------------------
 
 SMALL = scenario.PairPlan(
@@ -162,6 +181,38 @@ def test_seeding_reports_copies_failures_and_finds_the_unannounced_objects_missi
     assert run.trigger == "scheduled"  # the demo's own run, not a person's
     assert run.missing == 2 + 1 + 2  # unannounced, denied, throttled and never retried
     assert password
+    # The demo's buckets are set up as a protected pair's: every check ok.
+    assert set(
+        ProtectionResult.objects.filter(pair=pair, is_latest=True).values_list("state", flat=True)
+    ) == {"ok"}
+
+
+def test_the_demo_pair_without_backup_versioning_shows_the_warning_and_its_fix(
+    transactional_db, live_server, local_s3
+):
+    plan = replace(
+        SMALL,
+        throttled=0,
+        denied=(),
+        unannounced=0,
+        late_and_out_of_order=False,
+        backup_versioned=False,
+    )
+    key, _ = seed.reset_database([plan])
+    lines = []
+    seed.Demo(f"{live_server.url}/api/v1/events", key, say=lines.append, plans=[plan]).seed()
+    latest = dict(
+        ProtectionResult.objects.filter(pair__name="demo-small", is_latest=True).values_list(
+            "check_id", "state"
+        )
+    )
+    assert latest.pop("backup_versioning") == "warning"
+    assert set(latest.values()) == {"ok"}
+    assert any("backup_versioning warning: versioning is off" in line for line in lines)
+
+
+def test_exactly_one_demo_pair_leaves_backup_versioning_off():
+    assert [p.name for p in scenario.PAIRS if not p.backup_versioned] == ["demo-invoices"]
 
 
 def test_running_the_seed_again_starts_the_demo_pairs_afresh(
@@ -237,3 +288,33 @@ def test_make_beat_keeps_its_schedule_file_in_var_which_git_ignores():
 def test_only_make_screenshots_writes_the_readme_screenshots():
     assert "demo --port $(PORT) --screenshots docs/screenshots" in recipe("screenshots")
     assert "docs/screenshots" not in recipe("test")
+
+
+def test_the_mass_delete_incident_trips_the_guard_and_the_backup_keeps_the_rest(
+    transactional_db, live_server, local_s3
+):
+    from replication.models import GuardHold
+
+    plan = replace(
+        SMALL,
+        throttled=0,
+        denied=(),
+        unannounced=0,
+        late_and_out_of_order=False,
+        mirror_deletes=True,
+    )
+    key, _ = seed.reset_database([plan])
+    BucketPair.objects.filter(name=plan.name).update(guard_min_changes=5)
+    lines = []
+    demo = seed.Demo(f"{live_server.url}/api/v1/events", key, say=lines.append, plans=[plan])
+    demo.seed()
+
+    demo.mass_delete(plan.name, burst=6, further=3)
+
+    hold = GuardHold.objects.get(pair__name=plan.name, released_at__isnull=True)
+    assert hold.reason.startswith("6 deletes and overwrites in 5 min")
+    assert CopyEvent.objects.filter(pair__name=plan.name, status="held").count() == 3
+    assert lines[-1].endswith(
+        "3 more deletes: 3 held, 0 applied; the backup still has 3 of them. "
+        "Release the guard on the pair page."
+    )

@@ -1,6 +1,12 @@
 from types import SimpleNamespace
 
-from replication.deployment import iam_policy, lambda_environment, replication_map
+from replication.deployment import (
+    BACKUP_SETTINGS_ACTIONS,
+    iam_policy,
+    lambda_environment,
+    replication_map,
+    workers_iam_policy,
+)
 
 
 def pair(**fields):
@@ -47,13 +53,36 @@ def test_replication_map_serves_several_pairs_from_one_function():
     }
 
 
-def test_policy_reads_only_the_source_and_writes_only_the_backup():
+def test_policy_reads_the_source_and_writes_only_the_backup():
     policy = iam_policy(pair(source_prefix="raw/"))
     source = actions_on(policy, "arn:aws:s3:::photos-src/raw/*")
     backup = actions_on(policy, "arn:aws:s3:::photos-bak/*")
     assert "s3:GetObject" in source and "s3:PutObject" not in source
-    assert "s3:PutObject" in backup and "s3:GetObject" not in backup
+    assert "s3:PutObject" in backup
     assert "s3:DeleteObject" not in backup
+
+
+def test_policy_lets_the_function_see_the_backup_while_the_guard_holds():
+    policy = iam_policy(pair(backup_prefix="copies/"))
+    assert "s3:GetObject" in actions_on(policy, "arn:aws:s3:::photos-bak/copies/*")
+    assert "s3:ListBucket" in actions_on(policy, "arn:aws:s3:::photos-bak")
+
+
+def test_workers_policy_covers_reconcile_repair_and_the_checks_but_never_removes_a_version():
+    policy = workers_iam_policy(pair(source_prefix="raw/"))
+    actions = [a for s in policy["Statement"] for a in s["Action"]]
+    assert "s3:ListBucketVersions" in actions
+    assert "s3:GetObjectVersion" in actions
+    assert "s3:PutObject" in actions_on(policy, "arn:aws:s3:::photos-bak/*")
+    assert set(BACKUP_SETTINGS_ACTIONS) <= set(actions_on(policy, "arn:aws:s3:::photos-bak"))
+    assert "s3:GetBucketNotification" in actions_on(policy, "arn:aws:s3:::photos-src")
+    assert not {"s3:DeleteObject", "s3:DeleteObjectVersion", "s3:PutBucketPolicy"} & set(actions)
+    assert not any(a.endswith("*") for a in actions)
+
+
+def test_workers_policy_deletes_in_the_backup_only_for_a_pair_that_mirrors_deletes():
+    policy = workers_iam_policy(pair(mirror_deletes=True))
+    assert "s3:DeleteObject" in actions_on(policy, "arn:aws:s3:::photos-bak/*")
 
 
 def test_policy_allows_deletes_only_when_the_pair_mirrors_them():

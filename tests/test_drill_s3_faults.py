@@ -95,7 +95,7 @@ def test_lambda_copies_every_object_while_a_third_of_its_calls_are_throttled(s3,
     result = invoke(monkeypatch, s3, s3_event(*records))
 
     assert len(throttled) >= OBJECTS // 3
-    assert result == {"copied": OBJECTS, "skipped": 0, "deleted": 0, "failed": 0}
+    assert result == {"copied": OBJECTS, "skipped": 0, "deleted": 0, "failed": 0, "held": 0}
     assert backup_keys(s3) == [f"k{n:02d}" for n in range(OBJECTS)]
 
 

@@ -72,7 +72,7 @@ def test_handler_copy_keeps_bytes_etag_headers_metadata_and_tags(s3, monkeypatch
 
     result = invoke(monkeypatch, s3, event, DESTINATION_STORAGE_CLASS="STANDARD_IA")
 
-    assert result == {"copied": 1, "skipped": 0, "deleted": 0, "failed": 0}
+    assert result == {"copied": 1, "skipped": 0, "deleted": 0, "failed": 0, "held": 0}
     source = s3.head_object(Bucket=SOURCE, Key="report.pdf")
     backup = s3.head_object(Bucket=BACKUP, Key="report.pdf")
     for header in (
@@ -325,7 +325,7 @@ def test_handler_skips_versioned_event_overtaken_by_newer_write(s3, monkeypatch)
     # The old event arrives late (S3 does not promise order): it must not win.
     result = invoke(monkeypatch, s3, old_event)
 
-    assert result == {"copied": 0, "skipped": 1, "deleted": 0, "failed": 0}
+    assert result == {"copied": 0, "skipped": 1, "deleted": 0, "failed": 0, "held": 0}
     assert backup_body(s3, "doc.txt") == b"new"
 
 

@@ -32,7 +32,7 @@ def delete_event(key: str = "doc.txt", event_name: str = "ObjectRemoved:Delete")
 def test_delete_keeps_backup_by_default_and_is_reported_skipped(s3, monkeypatch):
     result = invoke(monkeypatch, s3, delete_event())
 
-    assert result == {"copied": 0, "skipped": 1, "deleted": 0, "failed": 0}
+    assert result == {"copied": 0, "skipped": 1, "deleted": 0, "failed": 0, "held": 0}
     assert backup_keys(s3) == ["doc.txt"]
 
 

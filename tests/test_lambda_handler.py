@@ -26,7 +26,13 @@ from tests.lambda_support import (
 def test_handler_ignores_s3_test_event(s3, monkeypatch):
     event = {"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": SOURCE}
 
-    assert invoke(monkeypatch, s3, event) == {"copied": 0, "skipped": 0, "deleted": 0, "failed": 0}
+    assert invoke(monkeypatch, s3, event) == {
+        "copied": 0,
+        "skipped": 0,
+        "deleted": 0,
+        "failed": 0,
+        "held": 0,
+    }
 
 
 def test_handler_copies_from_sns_event(s3, monkeypatch):
@@ -99,7 +105,7 @@ def test_handler_ignores_events_from_its_own_backup_bucket(s3, monkeypatch):
 
     result = invoke(monkeypatch, s3, event)
 
-    assert result == {"copied": 0, "skipped": 1, "deleted": 0, "failed": 0}
+    assert result == {"copied": 0, "skipped": 1, "deleted": 0, "failed": 0, "held": 0}
     assert backup_keys(s3) == ["doc.txt"]
 
 

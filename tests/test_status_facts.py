@@ -130,8 +130,8 @@ def test_health_of_many_pairs_takes_a_fixed_number_of_queries(django_assert_max_
         pair = make_pair()
         finished_run(pair, verdict="out_of_sync", missing=n)
         record_events(pair, {"status": "failed"}, {})
-    # 4 of the pair's own facts, 2 of the rooms' findings (evidence's freshness).
-    with django_assert_max_num_queries(6):
+    # 4 of the pairs' own facts, 2 each for the rooms' findings (freshness, protection).
+    with django_assert_max_num_queries(8):
         assert len(pair_health()) == 12
 
 

@@ -21,6 +21,7 @@ from replication.dashboard.humanize import duration
 from replication.dashboard.windows import SPARKLINE_WINDOW, WINDOWS, window_named
 from replication.evidence import facts as evidence
 from replication.models import BucketPair, CopyEvent, Discrepancy, ObjectState, ReconcileRun
+from replication.protection.views import panel as protection_panel
 from replication.reconcile.queue import start_reconcile, was_not_queued
 from replication.reconcile.wording import outcome
 from replication.status import facts
@@ -149,6 +150,7 @@ def pair_detail(request, name):
         "never_evaluated": not health_changes and now - pair.created_at > EVALUATION_GRACE,
         "can_reconcile": request.user.has_perm("replication.reconcile_bucketpair"),
         "freshness": evidence.pair_freshness(pair, now),
+        "protection": protection_panel(pair),
     }
     return render(request, "dashboard/pair.html", context)
 

@@ -33,6 +33,8 @@ class PairPlan:
     unannounced: int = 0
     deleted: int = 0
     late_and_out_of_order: bool = False
+    # Off for one pair, to show the protection warning and its fix.
+    backup_versioned: bool = True
     key_patterns: tuple[str, ...] = field(default=("{n:05d}.bin",))
 
     def unannounced_keys(self) -> list[str]:
@@ -78,6 +80,7 @@ PAIRS = (
         grace_seconds=10,
         denied=("2026/11/restricted/payroll.pdf",),
         unannounced=30,
+        backup_versioned=False,
         key_patterns=("2026/11/INV-{n:05d}.pdf", "2026/10/INV-{n:05d}.pdf"),
     ),
 )

@@ -24,9 +24,13 @@ from django.db.models import Count
 
 from replication import deployment, lambda_function
 from replication import s3 as s3_clients
+from replication.alerts.tasks import evaluate_health
 from replication.demo import history, scenario
 from replication.demo.scenario import PairPlan
 from replication.models import BucketPair, CopyEvent, IngestKey, ReconcileRun
+from replication.protection import guard
+from replication.protection import store as protection
+from replication.protection.local import protect_bucket
 from replication.reconcile import inline
 from replication.reconcile import run as reconcile
 
@@ -158,7 +162,7 @@ class Demo:
     def deliver(self, pair: str, records: list[dict]) -> dict:
         """Invoke the pair's function over ``records`` in batches; the summed counts."""
         function = self.functions[pair]
-        totals = {"copied": 0, "skipped": 0, "deleted": 0, "failed": 0}
+        totals = {"copied": 0, "skipped": 0, "deleted": 0, "failed": 0, "held": 0}
         with ThreadPoolExecutor(THREADS) as pool:
             for result in pool.map(
                 lambda batch: function.invoke({"Records": batch}),
@@ -193,6 +197,8 @@ class Demo:
         for plan in plans:
             self.fresh_bucket(plan.source_bucket)
             self.fresh_bucket(plan.backup_bucket)
+            protect_bucket(self.s3, plan.source_bucket, versioning=False)
+            protect_bucket(self.s3, plan.backup_bucket, versioning=plan.backup_versioned)
         # First, so that they are past the grace period when the reconcile looks.
         for plan in plans:
             self.put_many(plan.source_bucket, plan.unannounced_keys())
@@ -206,6 +212,8 @@ class Demo:
             time.sleep(wait)
         for plan in plans:
             self.reconcile(plan.name)
+        for plan in plans:
+            self.check_protection(plan.name)
 
     def seed_pair(self, plan: PairPlan) -> None:
         keys = scenario.object_keys(plan)
@@ -244,7 +252,7 @@ class Demo:
         )
         self.say(f"{line}; events stored: " + ", ".join(f"{n:,} {s}" for s, n in stored))
 
-    def delete_some(self, plan: PairPlan, keys: list[str]) -> None:
+    def delete_some(self, plan: PairPlan, keys: list[str]) -> dict:
         records = []
         for key in keys:
             self.s3.delete_object(Bucket=plan.source_bucket, Key=key)
@@ -259,7 +267,7 @@ class Demo:
             )
             del record["s3"]["object"]["eTag"], record["s3"]["object"]["size"]
             records.append(record)
-        self.deliver(plan.name, records)
+        return self.deliver(plan.name, records)
 
     def late_and_out_of_order(self, plan: PairPlan) -> None:
         late_key = f"{plan.source_prefix}2026/late/delivered-25-minutes-late.jpg"
@@ -290,6 +298,56 @@ class Demo:
         else:
             self.say(f"{pair_name}: reconcile #{run.pk} failed: {run.error}")
         return run
+
+    def check_protection(self, pair_name: str) -> None:
+        pair = BucketPair.objects.get(name=pair_name)
+        bad = [c for c in protection.run_checks(pair) if c.state.value != "ok"]
+        if bad:
+            self.say(
+                f"{pair_name}: protection: "
+                + "; ".join(f"{c.id.value} {c.state.value}: {c.reason}" for c in bad)
+            )
+        else:
+            self.say(f"{pair_name}: protection: every check ok")
+
+    # --- the incident: a mass delete meets the destructive-change guard -------------------
+
+    def mass_delete(
+        self, pair_name: str = "demo-logs", burst: int = 510, further: int = 20
+    ) -> None:
+        """Delete ``burst`` objects of a pair that mirrors deletes through the real handler
+        (mirrored, counted by ingest), let the guard trip, then delete ``further``: those
+        are held, and the backup keeps them. A visitor releases it on the pair page."""
+        plan = next(p for p in self.plans if p.name == pair_name)
+        listed = self.s3.list_objects_v2(Bucket=plan.source_bucket, Prefix=plan.source_prefix)
+        keys = [item["Key"] for item in listed.get("Contents", [])]
+        if len(keys) < burst + further:
+            self.say(f"{pair_name}: only {len(keys)} objects, too few for the incident")
+            return
+        first = self.delete_some(plan, keys[:burst])
+        self.say(f"{pair_name}: incident: {burst} objects deleted, {first['deleted']} mirrored")
+        held = guard.evaluate()
+        if not held:
+            self.say(f"{pair_name}: the guard did not trip (is it paused?)")
+            return
+        self.say(f"{pair_name}: the guard tripped: {held[0].reason}")
+        evaluate_health.delay([held[0].pair_id])  # the alert, now rather than in a minute
+        # A deployed function sees the hold within 15 s (its cache); this one looks now.
+        lambda_function._holds = None
+        later = keys[burst : burst + further]
+        second = self.delete_some(plan, later)
+        kept = sum(1 for key in later if self._in_backup(plan, key))
+        self.say(
+            f"{pair_name}: {further} more deletes: {second['held']} held, {second['deleted']} "
+            f"applied; the backup still has {kept} of them. Release the guard on the pair page."
+        )
+
+    def _in_backup(self, plan: PairPlan, key: str) -> bool:
+        try:
+            self.s3.head_object(Bucket=plan.backup_bucket, Key=key[len(plan.source_prefix) :])
+        except Exception:
+            return False
+        return True
 
     # --- the running demo ---------------------------------------------------------------
 

@@ -29,7 +29,9 @@ def freshness_rows(
     copies: Counter = Counter()
     within: Counter = Counter()
     for pair_id, status, lag, finished_at in results:
-        if status != _COPIED:
+        if status != _COPIED or pair_id not in objectives:
+            # Not a copy; or a pair deleted since the batch matched it, whose events the
+            # database refuses at commit (as the SQL's join drops them).
             continue
         objective = objectives[pair_id]
         key = (pair_id, utc_day(finished_at), objective)

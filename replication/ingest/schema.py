@@ -14,7 +14,7 @@ from typing import Any
 from replication.buckets import bucket_name_problem
 from replication.ingest.ordering import Precedence, sequencer_order
 
-STATUSES = ("copied", "deleted", "skipped", "failed")
+STATUSES = ("copied", "deleted", "skipped", "failed", "held")
 
 MAX_KEY_BYTES = 1024  # S3's own limit on a key, in UTF-8 bytes
 MAX_SIZE = 2**63 - 1  # the largest value a bigint column holds
@@ -229,3 +229,17 @@ class _Reader:
         if not EARLIEST <= moment < LATEST:
             raise self._fail(name, f"must be between {EARLIEST.year} and {LATEST.year}")
         return moment
+
+
+def guard_lookup_failures(body: bytes) -> int:
+    """The Lambda's count of failed guard lookups since its last report (the body's optional
+    ``guard_lookup_failures``); 0 when absent or not a small non-negative integer."""
+    if b'"guard_lookup_failures"' not in body:  # the common case: no second parse
+        return 0
+    try:
+        value = json.loads(body).get("guard_lookup_failures")
+    except (ValueError, AttributeError):
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 1_000_000:
+        return 0
+    return value

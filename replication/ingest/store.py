@@ -44,6 +44,7 @@ from replication.ingest.tallies import (
     ingest_tally_cte,
 )
 from replication.models import BucketPair, CopyEvent, ObjectState
+from replication.protection import counting as guard
 from replication.rows import insert_rows
 
 # How long a process may match events against a pair list it read earlier. A new pair is
@@ -132,10 +133,16 @@ def _insert_batch(
             return cursor.fetchone()[0]
     with transaction.atomic():
         new = _insert_values(CopyEvent, event_rows, f"ON CONFLICT DO NOTHING {_RETURNING}")
+        guarded = [
+            (pair_id, key, name, status, etag, code, message, _sqlite_datetime(finished_at))
+            for pair_id, status, _, finished_at, key, name, etag, code, message in new
+        ]
+        before = guard.old_states(guarded)  # the guard compares with the state before this batch
         _insert_values(ObjectState, state_rows, _STATE_UPSERT)
+        guard.add_guard_tallies(guard.guard_tally_rows(guarded, before, received_at))
         results = [
             (pair_id, status, timedelta(microseconds=lag), _sqlite_datetime(finished_at))
-            for pair_id, status, lag, finished_at in new
+            for pair_id, status, lag, finished_at, *_ in new
         ]
         add_copies(copy_tally_rows(r[:3] for r in results))
         add_hourly(hourly_tally_rows(results))
@@ -277,8 +284,10 @@ def _state_upsert() -> str:
 
 
 _STATE_UPSERT = _state_upsert()
-# What the totals need of each event really inserted.
-_RETURNING = "RETURNING pair_id, status, lag, finished_at"
+# What the totals need of each event really inserted; from key on, what the guard needs.
+_RETURNING = (
+    "RETURNING pair_id, status, lag, finished_at, key, event_name, etag, error_code, error_message"
+)
 
 
 @functools.cache
@@ -291,7 +300,8 @@ def _postgresql_batch(state_upsert: str) -> str:
         f"new_copies AS ({copy_tally_cte('new_events')}), "
         f"new_hours AS ({hourly_tally_cte('new_events')}), "
         f"new_freshness AS ({freshness_tally_cte('new_events')}), "
-        f"new_requests AS ({ingest_tally_cte()}) "
+        f"new_requests AS ({ingest_tally_cte()}), "
+        f"new_guard AS ({guard.guard_tally_cte('new_events')}) "
         "SELECT count(*) FROM new_events"
     )
 

@@ -42,6 +42,8 @@ class RequestCounts:
 
     requests: Counter = field(default_factory=Counter)
     rejections: Counter = field(default_factory=Counter)
+    # Guard lookups the Lambda says failed since its last report (the destructive-change guard).
+    guard_lookup_failures: int = 0
 
     @classmethod
     def for_status(cls, status: int) -> "RequestCounts":
@@ -61,6 +63,14 @@ class RequestCounts:
             for label, n in self.rejections.items()
             if n
         ]
+        if self.guard_lookup_failures:
+            rows.append(
+                {
+                    "counter": IngestTally.Counter.GUARD_LOOKUPS.value,
+                    "label": "failed",
+                    "n": self.guard_lookup_failures,
+                }
+            )
         return sorted(rows, key=lambda r: (r["counter"], r["label"]))
 
 

@@ -170,11 +170,13 @@ def post_events(request: HttpRequest) -> JsonResponse:
         return error(413, str(refusal))
     except schema.InvalidBatch as refusal:
         return error(400, str(refusal), field=refusal.field)
+    counts = tallies.RequestCounts.for_status(202)
+    counts.guard_lookup_failures = schema.guard_lookup_failures(request.body)
     result = store.store_batch(
         events,
         received_at=timezone.now(),
         allowed_pair_ids=request.ingest_key.scope,
-        counts=tallies.RequestCounts.for_status(202),
+        counts=counts,
     )
     response = JsonResponse(result.to_dict(), status=202)
     response.counted = True

@@ -3,8 +3,21 @@
 from replication.models.alerts import AlertChannel, HealthChange, HealthState, Notification
 from replication.models.events import CopyEvent, CopyStatus, Finding, ObjectState
 from replication.models.evidence import FreshnessTally, ObjectiveChange
+from replication.models.guard import (
+    GuardAction,
+    GuardAudit,
+    GuardHold,
+    GuardRelease,
+    GuardTally,
+)
 from replication.models.keys import IngestKey
 from replication.models.pairs import BucketPair
+from replication.models.protection import (
+    PolicyAcknowledgement,
+    ProtectionCheck,
+    ProtectionResult,
+    ProtectionState,
+)
 from replication.models.runs import Discrepancy, ReconcileRange, ReconcileRun
 from replication.models.tallies import CopyTally, HourlyTally, IngestTally
 
@@ -17,6 +30,11 @@ __all__ = [
     "Discrepancy",
     "Finding",
     "FreshnessTally",
+    "GuardAction",
+    "GuardAudit",
+    "GuardHold",
+    "GuardRelease",
+    "GuardTally",
     "HealthChange",
     "HealthState",
     "HourlyTally",
@@ -25,6 +43,10 @@ __all__ = [
     "Notification",
     "ObjectState",
     "ObjectiveChange",
+    "PolicyAcknowledgement",
+    "ProtectionCheck",
+    "ProtectionResult",
+    "ProtectionState",
     "ReconcileRange",
     "ReconcileRun",
 ]

@@ -22,13 +22,15 @@ class CopyStatus(models.TextChoices):
     pair that mirrors deletes, is its backup copy.  skipped: the backup was left as it is: a
     newer write overtook the event, or a delete on a pair that keeps what the source deleted
     (``event_name`` says which).  failed: the backup may be missing or stale; a later result
-    for the same object (a retry, a newer write) supersedes it.
+    for the same object (a retry, a newer write) supersedes it.  held: a delete or an
+    overwrite the destructive-change guard kept from the backup while it held the pair.
     """
 
     COPIED = "copied"
     DELETED = "deleted"
     SKIPPED = "skipped"
     FAILED = "failed"
+    HELD = "held"
 
 
 class CopyResult(models.Model):
@@ -104,6 +106,14 @@ class CopyEvent(CopyResult):
             # DESC, id DESC LIMIT 100, the model's ordering. Without it the page sorts every
             # row (2.7 s at 1,000,000 events); with it, it reads 100 index entries.
             models.Index(name="event_finished_idx", fields=["-finished_at", "-id"]),
+            # Pair page, while the guard holds: the held changes (WHERE pair_id = %s AND
+            # status = 'held' AND finished_at >= %s); partial, so it is small and ordinary
+            # inserts skip it.
+            models.Index(
+                name="event_held_idx",
+                fields=["pair", "-finished_at"],
+                condition=Q(status="held"),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -76,6 +76,40 @@ class BucketPair(models.Model):
         help_text="Delete backup copies of objects deleted from the source. "
         "Off by default: a backup keeps what the source lost.",
     )
+    protection_window_days = models.PositiveIntegerField(
+        "protection window (days)",
+        default=30,
+        validators=[MinValueValidator(1)],
+        help_text="How far back any earlier state of an object must stay restorable: "
+        "the protection checks compare the backup's lifecycle rules and Object Lock with it.",
+    )
+    # The destructive-change guard (replication/protection/guard.py, docs/protection.md).
+    guard_min_changes = models.PositiveIntegerField(
+        "guard: minimum changes",
+        default=500,
+        validators=[MinValueValidator(1)],
+        help_text="The guard trips on more deletes and overwrites in 5 minutes than the larger "
+        "of this and the factor times the usual count. Default 500.",
+    )
+    guard_factor = models.PositiveIntegerField(
+        "guard: factor",
+        default=10,
+        validators=[MinValueValidator(1)],
+        help_text="Times the usual 5-minute count (its 99th percentile over 14 days). Default 10.",
+    )
+    guard_usual = models.PositiveIntegerField(
+        "guard: usual 5-minute count",
+        default=0,
+        editable=False,
+        help_text="The 99th percentile of the pair's 5-minute counts over 14 days, hourly.",
+    )
+    guard_paused_until = models.DateTimeField(
+        "guard paused until",
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="A planned bulk change: the guard does not trip before this.",
+    )
     # The secret part of the pair's public badge URL (/badge/<token>.svg): whoever has it
     # sees the pair's name, state and reason, nothing else. Regenerated in the admin.
     badge_token = models.CharField(
@@ -118,6 +152,13 @@ class BucketPair(models.Model):
             models.CheckConstraint(
                 name="pair_freshness_target_in_range",
                 condition=Q(freshness_target__gt=0, freshness_target__lte=100),
+            ),
+            models.CheckConstraint(
+                name="pair_protection_window_positive", condition=Q(protection_window_days__gte=1)
+            ),
+            models.CheckConstraint(
+                name="pair_guard_settings_positive",
+                condition=Q(guard_min_changes__gte=1) & Q(guard_factor__gte=1),
             ),
             models.CheckConstraint(
                 name="pair_name_not_empty", condition=Q(name__regex=r"^[-a-zA-Z0-9_]+$")

@@ -54,11 +54,13 @@ class CopyTally(models.Model):
 
 
 class IngestTally(models.Model):
-    """Requests the ingest API answered, by HTTP status, and what it refused, by reason."""
+    """Requests the ingest API answered, by HTTP status, and what it refused, by reason;
+    and the guard lookups the Lambda reported failed (label "failed")."""
 
     class Counter(models.TextChoices):
         REQUESTS = "requests"
         REJECTIONS = "rejections"
+        GUARD_LOOKUPS = "guard_lookups"
 
     counter = models.CharField(max_length=16, choices=Counter)
     label = models.CharField(max_length=32, help_text="HTTP status, or rejection reason.")
@@ -73,7 +75,7 @@ class IngestTally(models.Model):
             ),
             models.CheckConstraint(
                 name="ingest_tally_counter_valid",
-                condition=Q(counter__in=["requests", "rejections"]),
+                condition=Q(counter__in=["requests", "rejections", "guard_lookups"]),
             ),
             models.CheckConstraint(
                 name="ingest_tally_shard_in_range", condition=Q(shard__lt=SHARDS)

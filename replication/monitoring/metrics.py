@@ -1,10 +1,11 @@
 """/metrics: a Prometheus collector that reads the database on every scrape.
 
 Nothing is counted in process memory, so every web process answers alike and a restart
-loses nothing. A scrape costs six queries whatever the number of pairs: four for health
-(replication.status.facts.pair_health), one grouped sum of the copy totals, one of the
-ingest totals. The totals are kept by ingest (replication/ingest/tallies.py), never deleted
-by retention, so the counters never go down.
+loses nothing. A scrape costs a fixed number of queries whatever the number of pairs: health
+(replication.status.facts.pair_health, with the rooms' findings), one grouped sum of the copy
+totals, one of the ingest totals, the freshness of the last 30 days, and the protection
+checks' latest states. The totals are kept by ingest
+(replication/ingest/tallies.py), never deleted by retention, so the counters never go down.
 
 Every series is listed, with its meaning, in the README ("Metrics").
 """
@@ -26,8 +27,9 @@ from prometheus_client.core import (
 
 from replication.evidence.facts import summaries
 from replication.evidence.metrics import freshness_families
-from replication.models import CopyStatus, CopyTally, IngestTally, ReconcileRun
+from replication.models import CopyStatus, CopyTally, IngestTally, ProtectionState, ReconcileRun
 from replication.monitoring.lag import cumulative
+from replication.protection.store import latest_states
 from replication.status.facts import LAG_STATUSES, PairHealth, pair_health
 from replication.status.health import State
 
@@ -46,6 +48,9 @@ class Snapshot:
     requests: dict[str, int] = field(default_factory=dict)  # HTTP status -> count
     rejections: dict[str, int] = field(default_factory=dict)  # reason -> count
     freshness: dict = field(default_factory=dict)  # pair id -> evidence.facts.Summary
+    guard_lookup_failures: int = 0  # failed guard lookups the Lambda reported
+    # pair id -> protection check -> its latest state (replication/protection/)
+    protection: dict[int, dict[str, str]] = field(default_factory=dict)
 
 
 def read_snapshot(now: datetime | None = None) -> Snapshot:
@@ -69,6 +74,8 @@ def read_snapshot(now: datetime | None = None) -> Snapshot:
         rejections=ingest[IngestTally.Counter.REJECTIONS],
         # One query more: the freshness days of the last 30 (replication/evidence).
         freshness=summaries([p.pair for p in pairs], now or timezone.now()),
+        guard_lookup_failures=ingest[IngestTally.Counter.GUARD_LOOKUPS].get("failed", 0),
+        protection=latest_states(),
     )
 
 
@@ -76,7 +83,7 @@ def families(snapshot: Snapshot) -> Iterator[Metric]:
     """The metric families of a snapshot (no I/O)."""
     copies = CounterMetricFamily(
         f"{PREFIX}_copies",
-        "Copy results reported by the Lambda, by status (copied, deleted, skipped, failed).",
+        "Copy results reported by the Lambda, by status (copied, deleted, skipped, failed, held).",
         labels=["pair", "status"],
     )
     lag = HistogramMetricFamily(
@@ -164,9 +171,31 @@ def families(snapshot: Snapshot) -> Iterator[Metric]:
         rejections.add_metric([reason], n)
     yield from (copies, lag, open_failures, behind, behind_seconds, health, run_objects)
     yield from (verdict, finished)
+    yield protection_family(snapshot)
+    lookups = CounterMetricFamily(
+        f"{PREFIX}_guard_lookup_failures",
+        "Times the Lambda could not read the destructive-change guard's holds and applied "
+        "changes without it, as its reports said.",
+    )
+    lookups.add_metric([], snapshot.guard_lookup_failures)
+    yield lookups
     yield from (requests, rejections)
     names = [(p.pair.pk, p.pair.name) for p in sorted(snapshot.pairs, key=lambda p: p.pair.name)]
     yield from freshness_families(names, snapshot.freshness, PREFIX)
+
+
+def protection_family(snapshot: Snapshot) -> Metric:
+    family = GaugeMetricFamily(
+        f"{PREFIX}_protection_check",
+        "The latest result of each protection check of the pair: 1 for its state, 0 for the "
+        "others (unknown: the setting could not be read).",
+        labels=["pair", "check", "state"],
+    )
+    for item in sorted(snapshot.pairs, key=lambda p: p.pair.name):
+        for check, current in sorted(snapshot.protection.get(item.pair.pk, {}).items()):
+            for state in ProtectionState.values:
+                family.add_metric([item.pair.name, check, state], 1 if current == state else 0)
+    return family
 
 
 class DatabaseCollector:

@@ -36,7 +36,10 @@ LAG_STATUSES = (CopyStatus.COPIED, CopyStatus.DELETED)
 # with state "critical" or "warning". Each is called once per gathering, for all pairs, and
 # its findings join the pair's own in PairFacts.extra_findings. One line per room, e.g.
 # "replication.protection.health.health_findings".
-FINDING_SOURCES: tuple[str, ...] = ("replication.evidence.facts.health_findings",)
+FINDING_SOURCES: tuple[str, ...] = (
+    "replication.evidence.facts.health_findings",
+    "replication.protection.health.health_findings",
+)
 
 
 @dataclass(frozen=True)

@@ -3,16 +3,28 @@ from django.core.management.base import BaseCommand, CommandError
 
 from replication import s3
 from replication.buckets import bucket_name_problem
+from replication.protection.local import protect_bucket
 
 
 class Command(BaseCommand):
-    help = "Create buckets (in the local S3 on a local setup); existing ones are left as they are."
+    help = (
+        "Create buckets (in the local S3 on a local setup), set up as a protected pair's are: "
+        "versioning, all four public-access blocks and an object-event notification. Existing "
+        "buckets get the same settings; their objects are left as they are."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("buckets", nargs="+", metavar="BUCKET")
-        parser.add_argument("--versioned", action="store_true", help="turn on versioning")
+        parser.add_argument(
+            "--versioned", action="store_true", help="turn on versioning (the default now)"
+        )
+        parser.add_argument(
+            "--unversioned", action="store_true", help="leave versioning off (to see the warning)"
+        )
 
-    def handle(self, *args, buckets, versioned, **options):
+    def handle(self, *args, buckets, versioned, unversioned, **options):
+        if versioned and unversioned:
+            raise CommandError("--versioned and --unversioned contradict each other")
         for name in buckets:
             problem = bucket_name_problem(name)
             if problem:
@@ -29,10 +41,7 @@ class Command(BaseCommand):
             try:
                 if verb == "Created":
                     client.create_bucket(Bucket=name)
+                protect_bucket(client, name, versioning=not unversioned)
             except (ClientError, BotoCoreError) as error:
                 raise CommandError(f"{name}: {error}") from None
-            if versioned:
-                client.put_bucket_versioning(
-                    Bucket=name, VersioningConfiguration={"Status": "Enabled"}
-                )
             self.stdout.write(f"{verb} s3://{name}")

@@ -31,8 +31,22 @@ class Command(BaseCommand):
             help="once seeded, save screenshots of its pages in DIR, then stop (`make "
             "screenshots`; needs Chromium and Playwright)",
         )
+        parser.add_argument(
+            "--incident",
+            choices=["mass-delete"],
+            help="after seeding, play an incident: mass-delete deletes 510 objects of demo-logs "
+            "through the real handler, so the destructive-change guard trips and holds",
+        )
 
-    def handle(self, *args, port: int, seed_only: bool, screenshots: str | None, **options):
+    def handle(
+        self,
+        *args,
+        port: int,
+        seed_only: bool,
+        screenshots: str | None = None,
+        incident: str | None = None,
+        **options,
+    ):
         if settings.PRODUCTION:
             raise CommandError("refused in production: the demo writes made-up pairs")
         if not settings.EMBEDDED_S3:
@@ -55,6 +69,8 @@ class Command(BaseCommand):
                 site = f"http://127.0.0.1:{port}"
                 demo = seed.Demo(f"{site}/api/v1/events", key, say=self._say)
                 demo.seed()
+                if incident == "mass-delete":
+                    demo.mass_delete()
                 self.stdout.write(
                     self.style.SUCCESS(f"Seeded in {time.monotonic() - started:.0f} s.")
                 )
