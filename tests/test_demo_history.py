@@ -10,7 +10,6 @@ from replication.evidence.facts import pair_freshness
 from replication.evidence.freshness import month_start, previous_month
 from replication.evidence.report import build_report
 from replication.models import BucketPair, CopyEvent, HealthChange, ObjectState, ReconcileRun
-from tests.test_demo import local_s3  # noqa: F401 - the fixture
 
 NOW = datetime(2026, 12, 6, 10, 30, tzinfo=UTC)
 PHOTOS, LOGS, INVOICES = scenario.PAIRS

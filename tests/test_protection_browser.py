@@ -12,7 +12,7 @@ from moto import mock_aws
 
 from replication import s3
 from tests.factories import make_pair, record_events
-from tests.test_dashboard_browser import SCREENSHOTS, assert_fits, browser, page, phone  # noqa: F401
+from tests.test_dashboard_browser import assert_fits, browser, page, phone, shots  # noqa: F401
 
 pytestmark = pytest.mark.slow
 
@@ -90,11 +90,11 @@ def check_now_and_read(tab, live_server) -> None:
     assert "analytics-readers" in panel.locator("pre.diff").inner_text()
 
 
-def test_the_protection_panel_on_a_desktop(page, live_server, unprotected):  # noqa: F811
+def test_the_protection_panel_on_a_desktop(page, live_server, unprotected, shots):  # noqa: F811
     check_now_and_read(page, live_server)
     panel = page.locator("#protection")
     panel.scroll_into_view_if_needed()
-    panel.screenshot(path=SCREENSHOTS / "protection.png")
+    panel.screenshot(path=shots / "protection.png")
     # Each check on one row: the state's badge beside its text, not above it.
     first = panel.locator("li.check").first
     badge, body = (
@@ -104,13 +104,13 @@ def test_the_protection_panel_on_a_desktop(page, live_server, unprotected):  # n
     assert badge["x"] + badge["width"] <= body["x"] and abs(badge["y"] - body["y"]) < 8
 
 
-def test_the_protection_panel_fits_a_phone(phone, live_server, unprotected):  # noqa: F811
+def test_the_protection_panel_fits_a_phone(phone, live_server, unprotected, shots):  # noqa: F811
     check_now_and_read(phone, live_server)
     assert_fits(phone, "pair with protection")
     panel = phone.locator("#protection")
     button = phone.get_by_role("button", name="Check protection now").bounding_box()
     assert button["height"] >= 40
-    panel.screenshot(path=SCREENSHOTS / "protection-390.png")
+    panel.screenshot(path=shots / "protection-390.png")
 
 
 @pytest.fixture
@@ -168,21 +168,21 @@ def release_and_read(tab, live_server) -> None:
     assert "PAUSED" in section.inner_text()
 
 
-def test_releasing_the_guard_on_a_desktop(page, live_server, held):  # noqa: F811
+def test_releasing_the_guard_on_a_desktop(page, live_server, held, shots):  # noqa: F811
     release_and_read(page, live_server)
     section = page.locator("#guard")
     section.scroll_into_view_if_needed()
-    section.screenshot(path=SCREENSHOTS / "guard.png")
+    section.screenshot(path=shots / "guard.png")
 
 
-def test_releasing_the_guard_fits_a_phone(phone, live_server, held):  # noqa: F811
+def test_releasing_the_guard_fits_a_phone(phone, live_server, held, shots):  # noqa: F811
     log_in(phone, live_server.url)
     assert_fits(phone, "pair held")
     for name in ("Apply held changes", "Keep the backup as it is"):
         assert phone.get_by_role("button", name=name).bounding_box()["height"] >= 40
-    phone.locator("#guard").screenshot(path=SCREENSHOTS / "guard-held-390.png")
+    phone.locator("#guard").screenshot(path=shots / "guard-held-390.png")
     phone.goto(f"{live_server.url}/pairs/{NAME}/")
     phone.get_by_role("button", name="Keep the backup as it is").click()
     phone.wait_for_url(f"**/pairs/{NAME}/#guard")
     assert_fits(phone, "pair released")
-    phone.locator("#guard").screenshot(path=SCREENSHOTS / "guard-390.png")
+    phone.locator("#guard").screenshot(path=shots / "guard-390.png")
