@@ -4,6 +4,7 @@ from replication.models.alerts import AlertChannel, HealthChange, HealthState, N
 from replication.models.events import CopyEvent, CopyStatus, Finding, ObjectState
 from replication.models.keys import IngestKey
 from replication.models.pairs import BucketPair
+from replication.models.restore import DrillObject, RestoredObject, RestoreDrill, RestoreJob
 from replication.models.runs import Discrepancy, ReconcileRange, ReconcileRun
 from replication.models.tallies import CopyTally, HourlyTally, IngestTally
 
@@ -14,6 +15,7 @@ __all__ = [
     "CopyStatus",
     "CopyTally",
     "Discrepancy",
+    "DrillObject",
     "Finding",
     "HealthChange",
     "HealthState",
@@ -24,4 +26,7 @@ __all__ = [
     "ObjectState",
     "ReconcileRange",
     "ReconcileRun",
+    "RestoreDrill",
+    "RestoreJob",
+    "RestoredObject",
 ]
