@@ -41,6 +41,11 @@ def bucket_name_problem(name: str) -> str | None:
     return None
 
 
+# The one place inside a pair's prefixes that restores and drills may write: this prefix at the
+# root of a backup bucket. Reconcile never lists or counts it.
+RESERVED_PREFIX = ".backupsite/"
+
+
 def normalize_prefix(prefix: str) -> str:
     """A pair's prefix names a folder: no leading slash, exactly one trailing slash.
 

@@ -12,8 +12,10 @@ from django.conf import settings
 
 from replication.alerts.tasks import deliver_notification, evaluate_health
 from replication.ingest import retention
-from replication.models import BucketPair, ReconcileRun
+from replication.models import BucketPair, ReconcileRun, RestoreDrill, RestoreJob
 from replication.reconcile import run as reconcile
+from replication.restore import drill as drills
+from replication.restore import job as restores
 
 __all__ = ["deliver_notification", "evaluate_health"]  # alerts' tasks, found by autodiscovery
 
@@ -214,3 +216,56 @@ def start_reconcile(
     ReconcileRun.objects.filter(id=run.id, celery_task_id="").update(celery_task_id=result.id)
     run.refresh_from_db()
     return run, True
+
+
+# --- Restore and restore drills ----------------------------------------------------------------
+# The work is in replication/restore/. A restore whose worker died is queued again by the
+# reaper and resumed by the next attempt; a drill is not retried (the next one is scheduled).
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def restore_job(job_id: int) -> None:
+    """Carry out a restore job, or resume it; nothing when it is finished or alive elsewhere."""
+    restores.run_job(job_id)
+
+
+def start_restore(job: RestoreJob) -> RestoreJob:
+    """Queue a created job. Never raises for a broker outage: the job is failed with the
+    reason instead, so the page that asked can say so."""
+    try:
+        result = restore_job.apply_async(args=(job.id,))
+    except Exception as exc:
+        restores.fail_job(job.id, f"{QUEUE_UNAVAILABLE}: {exc}")
+    else:
+        RestoreJob.objects.filter(id=job.id, celery_task_id="").update(celery_task_id=result.id)
+    job.refresh_from_db()
+    return job
+
+
+@shared_task(ignore_result=True)
+def reap_stalled_restores() -> list[int]:
+    """Beat, every minute: queue again the restores whose worker died; end stalled drills."""
+    again = restores.reap_stalled_jobs()
+    for job_id in again:
+        restore_job.delay(job_id)
+    drills.reap_stalled_drills()
+    return again
+
+
+@shared_task(ignore_result=True)
+def run_restore_drill(drill_id: int) -> None:
+    drills.run_drill(drill_id)
+
+
+@shared_task(ignore_result=True)
+def dispatch_due_drills() -> list[int]:
+    """Beat: start a restore drill of each pair whose interval has elapsed."""
+    started = []
+    for pair in drills.due_pairs():
+        try:
+            drill = drills.start_drill(pair, trigger=RestoreDrill.Trigger.SCHEDULED)
+        except drills.DrillRefused:
+            continue
+        run_restore_drill.delay(drill.id)
+        started.append(drill.id)
+    return started

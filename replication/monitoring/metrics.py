@@ -27,6 +27,7 @@ from replication.dashboard.facts import LAG_STATUSES, PairHealth, pair_health
 from replication.dashboard.health import State
 from replication.models import CopyStatus, CopyTally, IngestTally, ReconcileRun
 from replication.monitoring.lag import cumulative
+from replication.restore.status import metric_families as drill_families
 
 PREFIX = "backupsite"
 RECONCILE_KINDS = ("missing", "mismatched", "extra", "unverified")
@@ -149,7 +150,8 @@ def families(snapshot: Snapshot) -> Iterator[Metric]:
 
 class DatabaseCollector:
     def collect(self) -> Iterator[Metric]:
-        return families(read_snapshot())
+        yield from families(read_snapshot())
+        yield from drill_families(PREFIX)  # the restore drills' own series, one query
 
 
 def exposition() -> bytes:

@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import NamedTuple
 
-# The one place inside a pair's prefixes that restores and drills may write: the root of the
-# backup bucket. Reconcile never lists or counts it (replication/reconcile/listing.py).
-RESERVED_PREFIX = ".backupsite/"
+from replication.buckets import RESERVED_PREFIX
+
 DRILL_PREFIX = RESERVED_PREFIX + "drills/"
 
 
