@@ -12,4 +12,5 @@ urlpatterns = [
     path("badge/<str:token>.svg", monitoring.badge, name="badge"),
     path("api/v1/events", post_events, name="ingest-events"),
     path("", include("replication.dashboard.urls")),
+    path("", include("replication.restore.urls")),
 ]
