@@ -88,7 +88,9 @@ def bench_copies(n: int, threads: int, rounds: int, workdir: Path) -> None:
             "-c",
             "import time; from moto.server import ThreadedMotoServer as S; "
             f"S(ip_address='127.0.0.1', port={port}, verbose=False).start(); time.sleep(10**6)",
-        ]
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,  # werkzeug's line per request would cost the server CPU
     )
     endpoint = f"http://127.0.0.1:{port}"
     try:

@@ -87,6 +87,10 @@ class BucketPairAdmin(admin.ModelAdmin):
                 ]
             },
         ),
+        (
+            "Restore drills",
+            {"fields": ["restore_drill_every_days", "drill_max_bytes", "drill_scratch"]},
+        ),
         ("Deploying the Lambda", {"fields": ["lambda_environment", "iam_policy"]}),
         ("Status badge", {"fields": ["badge"]}),
         ("History", {"fields": ["created_at", "updated_at"]}),
@@ -326,3 +330,7 @@ class DiscrepancyAdmin(ReadOnlyAdmin):
     list_filter = ["kind", "repair_outcome"]
     list_select_related = ["run__pair"]
     search_fields = ["key"]
+
+
+# Restores and drills register their own read-only pages (replication/restore/admin.py).
+from replication.restore import admin as _restore_admin  # noqa: E402, F401

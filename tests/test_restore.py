@@ -8,6 +8,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
 
+from replication import tasks
 from replication.models import RestoredObject, RestoreJob
 from replication.restore import copier
 from replication.restore import job as restores
@@ -357,3 +358,44 @@ def test_command_exits_non_zero_when_an_object_failed(s3, pair, history, monkeyp
     assert (job.status, job.restored, job.failed) == ("failed", 4, 1)
     failed = job.outcomes.get(outcome=RestoredObject.Outcome.FAILED)
     assert failed.key == SRC_PREFIX + UNICODE and failed.error == "error: boom"
+
+
+def test_the_reaper_task_queues_a_silent_job_again_and_the_next_attempt_finishes_it(
+    s3, pair, history
+):
+    _, states = history
+    s3.create_bucket(Bucket="restored")
+    request = restores.make_request(pair, at=timezone.now(), to="restored")
+    job = restores.create_job(request, restores.count_plan(restores_client(), request))
+    restores.claim_job(job.pk)  # a worker took it, then died without a word
+    RestoreJob.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+
+    assert tasks.reap_stalled_restores() == [job.pk]  # in-process in tests: it runs here
+
+    job.refresh_from_db()
+    assert (job.status, job.attempt, job.restored) == ("succeeded", 2, len(states[3]))
+
+
+def test_a_job_whose_worker_keeps_dying_is_failed_with_the_reason(s3, pair, history, settings):
+    request = restores.make_request(pair, at=timezone.now(), to="restored")
+    job = restores.create_job(request, restores.count_plan(restores_client(), request))
+    RestoreJob.objects.filter(pk=job.pk).update(
+        status="running",
+        attempt=settings.RESTORE_MAX_ATTEMPTS,
+        heartbeat_at=timezone.now() - timedelta(hours=1),
+    )
+
+    assert restores.reap_stalled_jobs() == []
+
+    job.refresh_from_db()
+    assert job.status == "failed" and "stopped reporting 3 times" in job.error
+
+
+def test_the_admin_shows_restores_and_drills_read_only(admin_client, s3, pair, history):
+    request = restores.make_request(pair, at=timezone.now(), to="restored")
+    job = restores.create_job(request, restores.count_plan(restores_client(), request))
+
+    assert admin_client.get("/admin/replication/restorejob/").status_code == 200
+    assert admin_client.get(f"/admin/replication/restorejob/{job.pk}/change/").status_code == 200
+    assert admin_client.get("/admin/replication/restorejob/add/").status_code == 403
+    assert admin_client.get("/admin/replication/restoredrill/").status_code == 200
