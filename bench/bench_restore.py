@@ -17,8 +17,9 @@ and prints each one's median wall time and the ratio restore / bare. The restore
 pass (what the command shows before it starts) is timed apart.
 
 ``--plan-keys K``: s3sim (bench/s3sim.py, 40 ms a request) serves ``ver-K-dirs``: K keys of
-three versions each, a delete marker on every tenth. The restore's plan streams it and the
-process's RSS is printed every 100,000 keys: flat means memory does not grow with the bucket.
+three versions each, a delete marker on every tenth. The restore's plan streams it (through the
+lean parser, or botocore's with ``--botocore``) and the process's RSS is printed every
+100,000 keys: flat means memory does not grow with the bucket.
 """
 
 import argparse
@@ -50,12 +51,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--plan-keys", type=int, default=0, help="keys planned (s3sim)")
+    parser.add_argument(
+        "--botocore", action="store_true", help="plan through botocore's parser, not the lean one"
+    )
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="bench-restore-"))
     if args.copies:
         bench_copies(args.copies, args.threads, args.rounds, workdir)
     if args.plan_keys:
-        bench_planning(args.plan_keys, workdir)
+        bench_planning(args.plan_keys, workdir, lean=not args.botocore)
 
 
 def _free_port() -> int:
@@ -205,7 +209,7 @@ def _rss_mb() -> float:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
 
 
-def bench_planning(keys: int, workdir: Path) -> None:
+def bench_planning(keys: int, workdir: Path, lean: bool = True) -> None:
     sim, endpoint = start_s3sim(0.040)
     try:
         _django(endpoint, workdir)
@@ -218,10 +222,11 @@ def bench_planning(keys: int, workdir: Path) -> None:
         request = restores.Request(
             pair, datetime(2026, 1, 2, 12, tzinfo=UTC), "", Target("elsewhere", "")
         )
-        s3 = s3_clients.client()
+        s3 = s3_clients.listing_client() if lean else s3_clients.client()
         totals = Totals()
         began = time.perf_counter()
-        print(f"s3sim at {endpoint}; ver-{keys}-dirs: {keys:,} keys x 3 versions")
+        parser = "lean parser" if lean else "botocore's parser"
+        print(f"s3sim at {endpoint}; ver-{keys}-dirs: {keys:,} keys x 3 versions; {parser}")
         print(f"{'keys':>10} {'rss MB':>8} {'s':>8}")
         for n, _ in enumerate(restores.choices(s3, request, totals), start=1):
             if n % 100_000 == 0:

@@ -127,9 +127,10 @@ def check(s3, request: Request, now: datetime) -> None:
         raise RestoreRefused(problem)
 
 
-def choices(s3, request: Request, totals: Totals | None = None) -> Iterator[Choice]:
-    """The plan, key by key, from one pass over the backup's versions."""
-    versions = list_versions(s3, request.backup_side(), strip=len(request.pair.backup_prefix))
+def choices(lister, request: Request, totals: Totals | None = None) -> Iterator[Choice]:
+    """The plan, key by key, from one pass over the backup's versions (``lister``: a client
+    from ``replication.s3.listing_client``, parsed lean, or any other)."""
+    versions = list_versions(lister, request.backup_side(), strip=len(request.pair.backup_prefix))
     if totals is not None:
         versions = counted(versions, totals)
     for choice in plan(versions, request.at):
@@ -138,11 +139,11 @@ def choices(s3, request: Request, totals: Totals | None = None) -> Iterator[Choi
         yield choice
 
 
-def count_plan(s3, request: Request, on_key: Callable[[], None] | None = None) -> Totals:
+def count_plan(lister, request: Request, on_key: Callable[[], None] | None = None) -> Totals:
     """The whole plan's figures (one listing); RestoreRefused when it restores nothing."""
     totals = Totals()
     try:
-        for _ in choices(s3, request, totals):
+        for _ in choices(lister, request, totals):
             if on_key:
                 on_key()
     except ListingError as exc:
@@ -242,6 +243,7 @@ def run_job(
     job_id: int,
     *,
     s3=None,
+    lister=None,
     threads: int | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> RestoreJob | None:
@@ -250,8 +252,9 @@ def run_job(
     if job is None:
         return None
     s3 = s3 or s3_clients.client(job.pair.region)
+    lister = lister or s3_clients.listing_client(job.pair.region)
     try:
-        _copy_all(job, s3, threads or settings.RESTORE_THREADS, on_progress)
+        _copy_all(job, s3, lister, threads or settings.RESTORE_THREADS, on_progress)
     except Superseded:
         log.warning("restore #%s: another attempt took it over; this one stops", job_id)
         return RestoreJob.objects.get(id=job_id)
@@ -291,11 +294,11 @@ def finish_job(job: RestoreJob, *, error: str = "") -> RestoreJob:
     return job
 
 
-def _copy_all(job: RestoreJob, s3, threads: int, on_progress) -> None:
+def _copy_all(job: RestoreJob, s3, lister, threads: int, on_progress) -> None:
     request = request_of(job)
     pair = job.pair
     progress = _Progress(job, on_progress)
-    wanted = (c for c in choices(s3, request) if c.version is not None)
+    wanted = (c for c in choices(lister, request) if c.version is not None)
     in_flight: set[Future] = set()
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="restore") as pool:
         try:

@@ -10,7 +10,9 @@ from collections.abc import Iterator
 from botocore.exceptions import BotoCoreError, ClientError
 
 from replication.reconcile.listing import ListingError, Side, describe_error
+from replication.reconcile.listxml import ListXMLError
 from replication.restore.plan import RESERVED_PREFIX, Version
+from replication.restore.versionxml import parse_versions_page
 
 PAGE_SIZE = 1000  # S3's maximum
 
@@ -26,13 +28,29 @@ def list_versions(s3, side: Side, strip: int | None = None) -> Iterator[Version]
     try:
         while True:
             page = s3.list_object_versions(**params)
-            yield from _entries(page, strip, skip_reserved=strip == 0)
-            if not page.get("IsTruncated"):
+            lean = page.get("VersionsBody")
+            if lean is not None:  # a client from replication.s3.listing_client
+                parsed = parse_versions_page(lean, strip)
+                entries = _unreserved(parsed.versions) if strip == 0 else parsed.versions
+                yield from entries
+                truncated = parsed.is_truncated
+                next_key, next_version = parsed.next_key_marker, parsed.next_version_id_marker
+            else:
+                yield from _entries(page, strip, skip_reserved=strip == 0)
+                truncated = page.get("IsTruncated")
+                next_key, next_version = page.get("NextKeyMarker"), page.get("NextVersionIdMarker")
+            if not truncated:
                 return
-            params["KeyMarker"] = page["NextKeyMarker"]
-            params["VersionIdMarker"] = page.get("NextVersionIdMarker") or ""
+            params["KeyMarker"] = next_key
+            params["VersionIdMarker"] = next_version or ""
     except (ClientError, BotoCoreError) as exc:
         raise ListingError(describe_error(exc, side)) from exc
+    except ListXMLError as exc:
+        raise ListingError(f"unreadable version listing of {side.bucket!r}: {exc}") from exc
+
+
+def _unreserved(versions: list[Version]) -> list[Version]:
+    return [v for v in versions if not v.key.startswith(RESERVED_PREFIX)]
 
 
 def _entries(page: dict, strip: int, *, skip_reserved: bool) -> Iterator[Version]:

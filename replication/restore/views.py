@@ -64,7 +64,7 @@ def restore_form(request, name):
         )
         client = s3_clients.client(pair.region)
         restores.check(client, request_, now)
-        totals = restores.count_plan(client, request_)
+        totals = restores.count_plan(s3_clients.listing_client(pair.region), request_)
     except (ValueError, restores.RestoreRefused) as exc:
         context["error"] = str(exc)
         return render(request, "dashboard/restore_form.html", context, status=400)

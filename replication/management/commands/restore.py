@@ -50,10 +50,11 @@ class Command(BaseCommand):
                 into_source=options["into_source"],
             )
             client = s3.client(pair.region)
+            lister = s3.listing_client(pair.region)
             restores.check(client, request, now)
             bar = ProgressBar(sys.stderr, expected=0)
             try:
-                totals = restores.count_plan(client, request, on_key=lambda: bar.advance(1))
+                totals = restores.count_plan(lister, request, on_key=lambda: bar.advance(1))
             finally:
                 bar.close()
         except (ValueError, restores.RestoreRefused) as exc:
