@@ -298,7 +298,7 @@ def _copy_all(job: RestoreJob, s3, lister, threads: int, on_progress) -> None:
     request = request_of(job)
     pair = job.pair
     progress = _Progress(job, on_progress)
-    wanted = (c for c in choices(lister, request) if c.version is not None)
+    wanted = _restorable(choices(lister, request), progress)
     in_flight: set[Future] = set()
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="restore") as pool:
         try:
@@ -315,6 +315,15 @@ def _copy_all(job: RestoreJob, s3, lister, threads: int, on_progress) -> None:
             raise
         finally:
             progress.flush()
+
+
+def _restorable(planned: Iterable[Choice], progress: "_Progress") -> Iterator[Choice]:
+    # A stretch of keys deleted at the time copies nothing: the heartbeat must go on.
+    for n, choice in enumerate(planned):
+        if n % 1000 == 999:
+            progress.tick()
+        if choice.version is not None:
+            yield choice
 
 
 def _collect(in_flight: set[Future], progress: "_Progress") -> set[Future]:
