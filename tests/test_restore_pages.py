@@ -49,6 +49,7 @@ def ask(client, step: str, **fields):
 
 def test_restoring_needs_the_permission(client, viewer, pair):
     assert client.get("/pairs/photos/restore/").status_code == 403
+    assert "Restore…" not in client.get("/pairs/photos/restore/panel/").content.decode()
     assert ask(client, "confirm").status_code == 403
     assert not RestoreJob.objects.exists()
     assert "Restore…" not in client.get("/pairs/photos/").content.decode()
@@ -157,9 +158,37 @@ def test_pair_page_says_when_the_backup_was_last_verified_restorable(client, res
         finished_at=timezone.now(),
     )
 
-    body = client.get("/pairs/photos/").content.decode()
+    page = client.get("/pairs/photos/").content.decode()
+    body = client.get("/pairs/photos/restore/panel/").content.decode()
 
+    assert 'hx-get="/pairs/photos/restore/panel/" hx-trigger="load"' in page
+    assert "Restore…" in page
     assert "Last verified restorable" in body
     assert "2\xa0days ago): 21 of 21 objects, 1.2 GB in 41 s" in body
     assert "Estimated full restore: about 6 min 50 s for 12.0 GB" in body
     assert "Restore…" in body
+
+
+def test_the_panel_says_when_a_drill_failed_and_lists_recent_restores(client, viewer, pair):
+    RestoreDrill.objects.create(
+        pair=pair,
+        status="failed",
+        sampled=21,
+        verified=20,
+        error="1 of 21 objects differ",
+        finished_at=timezone.now(),
+    )
+    job = RestoreJob.objects.create(
+        pair=pair,
+        at=timezone.now(),
+        target_bucket="restored",
+        status="succeeded",
+        planned_objects=3,
+        restored=3,
+    )
+
+    body = client.get("/pairs/photos/restore/panel/").content.decode()
+
+    assert "No restore drill has passed yet." in body
+    assert "Last restore drill failed" in body and "1 of 21 objects differ" in body
+    assert f'href="/restores/{job.pk}/"' in body and "3 of 3" in body

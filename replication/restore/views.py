@@ -13,11 +13,18 @@ from replication import s3 as s3_clients
 from replication.dashboard import series
 from replication.dashboard.export import csv_lines
 from replication.dashboard.windows import window_named
-from replication.models import BucketPair, RestoredObject, RestoreJob
+from replication.models import (
+    BucketPair,
+    ReconcileRun,
+    RestoredObject,
+    RestoreDrill,
+    RestoreJob,
+)
 from replication.restore import job as restores
 from replication.restore.plan import parse_time
 
 POLL_SECONDS = 2
+RECENT_RESTORES = 5
 OUTCOMES_PER_PAGE = 50
 CSV_HEADER = [
     "key",
@@ -96,6 +103,35 @@ def restore_form(request, name):
 
 def _job_or_404(job_id):
     return get_object_or_404(RestoreJob.objects.select_related("pair", "requested_by"), pk=job_id)
+
+
+@login_required
+@require_GET
+def restore_panel(request, name):
+    """The pair page's restore panel, loaded on its own: last verified restorable, the
+    estimated full restore, the latest restores (the pair page itself runs no query more)."""
+    pair = get_object_or_404(BucketPair, name=name)
+    # The latest drills, enough to find the last passed one behind a few failed or errors.
+    drills = list(pair.restore_drills.all()[:20])
+    passed = next((d for d in drills if d.status == RestoreDrill.Status.PASSED), None)
+    backup_bytes = (
+        pair.reconcile_runs.filter(status=ReconcileRun.Status.SUCCEEDED)
+        .values_list("destination_bytes", flat=True)
+        .first()
+    )
+    estimate = None
+    if passed and passed.throughput_bytes_s and backup_bytes:
+        estimate = backup_bytes / passed.throughput_bytes_s
+    context = {
+        "pair": pair,
+        "running": next((d for d in drills if d.status == RestoreDrill.Status.RUNNING), None),
+        "last": next((d for d in drills if d.status != RestoreDrill.Status.RUNNING), None),
+        "passed": passed,
+        "backup_bytes": backup_bytes,
+        "estimate": estimate,
+        "jobs": list(pair.restore_jobs.all()[:RECENT_RESTORES]),
+    }
+    return render(request, "dashboard/_restore_panel.html", context)
 
 
 @login_required
