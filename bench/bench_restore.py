@@ -10,6 +10,8 @@ key). Measured in turns, each into a fresh target bucket, with the same number o
   bare        boto3: list_object_versions pages, then one copy_object per key of the version
               current at the time, in a thread pool (no verification)
   bare+head   the same, plus a HEAD of each copy (what a restore would pay to verify by HEAD)
+  lambda-copy the bare loop with the Lambda's CopyObject (CopySourceIfMatch, metadata and
+              tagging directives), as the restore copies: the job's own cost is what is left
   restore     the restore job (replication/restore/job.py): the same listing and copies,
               each proven by its copy's response, every outcome row written to the database
 
@@ -120,6 +122,7 @@ def _copies(n: int, threads: int, rounds: int, endpoint: str) -> None:
     from django.conf import settings
 
     from replication import s3 as s3_clients
+    from replication.lambda_function import _single_copy
     from replication.models import BucketPair
     from replication.restore import job as restores
 
@@ -150,21 +153,23 @@ def _copies(n: int, threads: int, rounds: int, endpoint: str) -> None:
         s3.create_bucket(Bucket=bucket)
         return bucket
 
-    def bare(bucket: str, head: bool) -> None:
-        current = [
-            (v["Key"], v["VersionId"])
+    def bare(bucket: str, head: bool, lambda_copy: bool = False) -> None:
+        latest = [
+            v
             for page in s3.get_paginator("list_object_versions").paginate(Bucket=BACKUP)
             for v in page.get("Versions", ())
             if v["IsLatest"]
         ]
+        current = [(v["Key"], v["VersionId"]) for v in latest]
+        etags = {v["Key"]: v["ETag"] for v in latest}
 
         def copy(item):
             key, version = item
-            s3.copy_object(
-                Bucket=bucket,
-                Key=key,
-                CopySource={"Bucket": BACKUP, "Key": key, "VersionId": version},
-            )
+            source = {"Bucket": BACKUP, "Key": key, "VersionId": version}
+            if lambda_copy:  # the Lambda's CopyObject: IfMatch, metadata and tags directives
+                _single_copy(s3, source, bucket, key, etags[key], None)
+            else:
+                s3.copy_object(Bucket=bucket, Key=key, CopySource=source)
             if head:
                 s3.head_object(Bucket=bucket, Key=key)
 
@@ -184,7 +189,7 @@ def _copies(n: int, threads: int, rounds: int, endpoint: str) -> None:
         times["restore"].append(time.perf_counter() - began)
         assert job.status == "succeeded" and job.restored == n, (job.status, job.error)
 
-    times: dict[str, list[float]] = {"bare": [], "bare+head": [], "restore": []}
+    times: dict[str, list[float]] = {"bare": [], "bare+head": [], "lambda-copy": [], "restore": []}
     for r in range(rounds):
         for name in times:
             bucket = target(name, r)
@@ -192,7 +197,7 @@ def _copies(n: int, threads: int, rounds: int, endpoint: str) -> None:
                 restore(bucket)
             else:
                 began = time.perf_counter()
-                bare(bucket, head=name == "bare+head")
+                bare(bucket, head=name == "bare+head", lambda_copy=name == "lambda-copy")
                 times[name].append(time.perf_counter() - began)
             print(f"  round {r + 1} {name:<10} {times[name][-1]:7.2f} s", flush=True)
     medians = {name: statistics.median(values) for name, values in times.items()}
