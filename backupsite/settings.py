@@ -257,6 +257,18 @@ CELERY_BEAT_SCHEDULE["recompute-guard-usual"] = {
     "schedule": 3600.0,
     "options": {"expires": 3300},
 }
+# Restores and drills (replication/restore/): take over restores whose worker died, and start
+# the restore drills that are due.
+CELERY_BEAT_SCHEDULE["reap-stalled-restores"] = {
+    "task": "replication.tasks.reap_stalled_restores",
+    "schedule": 60.0,
+    "options": {"expires": 55},
+}
+CELERY_BEAT_SCHEDULE["restore-drills-due"] = {
+    "task": "replication.tasks.dispatch_due_drills",
+    "schedule": 900.0,
+    "options": {"expires": 850},
+}
 
 # --- E-mail (alert channels) ----------------------------------------------------------------
 # EMAIL_URL (smtp://user:password@host:port, smtp+tls://, smtp+ssl://) or the EMAIL_HOST
@@ -328,6 +340,12 @@ RECONCILE_CHECKSUM_THREADS = envint("RECONCILE_CHECKSUM_THREADS", 8)
 RECONCILE_PROGRESS_SECONDS = envint("RECONCILE_PROGRESS_SECONDS", 5)
 RECONCILE_HEARTBEAT_TIMEOUT = envint("RECONCILE_HEARTBEAT_TIMEOUT", 300)
 RECONCILE_QUEUED_TIMEOUT = envint("RECONCILE_QUEUED_TIMEOUT", 3600)
+# Restores: copies at once per job; a job is taken over after the reconcile's heartbeat
+# timeout, at most RESTORE_MAX_ATTEMPTS times in all, then failed with the reason.
+RESTORE_THREADS = envint("RESTORE_THREADS", 16)
+RESTORE_MAX_ATTEMPTS = envint("RESTORE_MAX_ATTEMPTS", 3)
+# Restore drills: objects drawn at random (plus the largest multipart one).
+DRILL_SAMPLE_SIZE = envint("DRILL_SAMPLE_SIZE", 20)
 # Alerts. A reminder every ALERT_REMINDER_MINUTES while a pair stays critical (0: none).
 ALERT_REMINDER_MINUTES = envint("ALERT_REMINDER_MINUTES", 60)
 ALERT_HTTP_TIMEOUT = envint("ALERT_HTTP_TIMEOUT", 5)

@@ -18,4 +18,5 @@ urlpatterns = [
     path("api/v1/guard", guard_api.holds, name="guard-holds"),
     path("api/v1/pairs/<slug:name>/guard", guard_api.pair_hold, name="guard-pair"),
     path("", include("replication.dashboard.urls")),
+    path("", include("replication.restore.urls")),
 ]

@@ -12,11 +12,18 @@ size. Layouts: ``dirs`` puts 1,000 objects in each of n/1,000 directories
 (``0000042123``); ``onedir`` puts every key under one shared prefix
 (``logs/2026/0000042123.gz``). A few keys have non-ASCII and XML/URL-special characters.
 
-Served, path-style: ListObjectsV2 and V1 (prefix, delimiter, start-after / marker,
-continuation token, max-keys, ``encoding-type=url``), HeadObject (``x-amz-checksum-sha256``
-when checksum mode is enabled), GetObject, HeadBucket and GetBucketLocation. Signatures are
-not checked. The ETag is a function of the object's content version, not the MD5 of the
-body GET returns: enough for listings and HEADs, which is what a reconcile reads.
+A bucket named ``ver-<n>[-<layout>]`` holds the same keys, each in three versions a day
+apart (2026-01-01, -02, -03, newest first, version ids ``v3``, ``v2``, ``v1``), every tenth
+key with a delete marker on top (2026-01-04): what a versioned backup's ListObjectVersions
+shows, for the restore's planning.
+
+Served, path-style: ListObjectVersions (``?versions``: prefix, key-marker, max-keys,
+``encoding-type=url``; a page ends at a key's last entry), ListObjectsV2 and V1 (prefix,
+delimiter, start-after / marker, continuation token, max-keys, ``encoding-type=url``),
+HeadObject (``x-amz-checksum-sha256`` when checksum mode is enabled), GetObject, HeadBucket
+and GetBucketLocation. Signatures are not checked. The ETag is a function of the object's
+content version, not the MD5 of the body GET returns: enough for listings and HEADs, which
+is what a reconcile reads.
 
 Every request waits ``--latency`` seconds (default 0.040 s: the model of one S3 LIST round
 trip, tens of milliseconds, which S3 serves for many clients at once) before it is answered,
@@ -50,7 +57,7 @@ LAST_MODIFIED = "2026-01-01T00:00:00.000Z"
 LAST_MODIFIED_HTTP = formatdate(1767225600, usegmt=True)  # the same instant
 MAX_KEYS = 1000
 _TOP = "\U0010ffff"  # sorts after every character of any key
-_BUCKET = re.compile(r"^(src|bak)-(\d+)(?:-(dirs|flat|onedir))?$")
+_BUCKET = re.compile(r"^(src|bak|ver)-(\d+)(?:-(dirs|flat|onedir))?$")
 _PLAIN = re.compile(r"^[A-Za-z0-9/._~-]*$")  # needs neither XML nor URL escaping
 _MIX = 0x9E3779B97F4A7C15
 _MASK = 2**128 - 1  # a constant: 2**128 is past what the compiler folds
@@ -118,7 +125,7 @@ class Bucket:
             self.prepared = Prepared(self)
 
     def variants(self, i: int) -> tuple[int, ...]:
-        if self.role == "src":
+        if self.role in ("src", "ver"):
             return (0,)
         if is_missing(i):
             return (1,) if is_extra(i) else ()
@@ -273,6 +280,60 @@ def list_objects(bucket: Bucket, query: dict[str, str]) -> bytes:
     return _render(query, objects, prefixes, truncated, last, v2, url)
 
 
+VERSION_DAYS = ("2026-01-03", "2026-01-02", "2026-01-01")  # v3, v2, v1: newest first
+_VERSION = (
+    "<Version><Key>%s</Key><VersionId>v%d</VersionId><IsLatest>%s</IsLatest>"
+    "<LastModified>%sT00:00:00.000Z</LastModified><ETag>&quot;%s&quot;</ETag>"
+    "<Size>%d</Size><StorageClass>STANDARD</StorageClass></Version>"
+)
+_MARKER = (
+    "<DeleteMarker><Key>%s</Key><VersionId>d1</VersionId><IsLatest>true</IsLatest>"
+    "<LastModified>2026-01-04T00:00:00.000Z</LastModified></DeleteMarker>"
+)
+
+
+def list_versions(bucket: Bucket, query: dict[str, str]) -> bytes:
+    """A ListVersionsResult: three versions per key, a delete marker on every tenth."""
+    prefix = query.get("prefix", "")
+    url = query.get("encoding-type") == "url"
+    max_keys = min(int(query.get("max-keys", MAX_KEYS)), MAX_KEYS)
+    after = query.get("key-marker", "")
+    if prefix > after:
+        walk = bucket.walk(*bucket.first_after(prefix, inclusive=True))
+    else:
+        walk = bucket.walk(*bucket.first_after(after))
+    entries: list[str] = []
+    last, last_version, truncated = "", "", False
+    for i, _, key in walk:
+        if not key.startswith(prefix):
+            break
+        marker = i % 10 == 0
+        if len(entries) + 3 + marker > max_keys:
+            truncated = True
+            break
+        name = _text(key, url)
+        etag, size = bucket.listed(i, 0)
+        if marker:
+            entries.append(_MARKER % name)
+        for n, day in zip((3, 2, 1), VERSION_DAYS, strict=True):
+            latest = "true" if n == 3 and not marker else "false"
+            entries.append(_VERSION % (name, n, latest, day, etag[:-1] + str(n), size + n))
+        last, last_version = key, "v1"
+    head = [
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        '<ListVersionsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">',
+        f"<Name>{query['_bucket']}</Name><Prefix>{_text(prefix, url)}</Prefix>",
+        f"<KeyMarker>{_text(after, url)}</KeyMarker><MaxKeys>{max_keys}</MaxKeys>",
+    ]
+    if url:
+        head.append("<EncodingType>url</EncodingType>")
+    head.append(f"<IsTruncated>{'true' if truncated else 'false'}</IsTruncated>")
+    if truncated:
+        head.append(f"<NextKeyMarker>{_text(last, url)}</NextKeyMarker>")
+        head.append(f"<NextVersionIdMarker>{last_version}</NextVersionIdMarker>")
+    return "".join([*head, *entries, "</ListVersionsResult>"]).encode()
+
+
 def _rolled_up(key: str, prefix: str, delimiter: str) -> bool:
     """Whether ``key`` is itself a common prefix (it ends at its first delimiter)."""
     return key.find(delimiter, len(prefix)) + len(delimiter) == len(key)
@@ -387,6 +448,9 @@ class Handler(BaseHTTPRequestHandler):
         if not key:
             if head:
                 self._send(200, b"")
+            elif "versions" in query:
+                query["_bucket"] = name
+                self._send(200, list_versions(bucket, query))
             elif "location" in query:
                 self._send(
                     200, b'<LocationConstraint xmlns="http://s3.amazonaws.com/doc/2006-03-01/"/>'

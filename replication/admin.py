@@ -117,6 +117,10 @@ class BucketPairAdmin(ProtectionAdminMixin, admin.ModelAdmin):
                 ]
             },
         ),
+        (
+            "Restore drills",
+            {"fields": ["restore_drill_every_days", "drill_max_bytes", "drill_scratch"]},
+        ),
         ("Deploying the Lambda", {"fields": ["lambda_environment", "iam_policy"]}),
         ("The site's workers", {"fields": ["workers_iam_policy"]}),
         ("Status badge", {"fields": ["badge"]}),
@@ -432,3 +436,7 @@ class DiscrepancyAdmin(LargeListAdmin):
     # the run's creation time), read backwards along the run_id index.
     ordering = ["-run_id", "-id"]
     search_fields = ["key"]
+
+
+# Restores and drills register their own read-only pages (replication/restore/admin.py).
+from replication.restore import admin as _restore_admin  # noqa: E402, F401

@@ -55,6 +55,11 @@ def prefix_problem(prefix: str) -> str | None:
     return None
 
 
+# The one place inside a pair's prefixes that restores and drills may write: this prefix at the
+# root of a backup bucket. Reconcile never lists or counts it.
+RESERVED_PREFIX = ".backupsite/"
+
+
 def normalize_prefix(prefix: str) -> str:
     """A pair's prefix as S3 names keys (a leading ``/`` is part of them), ending in ``/``.
 

@@ -143,7 +143,7 @@ _ERROR_ROOT = re.compile(rb"\s*(?:<\?xml[^>]*\?>\s*)?<Error[\s>]")
 
 
 def _handle_200_error(operation_model, response_dict, **kwargs):
-    if operation_model.name != "ListObjectsV2":
+    if operation_model.name not in ("ListObjectsV2", "ListObjectVersions"):
         return botocore.handlers._handle_200_error(operation_model, response_dict, **kwargs)
     status = response_dict["status_code"] if response_dict else None
     if status == 200 and _ERROR_ROOT.match(response_dict["body"]):
@@ -166,6 +166,8 @@ class _LeanParser:
             return self._parser.parse(response, shape)
         if shape.name == "ListObjectsV2Output":
             return {"ListBody": response["body"], "ResponseMetadata": _metadata(response)}
+        if shape.name == "ListObjectVersionsOutput":  # read by replication/restore/versionxml.py
+            return {"VersionsBody": response["body"], "ResponseMetadata": _metadata(response)}
         if shape.name == "HeadObjectOutput":
             return _head_fields(response["headers"]) | {"ResponseMetadata": _metadata(response)}
         return self._parser.parse(response, shape)

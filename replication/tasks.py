@@ -15,7 +15,7 @@ from replication import retention as record_retention
 from replication.alerts.tasks import deliver_notification, evaluate_health
 from replication.evidence import counting as evidence_counting
 from replication.ingest import retention
-from replication.models import BucketPair, ReconcileRun
+from replication.models import BucketPair, ReconcileRun, RestoreDrill
 from replication.protection.tasks import (
     check_all_protection,
     check_protection,
@@ -25,6 +25,9 @@ from replication.protection.tasks import (
 from replication.reconcile import heartbeat, inline, reaper, settle
 from replication.reconcile import run as reconcile
 from replication.reconcile.queue import ReconcileFailed, start_reconcile
+from replication.restore import drill as drills
+from replication.restore import job as restores
+from replication.restore.queue import start_restore
 
 # Other rooms' tasks, found by autodiscovery through this module; start_reconcile and
 # ReconcileFailed live in replication/reconcile/queue.py, below the pages that call them.
@@ -37,6 +40,7 @@ __all__ = [
     "evaluate_health",
     "recompute_guard_usual",
     "start_reconcile",
+    "start_restore",
 ]
 
 log = logging.getLogger(__name__)
@@ -206,3 +210,43 @@ def settle_in_flight() -> dict[str, int]:
 def reap_stalled_reconciles() -> list[int]:
     """Beat, every minute: fail runs whose worker died, so none is left "running"."""
     return reaper.reap_stalled_runs()
+
+
+# --- Restore and restore drills ----------------------------------------------------------------
+# The work is in replication/restore/. A restore whose worker died is queued again by the
+# reaper and resumed by the next attempt; a drill is not retried (the next one is scheduled).
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def restore_job(job_id: int) -> None:
+    """Carry out a restore job, or resume it; nothing when it is finished or alive elsewhere."""
+    restores.run_job(job_id)
+
+
+@shared_task(ignore_result=True)
+def reap_stalled_restores() -> list[int]:
+    """Beat, every minute: queue again the restores whose worker died; end stalled drills."""
+    again = restores.reap_stalled_jobs()
+    for job_id in again:
+        restore_job.delay(job_id)
+    drills.reap_stalled_drills()
+    return again
+
+
+@shared_task(ignore_result=True)
+def run_restore_drill(drill_id: int) -> None:
+    drills.run_drill(drill_id)
+
+
+@shared_task(ignore_result=True)
+def dispatch_due_drills() -> list[int]:
+    """Beat: start a restore drill of each pair whose interval has elapsed."""
+    started = []
+    for pair in drills.due_pairs():
+        try:
+            drill = drills.start_drill(pair, trigger=RestoreDrill.Trigger.SCHEDULED)
+        except drills.DrillRefused:
+            continue
+        run_restore_drill.delay(drill.id)
+        started.append(drill.id)
+    return started

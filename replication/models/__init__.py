@@ -18,6 +18,7 @@ from replication.models.protection import (
     ProtectionResult,
     ProtectionState,
 )
+from replication.models.restore import DrillObject, RestoredObject, RestoreDrill, RestoreJob
 from replication.models.runs import Discrepancy, ReconcileRange, ReconcileRun
 from replication.models.tallies import CopyTally, HourlyTally, IngestTally
 
@@ -28,6 +29,7 @@ __all__ = [
     "CopyStatus",
     "CopyTally",
     "Discrepancy",
+    "DrillObject",
     "Finding",
     "FreshnessTally",
     "GuardAction",
@@ -49,4 +51,7 @@ __all__ = [
     "ProtectionState",
     "ReconcileRange",
     "ReconcileRun",
+    "RestoreDrill",
+    "RestoreJob",
+    "RestoredObject",
 ]

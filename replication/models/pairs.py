@@ -110,6 +110,24 @@ class BucketPair(models.Model):
         editable=False,
         help_text="A planned bulk change: the guard does not trip before this.",
     )
+    restore_drill_every_days = models.PositiveSmallIntegerField(
+        "restore drill every (days)",
+        default=7,
+        help_text="A sample of the backup is restored and compared this often; 0: never.",
+    )
+    drill_max_bytes = models.BigIntegerField(
+        "largest drill object (bytes)",
+        default=1024**3,
+        validators=[MinValueValidator(0)],
+        help_text="The drill adds the largest multipart object up to this size to its sample.",
+    )
+    drill_scratch = models.CharField(
+        "drill scratch place",
+        max_length=600,
+        blank=True,
+        help_text="bucket/prefix drills restore into; empty: .backupsite/drills/ in the "
+        "backup bucket.",
+    )
     # The secret part of the pair's public badge URL (/badge/<token>.svg): whoever has it
     # sees the pair's name, state and reason, nothing else. Regenerated in the admin.
     badge_token = models.CharField(
@@ -120,7 +138,10 @@ class BucketPair(models.Model):
 
     class Meta:
         ordering = ["name"]
-        permissions = [("reconcile_bucketpair", "Can start a reconcile or repair of a pair")]
+        permissions = [
+            ("reconcile_bucketpair", "Can start a reconcile or repair of a pair"),
+            ("restore_bucketpair", "Can restore a pair's backup"),
+        ]
         constraints = [
             # The Lambda would copy its own writes forever, and a reconcile would compare a
             # key space with itself.

@@ -30,6 +30,7 @@ from replication.evidence.metrics import freshness_families
 from replication.models import CopyStatus, CopyTally, IngestTally, ProtectionState, ReconcileRun
 from replication.monitoring.lag import cumulative
 from replication.protection.store import latest_states
+from replication.restore.status import metric_families as drill_families
 from replication.status.facts import LAG_STATUSES, PairHealth, pair_health
 from replication.status.health import State
 
@@ -200,7 +201,8 @@ def protection_family(snapshot: Snapshot) -> Metric:
 
 class DatabaseCollector:
     def collect(self) -> Iterator[Metric]:
-        return families(read_snapshot())
+        yield from families(read_snapshot())
+        yield from drill_families(PREFIX)  # the restore drills' own series, one query
 
 
 def exposition() -> bytes:

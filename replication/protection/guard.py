@@ -23,6 +23,7 @@ from replication.models import (
 )
 from replication.protection import guard_rules
 from replication.protection.counting import minute_of
+from replication.reconcile.queue import start_reconcile
 
 
 def window_counts(now: datetime, pair_ids=None) -> dict[int, tuple[int, int]]:
@@ -133,9 +134,6 @@ def release(pair: BucketPair, user, kind: str, now: datetime | None = None) -> G
         )
         GuardAudit.objects.create(pair=pair, at=now, action=action, by=user, note=hold.reason)
     if kind == GuardRelease.APPLY:
-        # Imported here: replication.tasks imports this room's tasks, which import this module.
-        from replication.tasks import start_reconcile
-
         start_reconcile(pair, trigger=ReconcileRun.Trigger.MANUAL, requested_by=user, repair=True)
     return hold
 

@@ -20,6 +20,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
+from replication.buckets import RESERVED_PREFIX
 from replication.reconcile.diff import Entry
 from replication.reconcile.listxml import ListXMLError, parse_list_page
 from replication.reconcile.ranges import KeyRange
@@ -53,10 +54,15 @@ def list_pages(s3, side: Side, key_range: KeyRange = EVERYTHING) -> Iterator[lis
     if key_range.start_after is not None:
         params["StartAfter"] = side.prefix + key_range.start_after
     end = key_range.end
+    # Restores and drills write under the reserved prefix at a backup bucket's root: never
+    # part of the pair, never counted.
+    reserved = side.name == "backup" and not side.prefix
     try:
         while True:
             response = s3.list_objects_v2(**params)
             entries, token = _entries(response, len(side.prefix))
+            if reserved:
+                entries = _without_reserved(entries)
             if end is not None and entries and entries[-1].key > end:
                 # The range ends inside this page: stop listing, S3 has nothing more for us.
                 yield [e for e in entries if e.key <= end]
@@ -84,6 +90,16 @@ def _entries(response: dict, strip: int) -> tuple[list[Entry], str | None]:
     ]
     token = response.get("NextContinuationToken") if response.get("IsTruncated") else None
     return entries, token
+
+
+_PAST_RESERVED = RESERVED_PREFIX[:-1] + chr(ord("/") + 1)  # the first key after them all
+
+
+def _without_reserved(entries: list[Entry]) -> list[Entry]:
+    # A page is sorted: only one that spans the reserved keys is looked at key by key.
+    if not entries or entries[0].key >= _PAST_RESERVED or entries[-1].key < RESERVED_PREFIX:
+        return entries
+    return [e for e in entries if not e.key.startswith(RESERVED_PREFIX)]
 
 
 def probe_keys(

@@ -26,13 +26,18 @@ class ReconcileFailed(Exception):
         self.run_id = run_id
 
 
-def reconcile_task():
-    """The reconcile task, from Celery's registry."""
-    if RECONCILE_TASK not in current_app.tasks:
+def task_named(name: str):
+    """A task from Celery's registry, by name."""
+    if name not in current_app.tasks:
         # A web process that has not needed a task yet: Celery's autodiscovery imports the
         # apps' task modules (what a worker does when it starts).
         current_app.loader.import_default_modules()
-    return current_app.tasks[RECONCILE_TASK]
+    return current_app.tasks[name]
+
+
+def reconcile_task():
+    """The reconcile task, from Celery's registry."""
+    return task_named(RECONCILE_TASK)
 
 
 def was_not_queued(run: ReconcileRun) -> bool:

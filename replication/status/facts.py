@@ -39,6 +39,7 @@ LAG_STATUSES = (CopyStatus.COPIED, CopyStatus.DELETED)
 FINDING_SOURCES: tuple[str, ...] = (
     "replication.evidence.facts.health_findings",
     "replication.protection.health.health_findings",
+    "replication.restore.status.health_findings",
 )
 
 

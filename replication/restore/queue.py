@@ -1,0 +1,25 @@
+"""Starting a restore job from a page or the command: queue it by the task's name.
+
+Pages call this instead of importing replication/tasks.py, the Celery entry points above
+them (as replication/reconcile/queue.py does for runs). Without a broker (no REDIS_URL) the
+job runs here, in-process.
+"""
+
+from replication.models import RestoreJob
+from replication.reconcile.queue import QUEUE_UNAVAILABLE, task_named
+from replication.restore import job as restores
+
+RESTORE_TASK = "replication.tasks.restore_job"
+
+
+def start_restore(job: RestoreJob) -> RestoreJob:
+    """Queue a created job. Never raises for a broker outage: the job is failed with the
+    reason instead, so the page that asked can say so."""
+    try:
+        result = task_named(RESTORE_TASK).apply_async(args=(job.id,))
+    except Exception as exc:
+        restores.fail_job(job.id, f"{QUEUE_UNAVAILABLE}: {exc}")
+    else:
+        RestoreJob.objects.filter(id=job.id, celery_task_id="").update(celery_task_id=result.id)
+    job.refresh_from_db()
+    return job
