@@ -106,7 +106,7 @@ def test_report_shows_freshness_worst_days_coverage_health_and_alerts(
     assert f"#{bad.pk}" in body and "4 missing, 1 mismatched" in body
     assert f"in sync again at run #{good.pk}, 2026-10-03 10:00 UTC (1 d later)" in body
     assert "repaired 5" in body
-    assert "Protection checks: not recorded." in body and "Restore drills: not recorded." in body
+    assert "Protection checks: not recorded." in body and "Restore drills: none ran" in body
     assert "4 objects missing" in body and "1 alert sent" in body
     assert "<svg" in body
 
@@ -259,3 +259,32 @@ def test_the_target_is_edited_in_the_admin_and_the_change_is_recorded(client, ph
     change = photos.objective_changes.get()
     assert (str(change.target_before), str(change.target_after)) == ("99.900", "99.500")
     assert change.lag_objective_before == change.lag_objective_after == 900
+
+
+@pytest.mark.django_db
+def test_report_lists_the_months_restore_drills_with_their_outcome(photos):
+    from replication.models import RestoreDrill
+
+    def drill(when: datetime, **fields) -> RestoreDrill:
+        made = RestoreDrill.objects.create(pair=photos, scratch="photos-bak/.backupsite/drills/")
+        RestoreDrill.objects.filter(pk=made.pk).update(started_at=when, **fields)
+        return made
+
+    passed = drill(
+        datetime(2026, 11, 3, 4, 0, tzinfo=UTC),
+        status="passed",
+        sampled=21,
+        verified=21,
+        sampled_bytes=1_200_000,
+        duration_s=41.0,
+    )
+    failed = drill(datetime(2026, 11, 10, 4, 0, tzinfo=UTC), status="failed", error="bytes differ")
+    drill(datetime(2026, 10, 27, 4, 0, tzinfo=UTC), status="passed")  # last month's
+
+    section = build_report(photos, NOW.date().replace(day=1), NOW).drills
+
+    assert section.recorded
+    assert [row[1].split()[1] for row in section.rows] == [f"#{passed.pk}", f"#{failed.pk}"]
+    assert section.rows[0][0] == "2026-11-03 04:00 UTC"
+    assert section.rows[0][3] == "21 of 21 objects verified, 1,200,000 bytes in 41.0 s"
+    assert section.rows[1][3] == "bytes differ"

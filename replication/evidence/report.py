@@ -38,6 +38,7 @@ from replication.models import (
     Notification,
     ObjectiveChange,
     ReconcileRun,
+    RestoreDrill,
 )
 
 WORST_DAYS = 5
@@ -288,6 +289,29 @@ def protection_section(pair: BucketPair, start: datetime, end: datetime) -> Sect
 
 
 def drills_section(pair: BucketPair, start: datetime, end: datetime) -> Section:
-    """Restore drills of the month. Not recorded yet: this site keeps no drill results; once
-    it does, read them here (one query)."""
-    return Section(recorded=False, note="Restore drills: not recorded.")
+    """Restore drills started in the month, oldest first, one row each (one query)."""
+    rows = []
+    drills = RestoreDrill.objects.filter(pair=pair, started_at__gte=start, started_at__lt=end)
+    for drill in drills.order_by("started_at", "id"):
+        if drill.status == RestoreDrill.Status.RUNNING:
+            outcome = "still running"
+        elif drill.error:
+            outcome = drill.error.strip().splitlines()[0]
+        else:
+            outcome = (
+                f"{drill.verified} of {drill.sampled} objects verified, "
+                f"{drill.sampled_bytes:,} bytes"
+            )
+            if drill.duration_s is not None:
+                outcome += f" in {drill.duration_s:.1f} s"
+        rows.append(
+            [
+                f"{drill.started_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC",
+                f"drill #{drill.pk} ({drill.get_trigger_display()})",
+                drill.get_status_display(),
+                outcome,
+            ]
+        )
+    if not rows:
+        return Section(recorded=False, note="Restore drills: none ran this month.")
+    return Section(recorded=True, rows=rows)
