@@ -166,19 +166,22 @@ def test_drill_a_mass_delete_is_held_then_applied_on_release(
     assert evaluate_guards() == 1  # 2,000 > max(500, 10 x 10), within the minute
     for n in range(5):
         s3.put_object(Bucket=BACKUP, Key=f"doc/{n}.pdf", Body=b"precious")
+    # What the burst spared: a source listed empty would stop any repair from deleting.
+    for bucket in (SOURCE, BACKUP):
+        s3.put_object(Bucket=bucket, Key="spared.pdf", Body=b"still here")
     event = s3_event(*(delete_record(f"doc/{n}.pdf") for n in range(5)))
 
     result = invoke(monkeypatch, s3, event, **lambda_env(live_server, ingest_key))
 
     assert result["held"] == 5 and result["failed"] == 0 and result["deleted"] == 0
-    assert backup_keys(s3) == [f"doc/{n}.pdf" for n in range(5)]
+    assert backup_keys(s3) == [*(f"doc/{n}.pdf" for n in range(5)), "spared.pdf"]
     assert CopyEvent.objects.filter(pair=mirroring, status="held").count() == 5
     assert ObjectState.objects.filter(pair=mirroring, key="doc/0.pdf").get().status == "held"
 
     guard.release(mirroring, admin_user, "apply")
     run = ReconcileRun.objects.get(pair=mirroring)
     assert run.repair and run.status == "succeeded", run.error
-    assert backup_keys(s3) == []  # the source's state: the deletes applied
+    assert backup_keys(s3) == ["spared.pdf"]  # the source's state: the deletes applied
     assert not GuardHold.objects.filter(released_at__isnull=True).exists()
 
     # Released: the next deletes are applied at once (after the 15 s cache, here reset).
