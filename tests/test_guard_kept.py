@@ -192,3 +192,23 @@ def test_the_pair_page_and_the_json_show_the_kept_keys(held, s3, admin_user, cli
 
     call_command("reconcile", held.name, "--json")
     assert json.loads(capsys.readouterr().out)["kept"] == 2
+
+
+def test_a_held_key_the_backup_will_not_show_is_not_recorded_and_the_audit_says_so(
+    held, s3, admin_user, monkeypatch
+):
+    from botocore.exceptions import ClientError
+
+    from replication import s3 as s3_clients
+
+    class Denied:
+        def head_object(self, **_):
+            raise ClientError({"Error": {"Code": "AccessDenied"}}, "HeadObject")
+
+    monkeypatch.setattr(s3_clients, "client", lambda region=None: Denied())
+    guard.release(held, admin_user, "keep")
+
+    assert not ObjectState.objects.filter(pair=held, finding=Finding.KEPT).exists()
+    assert not GuardHold.objects.filter(released_at__isnull=True).exists()  # released all the same
+    note = GuardAudit.objects.get(action="released_keep").note
+    assert "0 kept" in note and "3 could not be read from the backup (not recorded)" in note

@@ -11,7 +11,7 @@ source changes the key again.
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q, Sum
 from django.utils import timezone
@@ -205,6 +205,9 @@ def backup_etags(pair: BucketPair, changes: dict[str, str]) -> tuple[dict[str, s
         except ClientError as error:
             code = str(error.response.get("Error", {}).get("Code", ""))
             return key, None, code not in _ABSENT
+        except (BotoCoreError, ValueError):
+            # Unreachable, or a key outside the pair's prefix: nothing known to keep.
+            return key, None, True
         return key, response["ETag"].strip('"'), False
 
     with ThreadPoolExecutor(max_workers=_HEAD_THREADS, thread_name_prefix="guard-keep") as pool:
