@@ -385,6 +385,7 @@ class ReconcileRunAdmin(ReadOnlyAdmin):
         "mismatched",
         "unverified",
         "in_flight",
+        "kept",
         "repaired",
     ]
     list_filter = ["status", "verdict", "trigger", "repair", "pair"]

@@ -15,6 +15,7 @@ from replication.protection import guard
 from replication.protection.tasks import evaluate_guards
 from tests.factories import record_events
 from tests.lambda_support import BACKUP, SOURCE, backup_keys, invoke, put_event, s3_event, s3_record
+from tests.reconcile_support import an_hour_ago, reconcile_now
 
 HELD_PAIR = frozenset({(f"{SOURCE}/", f"{BACKUP}/")})
 
@@ -166,22 +167,23 @@ def test_drill_a_mass_delete_is_held_then_applied_on_release(
     assert evaluate_guards() == 1  # 2,000 > max(500, 10 x 10), within the minute
     for n in range(5):
         s3.put_object(Bucket=BACKUP, Key=f"doc/{n}.pdf", Body=b"precious")
-    # What the burst spared: a source listed empty would stop any repair from deleting.
-    for bucket in (SOURCE, BACKUP):
-        s3.put_object(Bucket=bucket, Key="spared.pdf", Body=b"still here")
+    # The source keeps one object: a repair never deletes extras beside an empty source
+    # listing (a wrong bucket or prefix lists nothing).
+    s3.put_object(Bucket=SOURCE, Key="still.pdf", Body=b"here")
+    s3.put_object(Bucket=BACKUP, Key="still.pdf", Body=b"here")
     event = s3_event(*(delete_record(f"doc/{n}.pdf") for n in range(5)))
 
     result = invoke(monkeypatch, s3, event, **lambda_env(live_server, ingest_key))
 
     assert result["held"] == 5 and result["failed"] == 0 and result["deleted"] == 0
-    assert backup_keys(s3) == [*(f"doc/{n}.pdf" for n in range(5)), "spared.pdf"]
+    assert backup_keys(s3) == [*(f"doc/{n}.pdf" for n in range(5)), "still.pdf"]
     assert CopyEvent.objects.filter(pair=mirroring, status="held").count() == 5
     assert ObjectState.objects.filter(pair=mirroring, key="doc/0.pdf").get().status == "held"
 
     guard.release(mirroring, admin_user, "apply")
     run = ReconcileRun.objects.get(pair=mirroring)
     assert run.repair and run.status == "succeeded", run.error
-    assert backup_keys(s3) == ["spared.pdf"]  # the source's state: the deletes applied
+    assert backup_keys(s3) == ["still.pdf"]  # the source's state: the deletes applied
     assert not GuardHold.objects.filter(released_at__isnull=True).exists()
 
     # Released: the next deletes are applied at once (after the 15 s cache, here reset).
@@ -191,6 +193,50 @@ def test_drill_a_mass_delete_is_held_then_applied_on_release(
         monkeypatch, s3, s3_event(delete_record("late.pdf")), **lambda_env(live_server, ingest_key)
     )
     assert result["deleted"] == 1 and result["held"] == 0
+
+
+def test_drill_a_mass_delete_is_held_then_kept_on_release(
+    transactional_db, live_server, mirroring, ingest_key, s3, monkeypatch, admin_user, client
+):
+    now = timezone.now()
+    record_events(
+        mirroring,
+        *(
+            {
+                "key": f"burst/{n:04d}",
+                "event_name": "ObjectRemoved:Delete",
+                "status": "deleted",
+                "etag": "",
+                "sequencer": f"{n + 1:06X}",
+                "event_time": now - timedelta(seconds=30),
+                "started_at": now - timedelta(seconds=20),
+                "finished_at": now - timedelta(seconds=10),
+            }
+            for n in range(2000)
+        ),
+    )
+    assert evaluate_guards() == 1
+    with an_hour_ago():
+        for n in range(5):
+            s3.put_object(Bucket=BACKUP, Key=f"doc/{n}.pdf", Body=b"precious")
+        s3.put_object(Bucket=SOURCE, Key="still.pdf", Body=b"here")
+        s3.put_object(Bucket=BACKUP, Key="still.pdf", Body=b"here")
+    event = s3_event(*(delete_record(f"doc/{n}.pdf") for n in range(5)))
+    result = invoke(monkeypatch, s3, event, **lambda_env(live_server, ingest_key))
+    assert result["held"] == 5
+
+    guard.release(mirroring, admin_user, "keep")
+
+    kept = ObjectState.objects.filter(pair=mirroring, finding="kept")
+    assert sorted(kept.values_list("key", flat=True)) == [f"doc/{n}.pdf" for n in range(5)]
+    assert not ObjectState.objects.filter(pair=mirroring).lacking().exists()
+    assert not ReconcileRun.objects.filter(pair=mirroring).exists()  # keep starts no repair
+    run = reconcile_now(mirroring)
+    assert (run.verdict, run.kept, run.extra) == ("in_sync", 5, 0)
+    assert backup_keys(s3) == [*(f"doc/{n}.pdf" for n in range(5)), "still.pdf"]
+    client.force_login(admin_user)
+    page = client.get(f"/pairs/{mirroring.name}/").content.decode()
+    assert "5 kept</strong>" in page and "released: keep the backup as it is" in page
 
 
 SSE_C_MESSAGE = (

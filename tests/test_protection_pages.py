@@ -234,7 +234,7 @@ def test_keep_releases_and_the_evidence_stays_on_the_page(client, pair):
         reverse("dashboard:pair-guard", args=["photos"]), {"action": "keep"}, follow=True
     )
     text = response.content.decode()
-    assert "Guard of photos released: the backup is kept as it is." in text
+    assert "Guard of photos released: the backup is kept as it is; 0 keys recorded as kept." in text
     assert "released: keep the backup as it is</strong> by someone" in text
     assert "tripped</strong>" in text
     hold = GuardHold.objects.get(pair=pair)

@@ -331,6 +331,8 @@ def test_every_surface_shows_the_same_count_and_the_same_behind_by(
 def test_the_lacking_query_and_the_object_state_rule_agree_on_every_combination(photos):
     import itertools
 
+    etag = "0cc175b9c0f1b6a831c399e269772661"
+
     from replication.models.events import LACKING_FINDINGS, CopyStatus
 
     found_at = timezone.now() - timedelta(hours=1)
@@ -363,6 +365,7 @@ def test_the_lacking_query_and_the_object_state_rule_agree_on_every_combination(
                 finding=finding,
                 finding_at=found_at if finding else None,
                 source_modified_at=before if finding else None,
+                **({"kept_etag": etag, "kept_at": found_at} if finding == Finding.KEPT else {}),
             )
         )
     ObjectState.objects.bulk_create(rows)

@@ -263,6 +263,8 @@ _NO_FINDING = {
     "finding_at": None,
     "source_modified_at": None,
     "lacking_since": None,
+    "kept_etag": "",
+    "kept_at": None,
 }
 
 

@@ -128,6 +128,9 @@ class Finding(models.TextChoices):
     MISMATCHED = "mismatched"
     REPAIRED = "repaired", "copied by repair"
     DELETED = "deleted", "deleted by repair"  # an extra, on a pair that mirrors deletes
+    # A held change released with "keep the backup as it is": the backup keeps its copy
+    # (``kept_etag``) until the source changes the key again (after ``kept_at``).
+    KEPT = "kept"
 
 
 # The findings that say the backup lacks or contradicts the source.
@@ -230,6 +233,11 @@ class ObjectState(CopyResult):
     source_modified_at = models.DateTimeField(null=True, blank=True)
     # When a run first found it lacking; kept while consecutive runs still do.
     lacking_since = models.DateTimeField(null=True, blank=True)
+    # Set with the finding "kept" (a held change released with "keep"): the backup's ETag
+    # at the release, and when. Reconcile counts the key kept while the backup still holds
+    # that ETag and the source has not changed since.
+    kept_etag = models.CharField(max_length=128, blank=True)
+    kept_at = models.DateTimeField(null=True, blank=True)
 
     objects = ObjectStateQuerySet.as_manager()
 
@@ -261,6 +269,10 @@ class ObjectState(CopyResult):
                 name="object_state_finding_valid",
                 condition=Q(finding__in=[*Finding.values, ""]),
             ),
+            models.CheckConstraint(
+                name="object_state_kept_with_etag",
+                condition=~Q(finding=Finding.KEPT) | (Q(kept_at__isnull=False) & ~Q(kept_etag="")),
+            ),
         ]
         indexes = [
             # Open failures per pair, newest first: overview counts and the pair page's list
@@ -282,6 +294,13 @@ class ObjectState(CopyResult):
                 name="object_state_deleted_idx",
                 fields=["pair", "finished_at"],
                 condition=Q(status=CopyStatus.DELETED),
+            ),
+            # Kept keys per pair: the pair page's count and each reconcile range's merge
+            # (WHERE pair_id = %s AND finding = 'kept' [AND key ...]); partial, so small.
+            models.Index(
+                name="object_state_kept_idx",
+                fields=["pair", "key"],
+                condition=Q(finding=Finding.KEPT),
             ),
         ]
 

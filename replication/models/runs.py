@@ -67,6 +67,11 @@ class ReconcileRun(models.Model):
     mismatched = models.BigIntegerField(default=0)
     unverified = models.BigIntegerField(default=0)
     in_flight = models.BigIntegerField(default=0)
+    kept = models.BigIntegerField(
+        default=0,
+        help_text="Objects the backup keeps as a guard release said (held changes kept): "
+        "neither missing, mismatched nor extra.",
+    )
     checksum_settled = models.BigIntegerField(
         default=0,
         help_text="Unverified or mismatched by their listings, settled by HEAD checksums "

@@ -3,27 +3,41 @@
 Each minute (beat) ``evaluate`` trips the guard of every enabled, unpaused pair whose last
 five minutes say so (guard_rules.decide); hourly ``recompute_usual`` refreshes each pair's
 usual count. A hold stays until a person releases it; every trip, release and pause is
-audited (GuardAudit).
+audited (GuardAudit). Releasing with "keep" records each key whose held change was not
+applied as kept (finding "kept", with the backup's ETag), which reconcile honours until the
+source changes the key again.
 """
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
+from botocore.exceptions import BotoCoreError, ClientError
 from django.db import IntegrityError, transaction
-from django.db.models import Q, Sum
+from django.db.models import F, Q, Sum
 from django.utils import timezone
 
+from replication import s3 as s3_clients
+from replication.lambda_function import DELETE, action_for
 from replication.models import (
     BucketPair,
+    CopyEvent,
     GuardAction,
     GuardAudit,
     GuardHold,
     GuardRelease,
     GuardTally,
+    ObjectState,
     ReconcileRun,
 )
+from replication.models.events import CopyStatus, Finding
 from replication.protection import guard_rules
 from replication.protection.counting import minute_of
+from replication.reconcile.findings import upsert_findings
 from replication.reconcile.queue import start_reconcile
+
+# HEADs of the backup at a "keep" release, in parallel (a held burst names thousands of keys).
+_HEAD_THREADS = 8
+_ABSENT = frozenset({"404", "NoSuchKey", "NotFound"})
 
 
 def window_counts(now: datetime, pair_ids=None) -> dict[int, tuple[int, int]]:
@@ -116,9 +130,20 @@ def release(pair: BucketPair, user, kind: str, now: datetime | None = None) -> G
     """Release the pair's open hold ("apply" or "keep"); None if it had none.
 
     "apply" then reconciles with repair, which applies the source's state to the backup.
+    "keep" records every key whose held change was not applied as kept, with the ETag the
+    backup holds (read before the hold is lifted, while the Lambda still leaves the backup
+    alone).
     """
     now = now or timezone.now()
     kind = GuardRelease(kind)
+    changes: dict[str, str] = {}
+    kept: dict[str, str] = {}
+    unread = 0
+    if kind == GuardRelease.KEEP:
+        hold = GuardHold.objects.filter(pair=pair, released_at__isnull=True).first()
+        if hold is not None:
+            changes = held_changes(hold)
+            kept, unread = backup_etags(pair, changes)
     with transaction.atomic():
         hold = (
             GuardHold.objects.select_for_update()
@@ -132,10 +157,92 @@ def release(pair: BucketPair, user, kind: str, now: datetime | None = None) -> G
         action = (
             GuardAction.RELEASED_APPLY if kind == GuardRelease.APPLY else GuardAction.RELEASED_KEEP
         )
-        GuardAudit.objects.create(pair=pair, at=now, action=action, by=user, note=hold.reason)
+        note = hold.reason
+        if kind == GuardRelease.KEEP:
+            record_kept(pair, kept, now)
+            deletes = sum(changes[key] == "delete" for key in kept)
+            note += (
+                f"; {len(kept):,} kept as the backup holds them ({deletes:,} deletes, "
+                f"{len(kept) - deletes:,} overwrites not applied)"
+            )
+            if unread:
+                note += f", {unread:,} could not be read from the backup (not recorded)"
+        GuardAudit.objects.create(pair=pair, at=now, action=action, by=user, note=note)
     if kind == GuardRelease.APPLY:
         start_reconcile(pair, trigger=ReconcileRun.Trigger.MANUAL, requested_by=user, repair=True)
     return hold
+
+
+def held_changes(hold: GuardHold) -> dict[str, str]:
+    """The keys whose change the Lambda held since ``hold`` began, each with its newest held
+    change's kind ("delete" or "overwrite")."""
+    events = (
+        CopyEvent.objects.filter(pair=hold.pair_id, status=CopyStatus.HELD)
+        .filter(finished_at__gte=hold.since)
+        .order_by("finished_at", "id")
+        .values_list("key", "event_name")
+    )
+    return {
+        key: "delete" if action_for(event_name) == DELETE else "overwrite"
+        for key, event_name in events
+    }
+
+
+def backup_etags(pair: BucketPair, changes: dict[str, str]) -> tuple[dict[str, str], int]:
+    """({source key: the backup's ETag}, how many could not be read) for the held keys the
+    backup holds, by a HEAD of each. A key the backup does not hold has nothing to keep."""
+    found: dict[str, str] = {}
+    unread = 0
+    if not changes:
+        return found, unread
+    client = s3_clients.client(pair.region)
+
+    def head(key: str) -> tuple[str, str | None, bool]:
+        try:
+            response = client.head_object(Bucket=pair.backup_bucket, Key=pair.backup_key(key))
+        except ClientError as error:
+            code = str(error.response.get("Error", {}).get("Code", ""))
+            return key, None, code not in _ABSENT
+        except (BotoCoreError, ValueError):
+            # Unreachable, or a key outside the pair's prefix: nothing known to keep.
+            return key, None, True
+        return key, response["ETag"].strip('"'), False
+
+    with ThreadPoolExecutor(max_workers=_HEAD_THREADS, thread_name_prefix="guard-keep") as pool:
+        for key, etag, failed in pool.map(head, sorted(changes)):
+            if etag:
+                found[key] = etag
+            unread += failed
+    return found, unread
+
+
+def record_kept(pair: BucketPair, etags: dict[str, str], now: datetime) -> None:
+    """Record each key as kept with the backup's ETag: the finding "kept", through the one
+    upsert that owns findings (a later run's finding replaces it)."""
+    findings = [
+        {
+            "key": key,
+            "finding": Finding.KEPT,
+            "source_modified_at": None,
+            "lacking_since": None,
+            "kept_etag": etag,
+            "kept_at": now,
+        }
+        for key, etag in sorted(etags.items())
+    ]
+    for start in range(0, len(findings), 500):
+        upsert_findings(pair.pk, None, now, findings[start : start + 500])
+
+
+# Kept and still current: no event for the key since it was kept.
+STILL_KEPT = Q(finding=Finding.KEPT) & (
+    Q(event_time__isnull=True) | Q(event_time__lte=F("finding_at"))
+)
+
+
+def kept_count(pair: BucketPair) -> int:
+    """Keys the backup keeps as a "keep" release said, the source not having changed since."""
+    return ObjectState.objects.filter(STILL_KEPT, pair=pair).count()
 
 
 def pause(pair: BucketPair, user, hours: int, now: datetime | None = None) -> datetime:

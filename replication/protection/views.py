@@ -48,10 +48,11 @@ class Panel:
     audit: list[GuardAudit] = field(default_factory=list)  # the latest trips, releases, pauses
     held: list[HeldChange] = field(default_factory=list)  # the open hold's newest held changes
     held_total: int = 0
+    kept: int = 0  # keys kept at a "keep" release that the source has not changed since
 
 
 def panel(pair: BucketPair) -> Panel:
-    """What the Protection panel shows of ``pair`` (three queries; two more while it holds)."""
+    """What the Protection panel shows of ``pair`` (four queries; two more while it holds)."""
     results = store.latest([pair.pk]).get(pair.pk, [])
     hold = guard.open_holds([pair.pk]).first()
     held, held_total = [], 0
@@ -70,13 +71,14 @@ def panel(pair: BucketPair) -> Panel:
             for event in rows.order_by("-finished_at", "-id")[:HELD_SHOWN]
         ]
     audit = list(GuardAudit.objects.filter(pair=pair).select_related("by")[:RECENT_AUDIT])
+    kept = guard.kept_count(pair)
     paused = pair.guard_paused_until
     paused = paused if paused is not None and paused > timezone.now() else None
     if not results:
-        return Panel([], None, "", hold, paused, audit, held, held_total)
+        return Panel([], None, "", hold, paused, audit, held, held_total, kept)
     worst = min((CheckState(r.state) for r in results), key=lambda s: s.rank)
     checked_at = min(r.checked_at for r in results)
-    return Panel(results, checked_at, worst.value, hold, paused, audit, held, held_total)
+    return Panel(results, checked_at, worst.value, hold, paused, audit, held, held_total, kept)
 
 
 @login_required
@@ -122,8 +124,11 @@ def guard_action(request, name):
                 "state to the backup.",
             )
         else:
+            kept = guard.kept_count(pair)
             messages.success(
-                request, f"Guard of {pair.name} released: the backup is kept as it is."
+                request,
+                f"Guard of {pair.name} released: the backup is kept as it is; "
+                f"{kept:,} {'key' if kept == 1 else 'keys'} recorded as kept.",
             )
     elif action == "pause":
         try:

@@ -28,6 +28,10 @@ KINDS = (MISSING, EXTRA, MISMATCHED, UNVERIFIED, IN_FLIGHT)
 # Not a difference: yielded only when asked (``diff(..., in_sync=True)``, or for the keys a
 # predicate chooses), for callers that record what a run established about objects in sync.
 IN_SYNC = "in_sync"
+# Not a difference either: an object the backup keeps as a guard release said ("keep the
+# backup as it is"): its held delete or overwrite was not applied, and the source has not
+# changed it since. Neither missing, mismatched nor extra; never repaired.
+KEPT = "kept"
 
 
 class Entry(NamedTuple):
@@ -71,6 +75,7 @@ class Tally:
     mismatched: int = 0
     unverified: int = 0
     in_flight: int = 0
+    kept: int = 0
     # Objects the listing left unverified or mismatched that HEAD checksums settled (in sync,
     # or unverified proven mismatched); already counted under what they were settled as.
     checksum_settled: int = 0
@@ -119,6 +124,14 @@ def compare(source: Entry, backup: Entry) -> str | None:
     return UNVERIFIED
 
 
+def still_kept(kept_etag: str, kept_at: datetime, source: Entry | None, backup: Entry) -> bool:
+    """Whether a key kept at a guard release still is: the backup holds the ETag it had then,
+    and the source has not changed the key since (absent, or last modified by then)."""
+    if backup.etag != kept_etag:
+        return False
+    return source is None or source.last_modified <= kept_at
+
+
 def diff(
     source: Iterable[Entry],
     backup: Iterable[Entry],
@@ -127,6 +140,7 @@ def diff(
     tally: Tally | None = None,
     in_sync: bool | Callable[[str], bool] = False,
     copy_failed: Callable[[str], bool] | None = None,
+    kept: Callable[[str, Entry | None, Entry], bool] | None = None,
 ) -> Iterator[Difference]:
     """Yield every difference between two listings sorted by key, counting all into ``tally``;
     with ``in_sync``, objects found in sync too (kind IN_SYNC), all in key order. A callable
@@ -137,6 +151,10 @@ def diff(
     unless ``copy_failed`` says their copy is known to have failed (an open failure), which
     makes them what they are, whatever their age. It is asked only about such young keys, in
     key order.
+
+    ``kept`` is asked about each extra or differing object (key, source entry or None,
+    backup entry), in key order, before the rules above: True makes it KEPT (the backup
+    keeps it as a guard release said), counted ``kept`` and nothing else.
     """
     tally = tally if tally is not None else Tally()
     source_iter, backup_iter = iter(source), iter(backup)
@@ -165,8 +183,12 @@ def diff(
         elif s is None or b.key < s.key:
             tally.destination_objects += 1
             tally.destination_bytes += b.size
-            tally.extra += 1
-            yield Difference(EXTRA, b.key, None, b)
+            if kept is not None and kept(b.key, None, b):
+                tally.kept += 1
+                yield Difference(KEPT, b.key, None, b)
+            else:
+                tally.extra += 1
+                yield Difference(EXTRA, b.key, None, b)
             previous_backup = b.key
             b = next(backup_iter, None)
         else:
@@ -182,6 +204,9 @@ def diff(
                 tally.in_sync += 1
                 if in_sync is not False and wanted(s.key):
                     yield Difference(IN_SYNC, s.key, s, b)
+            elif kept is not None and kept(s.key, s, b):
+                tally.kept += 1
+                yield Difference(KEPT, s.key, s, b)
             else:
                 if s.last_modified > in_flight_after and not (copy_failed and copy_failed(s.key)):
                     kind = IN_FLIGHT

@@ -4,12 +4,14 @@ A run writes a finding for every object it found missing or mismatched, every ob
 repair copied or deleted, and every object it found in sync that had an open problem (an
 open failure, or a lacking finding): so a failure whose later success report was lost does
 not stay open forever. In-flight, unverified and extra objects get none (an extra its repair
-deleted does).
+deleted does), nor do kept ones: a key kept at a guard release (finding "kept", written by
+replication/protection/guard.py through ``upsert_findings``) keeps its record until a
+finding of a later run, made because the source changed it again, replaces it.
 
 It works in the same streaming pass as the diff and keeps memory flat: findings go out in
 batched upserts, and the pair's problem keys in the range are read from the database in
-pages, in S3's key order, and merged with the listing as it goes by. A pair with no open
-problem costs one empty query per range.
+pages, in S3's key order, and merged with the listing as it goes by; so are its kept keys.
+A pair with no open problem and nothing kept costs two empty queries per range.
 """
 
 from collections.abc import Iterable, Iterator
@@ -22,7 +24,7 @@ from django.db.models.functions import Collate
 from replication.models import ObjectState, ReconcileRun
 from replication.models.events import LACKING_FINDINGS, CopyStatus, Finding
 from replication.reconcile.checksums import worth_checking
-from replication.reconcile.diff import IN_SYNC, MISMATCHED, MISSING, Difference
+from replication.reconcile.diff import IN_SYNC, MISMATCHED, MISSING, Difference, Entry, still_kept
 from replication.reconcile.ranges import KeyRange
 from replication.rows import insert_rows
 
@@ -55,8 +57,20 @@ def _byte_ordered(field: str):
 def problem_keys(pair_id: int, prefix: str, bounds: KeyRange) -> Iterator[str]:
     """The keys (relative to ``prefix``) of the pair's open problems in ``bounds``, in S3's
     key order, read a page at a time."""
+    for key, *_ in _in_key_order(problems(pair_id), prefix, bounds, ()):
+        yield key
+
+
+def kept_keys(pair_id: int, prefix: str, bounds: KeyRange) -> Iterator[tuple[str, str, datetime]]:
+    """(key relative to ``prefix``, kept ETag, kept at) of the pair's kept keys in ``bounds``,
+    in S3's key order, read a page at a time."""
+    kept = Q(pair_id=pair_id, finding=Finding.KEPT)
+    yield from _in_key_order(kept, prefix, bounds, ("kept_etag", "kept_at"))
+
+
+def _in_key_order(condition: Q, prefix: str, bounds: KeyRange, fields: tuple[str, ...]):
     rows = (
-        ObjectState.objects.filter(problems(pair_id), key__startswith=prefix)
+        ObjectState.objects.filter(condition, key__startswith=prefix)
         .annotate(byte_key=_byte_ordered("key"))
         .order_by("byte_key")
     )
@@ -65,12 +79,12 @@ def problem_keys(pair_id: int, prefix: str, bounds: KeyRange) -> Iterator[str]:
     after = None if bounds.start_after is None else prefix + bounds.start_after
     while True:
         page = rows if after is None else rows.filter(byte_key__gt=after)
-        keys = list(page.values_list("key", flat=True)[:_PAGE])
-        for key in keys:
-            yield key[len(prefix) :]
-        if len(keys) < _PAGE:
+        found = list(page.values_list("key", *fields)[:_PAGE])
+        for key, *values in found:
+            yield (key[len(prefix) :], *values)
+        if len(found) < _PAGE:
             return
-        after = keys[-1]
+        after = found[-1][0]
 
 
 class FindingWriter:
@@ -92,6 +106,8 @@ class FindingWriter:
         self._problems = problem_keys(self.pair.id, self.prefix, bounds)
         # Read on first need (a range with nothing in sync asks nothing); None when exhausted.
         self._next_problem: object = _UNREAD
+        self._kept = kept_keys(self.pair.id, self.prefix, bounds)
+        self._next_kept: object = _UNREAD
         self.pending: list[dict] = []
         self.written = 0
         # Keys with an open problem that may yet come out in sync, asked about while the
@@ -112,6 +128,18 @@ class FindingWriter:
         longer "open", but the backup still lacks the object). The merge asks this of young
         differing keys, in key order, to count them missing, not in flight."""
         return self._is_problem(key)
+
+    def kept(self, key: str, source: Entry | None, backup: Entry) -> bool:
+        """Whether a differing or extra object is one the backup keeps as a guard release
+        said, and still is (``still_kept``). The merge asks this in key order."""
+        if self._next_kept is _UNREAD:
+            self._next_kept = next(self._kept, None)
+        while self._next_kept is not None and self._next_kept[0] < key:
+            self._next_kept = next(self._kept, None)
+        if self._next_kept is None or self._next_kept[0] != key:
+            return False
+        _, kept_etag, kept_at = self._next_kept
+        return still_kept(kept_etag, kept_at, source, backup)
 
     def noting(self, differences: Iterable[Difference]) -> Iterator[Difference]:
         """``differences`` unchanged, asking ``wants_in_sync`` (in key order, as the merge
@@ -188,7 +216,18 @@ _NO_EVENT = {
     "finished_at": None,
     "updated_at": None,
 }
-_FINDING_FIELDS = ["finding", "finding_run", "finding_at", "source_modified_at", "lacking_since"]
+# What a finding other than "kept" stores in the kept columns (callers may leave them out).
+_NOT_KEPT = {"kept_etag": "", "kept_at": None}
+# Any finding replaces a kept record: "kept" comes with its ETag and time, the others clear them.
+_FINDING_FIELDS = [
+    "finding",
+    "finding_run",
+    "finding_at",
+    "source_modified_at",
+    "kept_etag",
+    "kept_at",
+    "lacking_since",  # last: assigned by its own rule
+]
 
 
 def _upsert_clause() -> str:
@@ -223,10 +262,11 @@ def _upsert_clause() -> str:
 
 def upsert_findings(pair_id: int, run_id: int, at: datetime, findings: list[dict]) -> None:
     """INSERT ... ON CONFLICT (pair, key) DO UPDATE of the finding columns only: the event
-    columns belong to ingest. ``findings`` holds key, finding, source_modified_at and
-    lacking_since; keys must be unique within the call."""
+    columns belong to ingest. ``findings`` holds key, finding, source_modified_at,
+    lacking_since, kept_etag and kept_at; keys must be unique within the call. ``run_id`` is
+    None for a finding no run made (keys kept at a guard release)."""
     fields = [f for f in ObjectState._meta.concrete_fields if not f.primary_key]
-    # Every column but four is the same for all rows: prepared once, not once per row (a
+    # Every column but six is the same for all rows: prepared once, not once per row (a
     # large run upserts tens of thousands of findings).
     fixed = {**_NO_EVENT, "pair_id": pair_id, "finding_run_id": run_id, "finding_at": at}
     template = [
@@ -250,6 +290,6 @@ def upsert_findings(pair_id: int, run_id: int, at: datetime, findings: list[dict
     for finding in findings:
         row = template.copy()
         for i, f in varying:
-            row[i] = prep(f, finding[f.attname])
+            row[i] = prep(f, finding.get(f.attname, _NOT_KEPT.get(f.attname)))
         rows.append(row)
     insert_rows(ObjectState, fields, rows, _upsert_clause())

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from replication import s3 as s3_clients
 from replication.models import BucketPair, Discrepancy, ReconcileRange, ReconcileRun
-from replication.reconcile.diff import IN_SYNC, Entry, ListingOrderError, Tally, diff
+from replication.reconcile.diff import IN_SYNC, KEPT, Entry, ListingOrderError, Tally, diff
 from replication.reconcile.findings import FindingWriter
 from replication.reconcile.heartbeat import (
     Heartbeat,
@@ -313,6 +313,8 @@ def _reconcile(
             in_sync=findings.wants_in_sync,
             # A young object whose copy is known to have failed is missing, not in flight.
             copy_failed=findings.copy_failed,
+            # A key kept at a guard release is neither extra nor mismatched: never repaired.
+            kept=findings.kept,
         )
         settled = second_opinion(
             findings.noting(differences),
@@ -340,7 +342,7 @@ def _reconcile(
             if outcome is not None:
                 repaired.record(difference.kind, outcome)
             findings.see(difference, copied=outcome is not None and outcome.done)
-            if difference.kind != IN_SYNC:
+            if difference.kind not in (IN_SYNC, KEPT):
                 writer.add(difference, outcome)
     writer.flush()
     if run.repair and pair.mirror_deletes and tally.source_objects:

@@ -3,10 +3,11 @@
 The verdict comes first, then the counts that explain it: "Run #12 of photos finished: out
 of sync, 2 missing, 1 mismatched". A run's ``status`` is never the headline ("is
 succeeded" says nothing about the backup). Objects in flight stand beside the verdict
-wherever it is: "in sync · 12 in flight". After a repair the verdict describes the backup as
-the repair left it, so the line says what was found and what was repaired, never a bare
-"in sync" beside "52 missing": "in sync after repair: 52 missing and 6 mismatched copied;
-1 extra kept".
+wherever it is: "in sync · 12 in flight", and so do keys kept at a guard release ("keep the
+backup as it is"), which are neither missing, mismatched nor extra: "in sync · 5 kept".
+After a repair the verdict describes the backup as the repair left it, so the line says
+what was found and what was repaired, never a bare "in sync" beside "52 missing": "in sync
+after repair: 52 missing and 6 mismatched copied; 1 extra kept".
 """
 
 VERDICT_LABELS = {"in_sync": "in sync", "out_of_sync": "out of sync", "unproven": "unproven"}
@@ -43,14 +44,25 @@ def verdict_detail(run) -> str:
     "52 missing and 6 mismatched copied; 1 extra kept · 12 in flight", "12 in flight".
     """
     parts = [repair_summary(run)] if run.repair else []
+    parts += _beside(run)
+    return " · ".join(parts)
+
+
+def _beside(run) -> list[str]:
+    """What stands beside the verdict without deciding it: keys kept at a guard release,
+    and objects in flight."""
+    parts = []
+    kept = getattr(run, "kept", 0)
+    if kept:
+        parts.append(f"{kept:,} kept")
     if run.in_flight:
         parts.append(f"{run.in_flight:,} in flight")
-    return " · ".join(parts)
+    return parts
 
 
 def verdict_line(run) -> str:
     """The verdict with everything that explains it, as one line of text:
-    "out of sync, 2 missing, 1 mismatched · 3 in flight"; "in sync · 12 in flight";
+    "out of sync, 2 missing, 1 mismatched · 3 in flight"; "in sync · 5 kept · 12 in flight";
     "in sync after repair: 52 missing and 6 mismatched copied; 1 extra kept"."""
     text = verdict_label(run)
     if run.repair:
@@ -61,8 +73,8 @@ def verdict_line(run) -> str:
         ]
         if counts:
             text += ", " + ", ".join(counts)
-    if run.in_flight:
-        text += f" · {run.in_flight:,} in flight"
+    for part in _beside(run):
+        text += f" · {part}"
     return text
 
 

@@ -125,6 +125,7 @@ def summary(run: ReconcileRun) -> dict:
         "mismatched": run.mismatched,
         "unverified": run.unverified,
         "in_flight": run.in_flight,
+        "kept": run.kept,
         "repaired": run.repaired,
         "duration_s": run.duration_s,
         "verdict": run.verdict or None,
@@ -149,7 +150,7 @@ def describe(run: ReconcileRun) -> str:
         f"backup {run.destination_objects:,} objects, {_size(run.destination_bytes)}",
         f"  in sync {run.in_sync:,}, missing {run.missing:,}, extra {run.extra:,}, "
         f"mismatched {run.mismatched:,}, unverified {run.unverified:,}, "
-        f"in flight {run.in_flight:,}",
+        f"in flight {run.in_flight:,}, kept {run.kept:,}",
     ]
     if run.checksum_settled:
         lines.append(
