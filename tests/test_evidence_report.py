@@ -346,3 +346,34 @@ def test_the_target_is_edited_in_the_admin_and_the_change_is_recorded(client, ph
     change = photos.objective_changes.get()
     assert (str(change.target_before), str(change.target_after)) == ("99.900", "99.500")
     assert change.lag_objective_before == change.lag_objective_after == 900
+
+
+def test_the_pair_page_and_the_report_both_say_when_the_objective_changed(client, viewer, photos):
+    with time_machine.travel(october(7, 9), tick=False):
+        call_command(
+            "add_pair",
+            "photos",
+            "--source",
+            "photos-src",
+            "--backup",
+            "photos-bak",
+            "--freshness-target",
+            "99.5",
+            stdout=io.StringIO(),
+        )
+    with time_machine.travel(NOW - timedelta(days=2), tick=False):
+        photos.refresh_from_db()
+        photos.lag_objective_seconds = 300
+        photos.save()
+    page = client.get("/pairs/photos/").content.decode()
+    panel = page[page.index('id="freshness"') :]
+    assert 'datetime="2026-10-07T09:00:00Z"' in panel
+    assert "Objective changed" in panel and "target 99.9% → 99.5%" in panel
+    assert 'datetime="2026-11-18T12:00:00Z"' in panel and "15 min → 5 min" in panel
+    october_report = client.get("/pairs/photos/report/2026-10/").content.decode()
+    assert "The objective changed on 2026-10-07 09:00 UTC" in october_report
+    assert "target 99.9% → 99.5%" in october_report
+    assert "2026-11-18" not in october_report  # a later month's change is that month's
+    november = list(csv.reader(io.StringIO(client.get("/pairs/photos/report/2026-11.csv").text)))
+    (change,) = [r for r in november if r[0] == "objective_change"]
+    assert change[1:4] == ["2026-11-18T12:00:00Z", "lag_objective_seconds", "300"]
