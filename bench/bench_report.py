@@ -11,8 +11,9 @@ What it does:
    evenly over last calendar month (UTC), inside PostgreSQL, with lags of a few seconds,
    0.3% over 15 minutes and 0.5% failures; the per-day freshness counts ingest would have
    kept (one grouped INSERT ... SELECT); a reconcile run every ``--runs-every`` minutes, one
-   in fifty out of sync; a health change and a sent notification every six hours; then
-   ANALYZE;
+   in fifty out of sync; a health change and a sent notification every six hours; the
+   seven protection checks every 5 minutes from a day before the month (a change of state
+   every 100 results); then ANALYZE;
 3. logs a superuser in with Django's test Client and times the report page, its CSV and the
    pair page, after two warm-up requests each;
 4. prints p50/p95 in milliseconds and the number of SQL queries of each.
@@ -97,6 +98,19 @@ FROM replication_healthchange WHERE pair_id = %(pair)s
 """
 
 
+# Every check every 5 minutes (hourly runs and many "check now"s: more than a site keeps),
+# a change of state every 100 results; none marked latest (the report reads history).
+PROTECTION_SQL = """
+INSERT INTO replication_protectionresult (
+    pair_id, check_id, state, reason, fix, detail, observed, checked_at, is_latest)
+SELECT %(pair)s, c, CASE WHEN mod(n / 100, 10) = 9 THEN 'warning' ELSE 'ok' END,
+       'reason ' || n, '', '', '', %(start)s::timestamptz + make_interval(mins => 5 * n), false
+FROM generate_series(-288, %(checks)s - 1) AS n,
+     unnest(ARRAY['backup_versioning', 'backup_retention', 'backup_object_lock',
+                  'backup_public_access', 'backup_policy', 'source_trigger', 'encryption']) AS c
+"""
+
+
 def previous_month(now: datetime) -> tuple[datetime, datetime]:
     first = datetime(now.year, now.month, 1, tzinfo=UTC)
     start = datetime(first.year - (first.month == 1), (first.month - 2) % 12 + 1, 1, tzinfo=UTC)
@@ -126,6 +140,7 @@ def fill(events: int, every: int) -> None:
         "runs": int(span // (every * 60)),
         "every": every,
         "changes": int(span // (6 * 3600)),
+        "checks": int(span // 300),
         "channel": channel.pk,
     }
     with connection.cursor() as cursor:
@@ -135,6 +150,7 @@ def fill(events: int, every: int) -> None:
             ("runs", RUNS_SQL),
             ("health changes", HEALTH_SQL),
             ("notifications", NOTIFICATIONS_SQL),
+            ("protection results", PROTECTION_SQL),
         ):
             step = time.perf_counter()
             cursor.execute(sql, params)

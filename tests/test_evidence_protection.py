@@ -22,7 +22,7 @@ def test_a_check_that_stayed_ok_all_month_is_ok_all_of_it():
     hourly = [result("backup_versioning", "ok", START + timedelta(hours=h)) for h in range(744)]
     (month,) = months_of_checks(start, hourly, START, END)
     assert (month.state_at_start, month.worst, month.changes) == ("ok", "ok", [])
-    assert month.ok_ratio == 1 and month.ok_shown == "100%"
+    assert month.ok_ratio == 1 and month.ok_shown == "100.0%"
 
 
 def test_each_change_of_state_is_listed_once_with_its_reason_and_counts_its_time():
@@ -41,7 +41,7 @@ def test_each_change_of_state_is_listed_once_with_its_reason_and_counts_its_time
     ]
     assert month.worst == "critical"
     assert month.seconds == {"ok": 720 * 3600, "critical": 12 * 3600, "warning": 12 * 3600}
-    assert month.ok_ratio == 720 / 744 and month.ok_shown == "96.8%"
+    assert month.ok_ratio == 720 / 744 and month.ok_shown == "96.7%"
 
 
 def test_time_before_a_checks_first_result_is_not_checked_and_not_ok():
@@ -71,12 +71,14 @@ def test_checks_come_in_the_posture_order_and_unknown_is_better_than_a_warning()
     assert [m.worst for m in months] == ["warning", "unknown"]
 
 
-def test_a_share_of_time_says_100_and_0_percent_only_when_exact():
-    assert [percent(r) for r in (1, 0.99999, 0.5, 0.00001, 0, None)] == [
-        "100%",
+def test_a_share_of_time_is_truncated_never_rounded_up_to_100_percent():
+    shares = (1, 0.99999, 720 / 744, 0.3, 0.00001, 0, None)
+    assert [percent(r) for r in shares] == [
+        "100.0%",
         "99.9%",
-        "50%",
-        "0.1%",
-        "0%",
-        "n/a",
+        "96.7%",
+        "30.0%",
+        "0.0%",
+        "0.0%",
+        "—",
     ]

@@ -237,7 +237,7 @@ def test_report_shows_each_checks_month_its_changes_worst_state_and_time_ok(
     assert (versioning.state_at_start, versioning.worst, versioning.ok_shown) == (
         "ok",
         "critical",
-        "96.8%",
+        "96.7%",
     )
     assert [(c.at, c.from_state, c.to_state) for c in section.changes] == [
         (october(5, 0), "ok", "critical"),
@@ -249,7 +249,7 @@ def test_report_shows_each_checks_month_its_changes_worst_state_and_time_ok(
     body = client.get("/pairs/photos/report/2026-10/").content.decode()
     protection = body[body.index('id="protection"') : body.index('id="drills"')]
     assert "not recorded" not in protection
-    assert "Backup versioning" in protection and "96.8%" in protection
+    assert "Backup versioning" in protection and "96.7%" in protection
     assert "2026-10-05 00:00 UTC" in protection and "versioning is suspended" in protection
     assert "from 2026-10-01 00:00 UTC to 2026-11-01 00:00 UTC" in protection
     rows = list(csv.reader(io.StringIO(client.get("/pairs/photos/report/2026-10.csv").text)))

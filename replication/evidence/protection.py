@@ -6,6 +6,7 @@ before a check's first result, or before the pair existed, is "not checked": it 
 against the share of time ok.
 """
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -91,15 +92,13 @@ class CheckMonth:
 
 
 def percent(ratio: float | None) -> str:
-    """A share of time for people: 100% only when it is all of it, 0% only when none."""
+    """A share of time, truncated to one decimal like the freshness figures (never rounded
+    up to 100%)."""
     if ratio is None:
-        return "n/a"
-    shown = f"{100 * ratio:.1f}"
-    if shown == "100.0" and ratio < 1:
-        shown = "99.9"
-    if shown == "0.0" and ratio > 0:
-        shown = "0.1"
-    return f"{shown.removesuffix('.0')}%"
+        return "—"
+    # Rounded first at a millionth so that float noise (0.3 * 1000 = 299.999...) is not cut.
+    whole, tenth = divmod(math.floor(round(ratio * 1000, 6)), 10)
+    return f"{whole}.{tenth}%"
 
 
 def _rank(state: str) -> int:

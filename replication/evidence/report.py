@@ -115,7 +115,7 @@ class OutOfSyncRun:
 
 @dataclass
 class Section:
-    """A section fed by records that may not exist yet (protection checks, restore drills)."""
+    """A section fed by records that do not exist yet (restore drills)."""
 
     recorded: bool
     rows: list = field(default_factory=list)
