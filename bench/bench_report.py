@@ -71,11 +71,13 @@ INSERT INTO replication_reconcilerun (
     finished_at, heartbeat_at, error, objects_scanned, source_objects, destination_objects,
     source_bytes, destination_bytes, in_sync, missing, extra, mismatched, unverified,
     in_flight, checksum_settled, repaired, repair_failed, discrepancies_stored, ranges_total,
-    ranges_done, range_boundaries, requested_by_id)
+    ranges_done, range_boundaries, requested_by_id, repair_total, repaired_missing,
+    repaired_mismatched, extras_deleted, settled_in_sync, settled_missing)
 SELECT %(pair)s, 'scheduled', false, 'succeeded',
        CASE WHEN mod(n, 50) = 0 THEN 'out_of_sync' ELSE 'in_sync' END, '', t, t,
        t + interval '40 seconds', t, '', 80000, 40000, 40000, 0, 0, 40000,
-       CASE WHEN mod(n, 50) = 0 THEN 3 ELSE 0 END, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, '[]', NULL
+       CASE WHEN mod(n, 50) = 0 THEN 3 ELSE 0 END, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, '[]', NULL,
+       0, 0, 0, 0, 0, 0
 FROM generate_series(0, %(runs)s - 1) AS n,
      LATERAL (SELECT %(start)s::timestamptz + make_interval(mins => n * %(every)s) AS t) AS r
 """
