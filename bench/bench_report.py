@@ -11,8 +11,9 @@ What it does:
    evenly over last calendar month (UTC), inside PostgreSQL, with lags of a few seconds,
    0.3% over 15 minutes and 0.5% failures; the per-day freshness counts ingest would have
    kept (one grouped INSERT ... SELECT); a reconcile run every ``--runs-every`` minutes, one
-   in fifty out of sync; a health change and a sent notification every six hours; then
-   ANALYZE;
+   in fifty out of sync; a health change and a sent notification every six hours; the
+   seven protection checks every 5 minutes from a day before the month (a change of state
+   every 100 results); then ANALYZE;
 3. logs a superuser in with Django's test Client and times the report page, its CSV and the
    pair page, after two warm-up requests each;
 4. prints p50/p95 in milliseconds and the number of SQL queries of each.
@@ -70,11 +71,13 @@ INSERT INTO replication_reconcilerun (
     finished_at, heartbeat_at, error, objects_scanned, source_objects, destination_objects,
     source_bytes, destination_bytes, in_sync, missing, extra, mismatched, unverified,
     in_flight, checksum_settled, repaired, repair_failed, discrepancies_stored, ranges_total,
-    ranges_done, range_boundaries, requested_by_id)
+    ranges_done, range_boundaries, requested_by_id, repair_total, repaired_missing,
+    repaired_mismatched, extras_deleted, settled_in_sync, settled_missing)
 SELECT %(pair)s, 'scheduled', false, 'succeeded',
        CASE WHEN mod(n, 50) = 0 THEN 'out_of_sync' ELSE 'in_sync' END, '', t, t,
        t + interval '40 seconds', t, '', 80000, 40000, 40000, 0, 0, 40000,
-       CASE WHEN mod(n, 50) = 0 THEN 3 ELSE 0 END, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, '[]', NULL
+       CASE WHEN mod(n, 50) = 0 THEN 3 ELSE 0 END, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, '[]', NULL,
+       0, 0, 0, 0, 0, 0
 FROM generate_series(0, %(runs)s - 1) AS n,
      LATERAL (SELECT %(start)s::timestamptz + make_interval(mins => n * %(every)s) AS t) AS r
 """
@@ -94,6 +97,19 @@ INSERT INTO replication_notification (
     created_at, claimed_at, next_attempt_at, sent_at)
 SELECT id, %(channel)s, 'alert', 0, to_state, reason, 'sent', 1, '', at, at, at, at
 FROM replication_healthchange WHERE pair_id = %(pair)s
+"""
+
+
+# Every check every 5 minutes (hourly runs and many "check now"s: more than a site keeps),
+# a change of state every 100 results; none marked latest (the report reads history).
+PROTECTION_SQL = """
+INSERT INTO replication_protectionresult (
+    pair_id, check_id, state, reason, fix, detail, observed, checked_at, is_latest)
+SELECT %(pair)s, c, CASE WHEN mod(n / 100, 10) = 9 THEN 'warning' ELSE 'ok' END,
+       'reason ' || n, '', '', '', %(start)s::timestamptz + make_interval(mins => 5 * n), false
+FROM generate_series(-288, %(checks)s - 1) AS n,
+     unnest(ARRAY['backup_versioning', 'backup_retention', 'backup_object_lock',
+                  'backup_public_access', 'backup_policy', 'source_trigger', 'encryption']) AS c
 """
 
 
@@ -126,6 +142,7 @@ def fill(events: int, every: int) -> None:
         "runs": int(span // (every * 60)),
         "every": every,
         "changes": int(span // (6 * 3600)),
+        "checks": int(span // 300),
         "channel": channel.pk,
     }
     with connection.cursor() as cursor:
@@ -135,6 +152,7 @@ def fill(events: int, every: int) -> None:
             ("runs", RUNS_SQL),
             ("health changes", HEALTH_SQL),
             ("notifications", NOTIFICATIONS_SQL),
+            ("protection results", PROTECTION_SQL),
         ):
             step = time.perf_counter()
             cursor.execute(sql, params)

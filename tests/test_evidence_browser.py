@@ -2,7 +2,7 @@
 390 px, and printed to PDF on A4 and on US Letter. Screenshots go where the
 dashboard's browser tests put theirs (the ``shots`` fixture)."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.contrib.auth.models import User
@@ -56,6 +56,33 @@ def a_month_of(plan: scenario.PairPlan, now: datetime) -> None:
     history.record_story(told)
 
 
+def checks_of_a_month(name: str, start: datetime) -> None:
+    """Every protection check ok daily from the month's start, but versioning suspended
+    from the 10th to the 12th (long reasons, to see them wrap)."""
+    from replication.models import BucketPair, ProtectionCheck, ProtectionResult
+
+    pair = BucketPair.objects.get(name=name)
+    rows = []
+    for day in range(28):
+        at = start + timedelta(days=day)
+        for check in ProtectionCheck.values:
+            bad = check == "backup_versioning" and 9 <= day < 12
+            rows.append(
+                ProtectionResult(
+                    pair=pair,
+                    check_id=check,
+                    state="critical" if bad else "ok",
+                    reason="the backup bucket's versioning is suspended: overwritten and "
+                    "deleted objects cannot be restored"
+                    if bad
+                    else f"{check} as required",
+                    checked_at=at,
+                    is_latest=False,
+                )
+            )
+    ProtectionResult.objects.bulk_create(rows)
+
+
 def log_in(tab, url: str) -> None:
     tab.goto(f"{url}/admin/login/?next=/")
     tab.fill("#id_username", "auditor")
@@ -84,14 +111,18 @@ def test_last_months_report_reads_on_a_desktop_a_phone_and_on_paper(
     a_month_of(photos, now)
     a_month_of(invoices, now)
     User.objects.create_superuser("auditor", password="correct horse")
-    month = f"{previous_month(month_start(now.date())):%Y-%m}"
+    first = previous_month(month_start(now.date()))
+    month = f"{first:%Y-%m}"
+    checks_of_a_month(invoices.name, datetime(first.year, first.month, 1, tzinfo=UTC))
 
     log_in(page, live_server.url)
     page.goto(f"{live_server.url}/pairs/demo-invoices/report/{month}/")
     assert page.locator("h1").inner_text().startswith("demo-invoices, ")
     assert page.locator("#reconcile table tbody tr").count() >= 1  # the weekend's runs
     assert "in sync again at run #" in page.locator("#reconcile").inner_text()
-    assert "not recorded" in page.locator("#protection").inner_text()
+    protection = page.locator("#protection")
+    assert protection.locator("table").first.locator("tbody tr").count() == 7
+    assert "the backup bucket's versioning is suspended" in protection.inner_text()
     page.screenshot(path=shots / "report.png", full_page=True)
 
     page.goto(f"{live_server.url}/pairs/demo-photos/")
@@ -103,6 +134,7 @@ def test_last_months_report_reads_on_a_desktop_a_phone_and_on_paper(
     phone.goto(f"{live_server.url}/pairs/demo-invoices/report/{month}/")
     assert_fits(phone, "report")
     phone.screenshot(path=shots / "report-390.png", full_page=True)
+    phone.locator("#protection").screenshot(path=shots / "report-protection-390.png")
 
     page.goto(f"{live_server.url}/pairs/demo-invoices/report/{month}/")
     page.emulate_media(media="print")

@@ -12,7 +12,13 @@ from django.core.management import CommandError, call_command
 
 from replication.evidence.facts import pair_freshness
 from replication.evidence.report import build_report
-from replication.models import AlertChannel, HealthChange, Notification, ReconcileRun
+from replication.models import (
+    AlertChannel,
+    HealthChange,
+    Notification,
+    ProtectionResult,
+    ReconcileRun,
+)
 from replication.monitoring.metrics import exposition
 from tests.factories import make_pair, record_events
 
@@ -106,7 +112,8 @@ def test_report_shows_freshness_worst_days_coverage_health_and_alerts(
     assert f"#{bad.pk}" in body and "4 missing, 1 mismatched" in body
     assert f"in sync again at run #{good.pk}, 2026-10-03 10:00 UTC (1 d later)" in body
     assert "repaired 5" in body
-    assert "Protection checks: not recorded." in body and "Restore drills: none ran" in body
+    assert "Protection checks: not recorded (no check ran this month)." in body
+    assert "Restore drills: none ran this month." in body
     assert "4 objects missing" in body and "1 alert sent" in body
     assert "<svg" in body
 
@@ -193,6 +200,81 @@ def test_csv_carries_the_same_figures_in_utc_with_text_neutralised(
     assert facts["protection", "recorded"][3] == "no"
 
 
+def check(pair, check_id: str, state: str, at: datetime, reason: str = "") -> ProtectionResult:
+    """One stored protection result (none of them the latest: the report reads history)."""
+    return ProtectionResult.objects.create(
+        pair=pair,
+        check_id=check_id,
+        state=state,
+        reason=reason or f"{check_id} {state}",
+        checked_at=at,
+        is_latest=False,
+    )
+
+
+@pytest.fixture
+def october_protection(photos):
+    """Versioning ok until it was suspended on the 5th for a day; encryption first checked
+    on the 11th; public access a warning since September and not checked in October."""
+    check(photos, "backup_versioning", "ok", october(1, 0) - timedelta(days=1), "enabled")
+    check(photos, "backup_public_access", "warning", datetime(2026, 9, 20, tzinfo=UTC), "open")
+    for day in range(1, 32):
+        for hour in (0, 6, 12, 18):
+            at = october(day, hour)
+            bad = october(5, 0) <= at < october(6, 0)
+            reason = "versioning is suspended" if bad else "enabled"
+            check(photos, "backup_versioning", "critical" if bad else "ok", at, reason)
+            if day >= 11:
+                check(photos, "encryption", "ok", at, "SSE-S3")
+
+
+def test_report_shows_each_checks_month_its_changes_worst_state_and_time_ok(
+    client, viewer, photos, october_protection
+):
+    section = build_report(photos, october(1).date(), NOW).protection
+    assert section.recorded
+    versioning, public, encryption = section.checks
+    assert (versioning.state_at_start, versioning.worst, versioning.ok_shown) == (
+        "ok",
+        "critical",
+        "96.7%",
+    )
+    assert [(c.at, c.from_state, c.to_state) for c in section.changes] == [
+        (october(5, 0), "ok", "critical"),
+        (october(6, 0), "critical", "ok"),
+        (october(11, 0), None, "ok"),
+    ]
+    assert (public.state_at_start, public.worst, public.ok_ratio) == ("warning", "warning", 0)
+    assert (encryption.state_at_start, encryption.ok_ratio) == (None, 504 / 744)
+    body = client.get("/pairs/photos/report/2026-10/").content.decode()
+    protection = body[body.index('id="protection"') : body.index('id="drills"')]
+    assert "not recorded" not in protection
+    assert "Backup versioning" in protection and "96.7%" in protection
+    assert "2026-10-05 00:00 UTC" in protection and "versioning is suspended" in protection
+    assert "from 2026-10-01 00:00 UTC to 2026-11-01 00:00 UTC" in protection
+    rows = list(csv.reader(io.StringIO(client.get("/pairs/photos/report/2026-10.csv").text)))
+    facts = {(r[0], r[2]): r for r in rows}
+    assert facts["protection", "backup_versioning.state_at_start"][3] == "ok"
+    assert facts["protection", "backup_versioning.worst_state"][3] == "critical"
+    assert facts["protection", "backup_versioning.percent_ok"][3] == str(round(72000 / 744, 4))
+    assert facts["protection", "encryption.percent_ok"][4].endswith("; 32.2581% not checked")
+    change = facts["protection_change", "backup_versioning: ok -> critical"]
+    assert change[1] == "2026-10-05T00:00:00Z" and change[4] == "versioning is suspended"
+    assert facts["protection_change", "encryption: not checked -> ok"][1] == "2026-10-11T00:00:00Z"
+
+
+def test_protection_is_not_recorded_only_for_a_month_in_which_no_check_ran(
+    client, viewer, photos, october_protection
+):
+    september = build_report(photos, datetime(2026, 9, 1).date(), NOW).protection
+    assert september.recorded  # two checks ran in September
+    ProtectionResult.objects.filter(checked_at__gte=october(1, 0)).delete()
+    october_section = build_report(photos, october(1).date(), NOW).protection
+    assert not october_section.recorded
+    body = client.get("/pairs/photos/report/2026-10/").content.decode()
+    assert "Protection checks: not recorded (no check ran this month)." in body
+
+
 def test_report_runs_a_bounded_number_of_queries(
     client, viewer, photos, october_history, django_assert_max_num_queries
 ):
@@ -206,10 +288,15 @@ def test_report_runs_a_bounded_number_of_queries(
             reason="x",
             at=october(day),
         )
-    # Session, user, pair, then the report's eight.
-    with django_assert_max_num_queries(11):
+    for day in range(1, 29):  # four protection results a day, a change every other day
+        for check_id in ("backup_versioning", "encryption"):
+            check(photos, check_id, "ok" if day % 2 else "warning", october(day, 1))
+            check(photos, check_id, "ok" if day % 2 else "warning", october(day, 2))
+    # Session, user, pair, then the report's ten (eight, and protection's two: the month's
+    # changes and the results in force at its start, whatever the number of results).
+    with django_assert_max_num_queries(13):
         assert client.get("/pairs/photos/report/2026-10/").status_code == 200
-    with django_assert_max_num_queries(11):
+    with django_assert_max_num_queries(13):
         assert client.get("/pairs/photos/report/2026-10.csv").status_code == 200
 
 
@@ -288,3 +375,34 @@ def test_report_lists_the_months_restore_drills_with_their_outcome(photos):
     assert section.rows[0][0] == "2026-11-03 04:00 UTC"
     assert section.rows[0][3] == "21 of 21 objects verified, 1,200,000 bytes in 41.0 s"
     assert section.rows[1][3] == "bytes differ"
+
+
+def test_the_pair_page_and_the_report_both_say_when_the_objective_changed(client, viewer, photos):
+    with time_machine.travel(october(7, 9), tick=False):
+        call_command(
+            "add_pair",
+            "photos",
+            "--source",
+            "photos-src",
+            "--backup",
+            "photos-bak",
+            "--freshness-target",
+            "99.5",
+            stdout=io.StringIO(),
+        )
+    with time_machine.travel(NOW - timedelta(days=2), tick=False):
+        photos.refresh_from_db()
+        photos.lag_objective_seconds = 300
+        photos.save()
+    page = client.get("/pairs/photos/").content.decode()
+    panel = page[page.index('id="freshness"') :]
+    assert 'datetime="2026-10-07T09:00:00Z"' in panel
+    assert "Objective changed" in panel and "target 99.9% → 99.5%" in panel
+    assert 'datetime="2026-11-18T12:00:00Z"' in panel and "15 min → 5 min" in panel
+    october_report = client.get("/pairs/photos/report/2026-10/").content.decode()
+    assert "The objective changed on 2026-10-07 09:00 UTC" in october_report
+    assert "target 99.9% → 99.5%" in october_report
+    assert "2026-11-18" not in october_report  # a later month's change is that month's
+    november = list(csv.reader(io.StringIO(client.get("/pairs/photos/report/2026-11.csv").text)))
+    (change,) = [r for r in november if r[0] == "objective_change"]
+    assert change[1:4] == ["2026-11-18T12:00:00Z", "lag_objective_seconds", "300"]

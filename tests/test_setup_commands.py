@@ -1,4 +1,5 @@
 import json
+from decimal import Decimal
 from io import StringIO
 
 import pytest
@@ -79,6 +80,47 @@ class TestAddPair:
         with pytest.raises(CommandError, match=message):
             run("add_pair", "p", "--source", "a-src", "--backup", "a-bak", *args)
         assert not BucketPair.objects.exists()
+
+    def test_sets_the_freshness_target_and_protection_window_and_records_the_change(self):
+        run("add_pair", "p", "--source", "a-src", "--backup", "a-bak")
+        out, _ = run(
+            "add_pair",
+            "p",
+            "--source",
+            "a-src",
+            "--backup",
+            "a-bak",
+            "--freshness-target",
+            "99.5%",
+            "--protection-window-days",
+            "35",
+        )
+        pair = BucketPair.objects.get(name="p")
+        assert (pair.freshness_target, pair.protection_window_days) == (Decimal("99.5"), 35)
+        assert "99.5% of copies within 900 s, protection window 35 d" in out
+        change = pair.objective_changes.get()
+        assert (change.target_before, change.target_after) == (Decimal("99.9"), Decimal("99.5"))
+
+    @pytest.mark.parametrize(
+        ("args", "message"),
+        [
+            (["--freshness-target", "most"], "'most' is not a percentage"),
+            (["--freshness-target", "0"], "'0' must be more than 0 and at most 100"),
+            (["--freshness-target", "100.5"], "must be more than 0 and at most 100"),
+            (["--freshness-target", "NaN"], "must be more than 0 and at most 100"),
+            (["--freshness-target", "99.9999"], "has more than three decimal places"),
+            (["--protection-window-days", "0"], "must be at least 1"),
+            (["--protection-window-days", "a month"], "is not a whole number"),
+        ],
+    )
+    def test_a_bad_target_or_window_is_one_line_and_changes_nothing(self, args, message):
+        run("add_pair", "p", "--source", "a-src", "--backup", "a-bak")
+        with pytest.raises(CommandError, match=message) as caught:
+            run("add_pair", "p", "--source", "a-src", "--backup", "a-bak", *args)
+        assert "\n" not in str(caught.value)
+        pair = BucketPair.objects.get(name="p")
+        assert (pair.freshness_target, pair.protection_window_days) == (Decimal("99.9"), 30)
+        assert not pair.objective_changes.exists()
 
     def test_a_leading_slash_of_a_prefix_is_kept(self):
         run("add_pair", "logs", "--source", "logs-src//logs", "--backup", "logs-bak/copies")

@@ -10,6 +10,7 @@ from decimal import Decimal
 
 from replication.dashboard.export import neutralise
 from replication.evidence.freshness import format_objective, format_target
+from replication.evidence.protection import NOT_CHECKED
 from replication.evidence.report import Report
 
 HEADER = ["section", "at_utc", "item", "value", "detail"]
@@ -93,11 +94,11 @@ def rows(report: Report) -> Iterator[list]:
             item.found,
             item.ended,
         ]
-    for name, section in (("protection", report.protection), ("drills", report.drills)):
-        if not section.recorded:
-            yield [name, "", "recorded", False, section.note]
-        for row in section.rows:
-            yield [name, *row]
+    yield from _protection(report)
+    if not report.drills.recorded:
+        yield ["drills", "", "recorded", False, report.drills.note]
+    for row in report.drills.rows:
+        yield ["drills", *row]
     if report.state_at_start is not None:
         change = report.state_at_start
         yield ["health", "", "state_at_start", change.to_state, change.reason]
@@ -116,6 +117,40 @@ def rows(report: Report) -> Iterator[list]:
             f"{note.kind} to {note.channel.name}",
             note.status,
             note.reason,
+        ]
+
+
+def _protection(report: Report) -> Iterator[list]:
+    """Per check: the state at the start, the worst, the share of time ok; then every change."""
+    section = report.protection
+    if not section.recorded:
+        yield ["protection", "", "recorded", False, section.note]
+        return
+    measured = f"of {_z(section.since)} to {_z(section.until)}"
+    for check in section.checks:
+        start = check.at_start
+        yield [
+            "protection",
+            _z(start.at) if start else "",
+            f"{check.check_id}.state_at_start",
+            start.state if start else NOT_CHECKED,
+            start.reason if start else "",
+        ]
+        yield ["protection", "", f"{check.check_id}.worst_state", check.worst, ""]
+        yield [
+            "protection",
+            "",
+            f"{check.check_id}.percent_ok",
+            _percent(check.ok_ratio),
+            f"{measured}; {_percent(check.not_checked_ratio)}% not checked",
+        ]
+    for change in section.changes:
+        yield [
+            "protection_change",
+            _z(change.at),
+            f"{change.check_id}: {change.from_state or NOT_CHECKED} -> {change.to_state}",
+            change.to_state,
+            change.reason,
         ]
 
 

@@ -3,17 +3,19 @@ number of queries (none of them reads events: freshness comes from the per-day t
 
 Sections: freshness against the target with the worst days; reconcile coverage (days with
 an in-sync verdict, every out-of-sync run, what it found and how it ended); protection
-checks and restore drills (``Section``s, "not recorded" until those records exist); health
-changes and the alerts sent. The page (views.py), the CSV (export.py) and the ``report``
-command all render this one object.
+checks over the month (from their results' history); restore drills (a ``Section``, "not
+recorded" until those records exist); health changes and the alerts sent. The page
+(views.py), the CSV (export.py) and the ``report`` command all render this one object.
 """
 
+import operator
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import reduce
 
-from django.db.models import Count, OuterRef, Subquery
-from django.db.models.functions import TruncDate
+from django.db.models import Count, F, OuterRef, Q, Subquery, Window
+from django.db.models.functions import Lead, TruncDate
 
 from replication.dashboard.humanize import duration
 from replication.evidence.charts import FreshnessChart, freshness_chart
@@ -32,11 +34,14 @@ from replication.evidence.freshness import (
     next_month,
     utc_day,
 )
+from replication.evidence.protection import CheckMonth, Result, StateChange, months_of_checks
 from replication.models import (
     BucketPair,
     HealthChange,
     Notification,
     ObjectiveChange,
+    ProtectionCheck,
+    ProtectionResult,
     ReconcileRun,
     RestoreDrill,
 )
@@ -111,11 +116,29 @@ class OutOfSyncRun:
 
 @dataclass
 class Section:
-    """A section fed by records that may not exist yet (protection checks, restore drills)."""
+    """A section fed by records that do not exist yet (restore drills)."""
 
     recorded: bool
     rows: list = field(default_factory=list)
     note: str = ""
+
+
+@dataclass
+class ProtectionSection:
+    """Each check's month (state at the start, changes, worst state, share of time ok);
+    recorded when at least one check ran in the month."""
+
+    recorded: bool
+    checks: list[CheckMonth] = field(default_factory=list)
+    note: str = ""
+    since: datetime | None = None  # the time measured: the month, from the pair's creation
+    until: datetime | None = None  # and up to now
+
+    @property
+    def changes(self) -> list[StateChange]:
+        """Every change of state of the month, in time order."""
+        found = [c for month in self.checks for c in month.changes]
+        return sorted(found, key=lambda c: c.at)
 
 
 @dataclass
@@ -130,7 +153,7 @@ class Report:
     days: list[Day]
     runs_by_verdict: Counter
     out_of_sync: list[OutOfSyncRun]
-    protection: Section
+    protection: ProtectionSection
     drills: Section
     state_at_start: HealthChange | None
     health_changes: list[HealthChange]
@@ -182,7 +205,8 @@ class Report:
 
 def build_report(pair: BucketPair, month: date, now: datetime) -> Report:
     """The report of ``pair`` for ``month`` (its first day); raises NoReport for a month in
-    the future or before the pair existed. Eight queries whatever the month held."""
+    the future or before the pair existed. Ten queries whatever the month held
+    (nine when no protection check ran in it)."""
     problem = month_problem(month, now, pair.created_at)
     if problem:
         raise NoReport(problem)
@@ -218,7 +242,7 @@ def build_report(pair: BucketPair, month: date, now: datetime) -> Report:
         days=days,
         runs_by_verdict=runs_by_verdict,
         out_of_sync=_out_of_sync_runs(pair, start, end),
-        protection=protection_section(pair, start, end),
+        protection=protection_section(pair, start, end, now),
         drills=drills_section(pair, start, end),
         state_at_start=HealthChange.objects.filter(pair=pair, at__lt=start)
         .order_by("-at", "-id")
@@ -282,10 +306,63 @@ def _out_of_sync_runs(pair: BucketPair, start: datetime, end: datetime) -> list[
     return [OutOfSyncRun(run, run.resolved_by_id, run.resolved_at) for run in runs]
 
 
-def protection_section(pair: BucketPair, start: datetime, end: datetime) -> Section:
-    """Protection checks of the month and their changes. Not recorded yet: this site keeps
-    no protection check results; once it does, read them here (one query)."""
-    return Section(recorded=False, note="Protection checks: not recorded.")
+def protection_section(
+    pair: BucketPair, start: datetime, end: datetime, now: datetime
+) -> ProtectionSection:
+    """Protection checks of the month from their results (two queries, whatever the number
+    of results: the month's changes, then the result in force at the start of each check)."""
+    span_start, span_end = max(start, pair.created_at), min(end, now)
+    history = ProtectionResult.objects.filter(pair=pair)
+    # The month's results that differ from the check's previous result in the month, and
+    # each check's first: the window runs in the database, so a check run every few minutes
+    # sends only its changes (the first is compared with the state at the start here).
+    in_month = (
+        history.filter(checked_at__gte=span_start, checked_at__lt=span_end)
+        .annotate(
+            # Newest first, in the order of protection_history_idx, so that PostgreSQL reads
+            # the index instead of sorting the month's results: the previous result is the
+            # next row. (Two results of one check at the same microsecond do not happen.)
+            previous=Window(
+                Lead("state"), partition_by=[F("check_id")], order_by=F("checked_at").desc()
+            )
+        )
+        .filter(Q(previous__isnull=True) | ~Q(previous=F("state")))
+        .order_by("check_id", "-checked_at")
+        .values_list("check_id", "state", "reason", "checked_at")
+    )
+    results = [Result(*row) for row in in_month]
+    if not results:
+        return ProtectionSection(
+            recorded=False, note="Protection checks: not recorded (no check ran this month)."
+        )
+    # The latest result of each check before the month: one index probe per check
+    # (protection_history_idx: pair, check_id, -checked_at; ordering by id too would sort
+    # all of the check's history instead).
+    latest_before = reduce(
+        operator.or_,
+        (
+            Q(
+                pk=Subquery(
+                    history.filter(check_id=check, checked_at__lt=span_start)
+                    .order_by("-checked_at")
+                    .values("pk")[:1]
+                )
+            )
+            for check in ProtectionCheck.values
+        ),
+    )
+    at_start = {
+        check: Result(check, state, reason, at)
+        for check, state, reason, at in history.filter(latest_before).values_list(
+            "check_id", "state", "reason", "checked_at"
+        )
+    }
+    return ProtectionSection(
+        recorded=True,
+        checks=months_of_checks(at_start, results, span_start, span_end),
+        since=span_start,
+        until=span_end,
+    )
 
 
 def drills_section(pair: BucketPair, start: datetime, end: datetime) -> Section:

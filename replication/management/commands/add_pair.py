@@ -1,4 +1,5 @@
 import argparse
+from decimal import Decimal, InvalidOperation
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
@@ -25,6 +26,20 @@ def _positive(value: str) -> int:
     return number
 
 
+def _percent(value: str) -> Decimal:
+    """A freshness target: more than 0, at most 100, to three decimal places ("99.9" or
+    "99.9%"), as the pair's field stores it."""
+    try:
+        number = Decimal(value.strip().removesuffix("%"))
+    except InvalidOperation:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a percentage") from None
+    if not number.is_finite() or not 0 < number <= 100:
+        raise argparse.ArgumentTypeError(f"{value!r} must be more than 0 and at most 100")
+    if number != number.quantize(Decimal("0.001")):
+        raise argparse.ArgumentTypeError(f"{value!r} has more than three decimal places")
+    return number
+
+
 class Command(BaseCommand):
     help = (
         "Register a bucket pair, or update the one with this name. Options left out keep "
@@ -47,6 +62,18 @@ class Command(BaseCommand):
         )
         parser.add_argument("--no-schedule", action="store_true", help="reconcile only on demand")
         parser.add_argument("--lag-objective", type=_positive, metavar="SECONDS")
+        parser.add_argument(
+            "--freshness-target",
+            type=_percent,
+            metavar="PERCENT",
+            help="share of copies a month that must meet the lag objective (default 99.9)",
+        )
+        parser.add_argument(
+            "--protection-window-days",
+            type=_positive,
+            metavar="DAYS",
+            help="how far back earlier versions must stay restorable (default 30)",
+        )
         parser.add_argument(
             "--mirror-deletes",
             action=argparse.BooleanOptionalAction,
@@ -74,6 +101,8 @@ class Command(BaseCommand):
                 "grace_seconds": options["grace"],
                 "reconcile_every_minutes": options["reconcile_every"],
                 "lag_objective_seconds": options["lag_objective"],
+                "freshness_target": options["freshness_target"],
+                "protection_window_days": options["protection_window_days"],
                 "mirror_deletes": options["mirror_deletes"],
                 "enabled": options["enabled"],
             }
@@ -97,7 +126,9 @@ class Command(BaseCommand):
         self.stdout.write(
             f"{verb} pair {pair.name}: s3://{pair.source_location} -> "
             f"s3://{pair.backup_location} (grace {pair.grace_seconds} s, reconcile {schedule}, "
-            f"deletes {'mirrored' if pair.mirror_deletes else 'kept'})"
+            f"deletes {'mirrored' if pair.mirror_deletes else 'kept'}, "
+            f"{pair.freshness_target.normalize():f}% of copies within "
+            f"{pair.lag_objective_seconds} s, protection window {pair.protection_window_days} d)"
         )
 
 
