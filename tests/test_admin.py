@@ -86,26 +86,8 @@ class TestPages:
         assert not BucketPair.objects.exists()
 
     def test_a_pair_added_with_a_leading_slash_keeps_it(self, admin_client):
-        admin_client.post(
-            reverse("admin:replication_bucketpair_add"),
-            {
-                "name": "logs",
-                "enabled": "on",
-                "source_bucket": "logs-src",
-                "source_prefix": "/logs",
-                "backup_bucket": "logs-bak",
-                "backup_prefix": "",
-                "region": "us-east-1",
-                "grace_seconds": 900,
-                "lag_objective_seconds": 900,
-                "freshness_target": "99.9",
-                "protection_window_days": 30,
-                "guard_min_changes": 500,
-                "guard_factor": 10,
-                "AlertChannel_pairs-TOTAL_FORMS": 0,
-                "AlertChannel_pairs-INITIAL_FORMS": 0,
-            },
-        )
+        form = {**PAIR_FORM, "name": "logs", "source_bucket": "logs-src", "source_prefix": "/logs"}
+        admin_client.post(reverse("admin:replication_bucketpair_add"), form)
         assert BucketPair.objects.get(name="logs").source_prefix == "/logs/"
 
 
@@ -146,6 +128,9 @@ PAIR_FORM = {
     "protection_window_days": 30,
     "guard_min_changes": 500,
     "guard_factor": 10,
+    "restore_drill_every_days": 7,
+    "drill_max_bytes": 1024**3,
+    "drill_scratch": "",
     "AlertChannel_pairs-TOTAL_FORMS": 0,
     "AlertChannel_pairs-INITIAL_FORMS": 0,
 }

@@ -144,26 +144,31 @@ def lambda_env(live_server, ingest_key) -> dict:
     }
 
 
-def test_drill_a_mass_delete_is_held_then_applied_on_release(
-    transactional_db, live_server, mirroring, ingest_key, s3, monkeypatch, admin_user
-):
+def a_burst_of_deletes(pair, n: int) -> None:
+    """``n`` deletes reported within the last minute, as a wrong ``--recursive`` makes them."""
     now = timezone.now()
     record_events(
-        mirroring,
+        pair,
         *(
             {
-                "key": f"burst/{n:04d}",
+                "key": f"burst/{i:04d}",
                 "event_name": "ObjectRemoved:Delete",
                 "status": "deleted",
                 "etag": "",
-                "sequencer": f"{n + 1:06X}",
+                "sequencer": f"{i + 1:06X}",
                 "event_time": now - timedelta(seconds=30),
                 "started_at": now - timedelta(seconds=20),
                 "finished_at": now - timedelta(seconds=10),
             }
-            for n in range(2000)
+            for i in range(n)
         ),
     )
+
+
+def test_drill_a_mass_delete_is_held_then_applied_on_release(
+    transactional_db, live_server, mirroring, ingest_key, s3, monkeypatch, admin_user
+):
+    a_burst_of_deletes(mirroring, 2000)
     assert evaluate_guards() == 1  # 2,000 > max(500, 10 x 10), within the minute
     for n in range(5):
         s3.put_object(Bucket=BACKUP, Key=f"doc/{n}.pdf", Body=b"precious")
@@ -198,23 +203,7 @@ def test_drill_a_mass_delete_is_held_then_applied_on_release(
 def test_drill_a_mass_delete_is_held_then_kept_on_release(
     transactional_db, live_server, mirroring, ingest_key, s3, monkeypatch, admin_user, client
 ):
-    now = timezone.now()
-    record_events(
-        mirroring,
-        *(
-            {
-                "key": f"burst/{n:04d}",
-                "event_name": "ObjectRemoved:Delete",
-                "status": "deleted",
-                "etag": "",
-                "sequencer": f"{n + 1:06X}",
-                "event_time": now - timedelta(seconds=30),
-                "started_at": now - timedelta(seconds=20),
-                "finished_at": now - timedelta(seconds=10),
-            }
-            for n in range(2000)
-        ),
-    )
+    a_burst_of_deletes(mirroring, 2000)
     assert evaluate_guards() == 1
     with an_hour_ago():
         for n in range(5):
