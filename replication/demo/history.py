@@ -151,7 +151,8 @@ def plan_history(plan: PairPlan, now: datetime, seed: int = 7) -> History:
         if failing and failure_times and at.date() == repair_at.date():
             missing = len(failure_times)
             history.runs.append(
-                PastRun(repair_at, "out_of_sync", objects, missing, repair=True, repaired=missing)
+                # After a repair the verdict is the backup as the repair left it.
+                PastRun(repair_at, "in_sync", objects, missing, repair=True, repaired=missing)
             )
     history.repaired_keys = failed_keys if failing else []
 
@@ -251,6 +252,7 @@ def record_story(history: History) -> None:
                 in_sync=past.source_objects - past.missing,
                 missing=past.missing,
                 repaired=past.repaired,
+                repaired_missing=past.repaired,
                 ranges_total=1,
                 ranges_done=1,
             )
