@@ -67,10 +67,10 @@ STATES_SQL = """
 INSERT INTO replication_objectstate (
     pair_id, key, version_id, event_name, event_time, sequencer, sequencer_order, attempt,
     size, etag, status, error_code, error_message, finished_at, updated_at, finding,
-    finding_at, source_modified_at, lacking_since, finding_run_id)
+    finding_at, source_modified_at, lacking_since, finding_run_id, kept_etag)
 SELECT pair_id, key, version_id, event_name, event_time, sequencer, sequencer_order, attempt,
        size, etag, status, error_code, error_message, finished_at, received_at, '',
-       NULL, NULL, NULL, NULL
+       NULL, NULL, NULL, NULL, ''
 FROM replication_copyevent
 """
 
@@ -80,14 +80,15 @@ INSERT INTO replication_reconcilerun (
     finished_at, heartbeat_at, error, objects_scanned, source_objects, destination_objects,
     source_bytes, destination_bytes, in_sync, missing, extra, mismatched, unverified,
     in_flight, checksum_settled, repaired, repair_failed, discrepancies_stored, ranges_total,
-    ranges_done, range_boundaries, requested_by_id)
+    ranges_done, range_boundaries, requested_by_id, repair_total, repaired_missing,
+    repaired_mismatched, extras_deleted, settled_in_sync, settled_missing, kept)
 SELECT p.id, 'scheduled', false, 'succeeded',
        CASE WHEN d = 0 AND mod(p.id, 10) = 0 THEN 'out_of_sync' ELSE 'in_sync' END, '',
        now() - make_interval(days => d), now() - make_interval(days => d),
        now() - make_interval(days => d) + interval '40 seconds', now() - make_interval(days => d),
        '', 80000, 40000, 40000, 0, 0, 40000,
        CASE WHEN d = 0 AND mod(p.id, 10) = 0 THEN 12 ELSE 0 END, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1,
-       '[]', NULL
+       '[]', NULL, 0, 0, 0, 0, 0, 0, 0
 FROM replication_bucketpair AS p, generate_series(0, %(days)s - 1) AS d
 """
 
@@ -160,6 +161,31 @@ def measure(client, url: str, requests: int) -> dict[str, float]:
     }
 
 
+def open_database(database: str, host: str, user: str, *, fresh: bool) -> None:
+    """Point Django at the bench's own PostgreSQL database (dropped, recreated and migrated
+    when ``fresh``) with production settings, and set Django up."""
+    url = f"postgres://{user}@{host}:5432/{database}"
+    os.environ.update(
+        {"DATABASE_URL": url, "DEBUG": "false", "ALLOWED_HOSTS": "testserver", "LOG_LEVEL": "ERROR"}
+    )
+    os.environ.pop("REDIS_URL", None)
+    # Connections are kept between requests, as a deployment does (DATABASE_CONN_MAX_AGE).
+    os.environ.setdefault("DATABASE_CONN_MAX_AGE", "60")
+    if fresh:
+        psql(f'DROP DATABASE IF EXISTS "{database}"', host, user)
+        psql(f'CREATE DATABASE "{database}"', host, user)
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
+            cwd=ROOT,
+            env=os.environ,
+            check=True,
+        )
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backupsite.settings")
+    import django
+
+    django.setup()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pairs", type=int, default=50)
@@ -172,26 +198,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="reuse a database already filled")
     args = parser.parse_args()
 
-    url = f"postgres://{args.user}@{args.host}:5432/{args.database}"
-    os.environ.update(
-        {"DATABASE_URL": url, "DEBUG": "false", "ALLOWED_HOSTS": "testserver", "LOG_LEVEL": "ERROR"}
-    )
-    os.environ.pop("REDIS_URL", None)
-    # Connections are kept between requests, as a deployment does (DATABASE_CONN_MAX_AGE).
-    os.environ.setdefault("DATABASE_CONN_MAX_AGE", "60")
-    if not args.keep:
-        psql(f'DROP DATABASE IF EXISTS "{args.database}"', args.host, args.user)
-        psql(f'CREATE DATABASE "{args.database}"', args.host, args.user)
-        subprocess.run(
-            [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
-            cwd=ROOT,
-            env=os.environ,
-            check=True,
-        )
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backupsite.settings")
-    import django
-
-    django.setup()
+    open_database(args.database, args.host, args.user, fresh=not args.keep)
     from django.contrib.auth.models import User
     from django.test import Client
 

@@ -50,9 +50,12 @@ def fill(pairs: int, events: int) -> None:
             "INSERT INTO replication_bucketpair (name, source_bucket, source_prefix, "  # noqa: S608 (our own figures)
             "backup_bucket, backup_prefix, region, enabled, grace_seconds, "
             "reconcile_every_minutes, lag_objective_seconds, mirror_deletes, badge_token, "
-            "created_at, updated_at) "
+            "created_at, updated_at, freshness_target, protection_window_days, "
+            "guard_min_changes, guard_factor, guard_usual, restore_drill_every_days, "
+            "drill_max_bytes, drill_scratch) "
             "SELECT 'pair-' || p, 'src-' || p, '', 'bak-' || p, '', 'us-east-1', true, 900, "
-            "1440, 900, false, md5(random()::text), now() - interval '31 days', now() "
+            "1440, 900, false, md5(random()::text), now() - interval '31 days', now(), "
+            "99.9, 30, 500, 10, 0, 7, 1073741824, '' "
             f"FROM generate_series(1, {pairs}) p",
         ),
         (
@@ -81,14 +84,14 @@ def fill(pairs: int, events: int) -> None:
             "INSERT INTO replication_objectstate (pair_id, key, version_id, event_name, "
             "event_time, sequencer, sequencer_order, attempt, size, etag, status, error_code, "
             "error_message, finished_at, updated_at, finding, finding_at, source_modified_at, "
-            "lacking_since) "
+            "lacking_since, kept_etag) "
             "SELECT pair_id, key, version_id, event_name, event_time, sequencer, "
             "sequencer_order, attempt, size, etag, status, error_code, error_message, "
             "finished_at, received_at, "
             "CASE WHEN id % 1000 = 7 THEN 'missing' ELSE '' END, "
             "CASE WHEN id % 1000 = 7 THEN finished_at + interval '1 hour' END, "
             "CASE WHEN id % 1000 = 7 THEN event_time END, "
-            "CASE WHEN id % 1000 = 7 THEN finished_at + interval '1 hour' END "
+            "CASE WHEN id % 1000 = 7 THEN finished_at + interval '1 hour' END, '' "
             "FROM replication_copyevent",
         ),
         (
@@ -98,13 +101,14 @@ def fill(pairs: int, events: int) -> None:
             "objects_scanned, source_objects, destination_objects, source_bytes, "
             "destination_bytes, in_sync, missing, extra, mismatched, unverified, in_flight, "
             "checksum_settled, repaired, repair_failed, discrepancies_stored, ranges_total, "
-            "ranges_done, range_boundaries) "
+            "ranges_done, range_boundaries, repair_total, repaired_missing, "
+            "repaired_mismatched, extras_deleted, settled_in_sync, settled_missing, kept) "
             "SELECT p.id, 'scheduled', false, 'succeeded', "
             "CASE WHEN d % 7 = 0 THEN 'out_of_sync' ELSE 'in_sync' END, '', "
             "now() - interval '1 day' * d, now() - interval '1 day' * d, "
             "now() - interval '1 day' * d + interval '5 minutes', NULL, '', 80000, 40000, "
             "40000, 0, 0, 40000, CASE WHEN d % 7 = 0 THEN 40 ELSE 0 END, 0, 0, 0, 0, 0, 0, 0, "
-            "0, 1, 1, '[]'::jsonb "
+            "0, 1, 1, '[]'::jsonb, 0, 0, 0, 0, 0, 0, 0 "
             "FROM replication_bucketpair p, generate_series(0, 29) d",
         ),
         (

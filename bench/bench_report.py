@@ -22,8 +22,6 @@ Not a test: filling takes a few minutes and the figures are from a shared machin
 """
 
 import argparse
-import os
-import subprocess
 import sys
 import time
 from datetime import UTC, datetime
@@ -32,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_dashboard import measure, psql  # noqa: E402
+from bench.bench_dashboard import measure, open_database  # noqa: E402
 
 EVENTS_SQL = """
 INSERT INTO replication_copyevent (
@@ -72,12 +70,12 @@ INSERT INTO replication_reconcilerun (
     source_bytes, destination_bytes, in_sync, missing, extra, mismatched, unverified,
     in_flight, checksum_settled, repaired, repair_failed, discrepancies_stored, ranges_total,
     ranges_done, range_boundaries, requested_by_id, repair_total, repaired_missing,
-    repaired_mismatched, extras_deleted, settled_in_sync, settled_missing)
+    repaired_mismatched, extras_deleted, settled_in_sync, settled_missing, kept)
 SELECT %(pair)s, 'scheduled', false, 'succeeded',
        CASE WHEN mod(n, 50) = 0 THEN 'out_of_sync' ELSE 'in_sync' END, '', t, t,
        t + interval '40 seconds', t, '', 80000, 40000, 40000, 0, 0, 40000,
        CASE WHEN mod(n, 50) = 0 THEN 3 ELSE 0 END, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, '[]', NULL,
-       0, 0, 0, 0, 0, 0
+       0, 0, 0, 0, 0, 0, 0
 FROM generate_series(0, %(runs)s - 1) AS n,
      LATERAL (SELECT %(start)s::timestamptz + make_interval(mins => n * %(every)s) AS t) AS r
 """
@@ -172,25 +170,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="reuse a database already filled")
     args = parser.parse_args()
 
-    url = f"postgres://{args.user}@{args.host}:5432/{args.database}"
-    os.environ.update(
-        {"DATABASE_URL": url, "DEBUG": "false", "ALLOWED_HOSTS": "testserver", "LOG_LEVEL": "ERROR"}
-    )
-    os.environ.pop("REDIS_URL", None)
-    os.environ.setdefault("DATABASE_CONN_MAX_AGE", "60")
-    if not args.keep:
-        psql(f'DROP DATABASE IF EXISTS "{args.database}"', args.host, args.user)
-        psql(f'CREATE DATABASE "{args.database}"', args.host, args.user)
-        subprocess.run(
-            [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
-            cwd=ROOT,
-            env=os.environ,
-            check=True,
-        )
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backupsite.settings")
-    import django
-
-    django.setup()
+    open_database(args.database, args.host, args.user, fresh=not args.keep)
     from django.contrib.auth.models import User
     from django.test import Client
 
