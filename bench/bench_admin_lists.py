@@ -35,20 +35,24 @@ PAIRS, RUNS = 100, 1000
 FILL = """
 INSERT INTO replication_bucketpair (name, source_bucket, source_prefix, backup_bucket,
     backup_prefix, region, enabled, grace_seconds, lag_objective_seconds, mirror_deletes,
-    created_at, updated_at, badge_token)
+    created_at, updated_at, badge_token, freshness_target, protection_window_days,
+    guard_min_changes, guard_factor, guard_usual, restore_drill_every_days, drill_max_bytes,
+    drill_scratch)
 SELECT 'bench-' || i, 'bench-src-' || i, '', 'bench-bak-' || i, '', 'us-east-1', true, 900,
-    900, false, now(), now(), md5('bench' || i)
+    900, false, now(), now(), md5('bench' || i), 99.9, 30, 500, 10, 0, 7, 1073741824, ''
 FROM generate_series(1, {pairs}) i;
 
 INSERT INTO replication_reconcilerun (pair_id, trigger, repair, status, verdict,
     celery_task_id, created_at, started_at, finished_at, error, objects_scanned,
     source_objects, destination_objects, source_bytes, destination_bytes, in_sync, missing,
     extra, mismatched, unverified, in_flight, checksum_settled, repaired, repair_failed,
-    discrepancies_stored, ranges_total, ranges_done, range_boundaries)
+    discrepancies_stored, ranges_total, ranges_done, range_boundaries, repair_total,
+    repaired_missing, repaired_mismatched, extras_deleted, settled_in_sync, settled_missing,
+    kept)
 SELECT p.id, 'scheduled', false, 'succeeded', 'out_of_sync', '',
     now() - (i || ' minutes')::interval, now() - (i || ' minutes')::interval,
     now() - (i || ' minutes')::interval, '', 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1,
-    '[]'
+    '[]', 0, 0, 0, 0, 0, 0, 0
 FROM generate_series(1, {runs}) i
 JOIN LATERAL (SELECT id FROM replication_bucketpair WHERE name = 'bench-' || (1 + i % {pairs})) p
     ON true;
@@ -68,12 +72,12 @@ FROM generate_series(1, {rows}) i,
 INSERT INTO replication_objectstate (pair_id, key, version_id, event_name, event_time,
     sequencer, sequencer_order, attempt, size, etag, status, error_code, error_message,
     finished_at, updated_at, finding, finding_at, finding_run_id, lacking_since,
-    source_modified_at)
+    source_modified_at, kept_etag)
 SELECT first_pair + i % {pairs}, 'logs/' || i || '.gz', '', 'ObjectCreated:Put',
     now() - (i || ' seconds')::interval, lpad(to_hex(i), 16, '0'),
     upper(rpad(lpad(to_hex(i), 16, '0'), 32, '0')), 1, 1024, md5(i::text), 'copied', '', '',
     now() - (i || ' seconds')::interval, now() - (i || ' seconds')::interval,
-    'in_sync', now(), first_run + i % {runs}, NULL, now() - (i || ' seconds')::interval
+    'in_sync', now(), first_run + i % {runs}, NULL, now() - (i || ' seconds')::interval, ''
 FROM generate_series(1, {rows}) i,
     (SELECT min(id) AS first_pair FROM replication_bucketpair WHERE name LIKE 'bench-%') p,
     (SELECT min(id) AS first_run FROM replication_reconcilerun) r;
