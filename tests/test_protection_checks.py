@@ -1,4 +1,5 @@
-"""Protection checks against S3 (moto; refusals stubbed at the client), kept with history."""
+"""Protection checks against S3 (moto and LocalStack: tests/s3_backends.py; refusals stubbed
+at the client), kept with history."""
 
 import json
 from datetime import UTC, datetime, timedelta
@@ -6,13 +7,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from botocore.stub import Stubber
 from django.core.management import CommandError, call_command
-from moto import mock_aws
 
 from replication import s3
 from replication.models import PolicyAcknowledgement, ProtectionResult
 from replication.protection import health, posture, store, tasks
 from replication.protection.rules import PUBLIC_ACCESS_BLOCKS
 from tests.factories import make_pair
+from tests.s3_backends import differs_from_s3
+
+pytestmark = pytest.mark.s3_backends
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 POLICY = {
@@ -41,6 +44,8 @@ def protect(client, source: str, backup: str) -> None:
     )
     client.put_bucket_notification_configuration(
         Bucket=source,
+        # S3 checks that the queue exists and lets S3 send to it; this one is only named.
+        SkipDestinationValidation=True,
         NotificationConfiguration={
             "QueueConfigurations": [
                 {
@@ -52,10 +57,18 @@ def protect(client, source: str, backup: str) -> None:
     )
 
 
+def bare(client, *buckets: str) -> None:
+    """Buckets with none of the settings: S3 turns the public-access blocks on for every new
+    bucket (since April 2023), so they are taken off, as on a bucket made before that."""
+    for bucket in buckets:
+        client.create_bucket(Bucket=bucket)
+        client.delete_public_access_block(Bucket=bucket)
+
+
 @pytest.fixture
-def aws():
-    with mock_aws():
-        yield s3.client()
+def aws(s3_server):
+    """The site's client, reaching the test's S3 (each backend in turn), with no buckets."""
+    return s3.client()
 
 
 def states(checks) -> dict[str, str]:
@@ -78,14 +91,20 @@ def test_a_protected_pair_passes_every_check(aws, pair):
 
 
 def test_bare_buckets_fail_with_the_fixes(aws, pair):
-    aws.create_bucket(Bucket="photos-src")
-    aws.create_bucket(Bucket="photos-bak")
+    bare(aws, "photos-src", "photos-bak")
     found = states(store.run_checks(pair))
     assert found["backup_versioning"] == "warning"
     assert found["backup_public_access"] == "critical"
     assert found["source_trigger"] == "critical"
     assert found["backup_retention"] == "ok"
     assert found["encryption"] == "ok"
+
+
+def test_a_new_bucket_has_the_public_access_blocks_s3_turns_on_by_default(request, aws, pair):
+    differs_from_s3(request, "moto", "creates buckets without S3's default public-access blocks")
+    aws.create_bucket(Bucket="photos-src")
+    aws.create_bucket(Bucket="photos-bak")
+    assert states(store.run_checks(pair))["backup_public_access"] == "ok"
 
 
 def test_lifecycle_rules_read_from_s3_are_judged_against_the_backup_prefix(aws, db):
@@ -258,7 +277,7 @@ def test_the_hourly_beat_entry_expires_before_the_next(settings):
 
 def test_health_findings_for_many_pairs_in_two_queries(aws, db, django_assert_num_queries):
     protect(aws, "photos-src", "photos-bak")
-    aws.create_bucket(Bucket="bare-bak")
+    bare(aws, "bare-bak")
     good = make_pair(source_bucket="photos-src", backup_bucket="photos-bak")
     bad = make_pair(source_bucket="photos-src", backup_bucket="bare-bak", source_prefix="b/")
     never = make_pair(source_bucket="photos-src", backup_bucket="photos-bak", source_prefix="n/")

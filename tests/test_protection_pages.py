@@ -1,4 +1,5 @@
-"""Protection on the pair page, in the admin and in /metrics."""
+"""Protection on the pair page, in the admin and in /metrics (the checks read moto and
+LocalStack: tests/s3_backends.py)."""
 
 import json
 import re
@@ -9,20 +10,20 @@ from django.contrib.auth.models import Permission, User
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
-from moto import mock_aws
 
 from replication import s3
 from replication.models import GuardAudit, GuardHold, PolicyAcknowledgement, ProtectionResult
 from replication.protection import store
-from tests.test_protection_checks import POLICY, protect
+from tests.test_protection_checks import POLICY, bare, protect
+
+pytestmark = pytest.mark.s3_backends
 
 XSS = "<img src=x onerror=alert(1)>"
 
 
 @pytest.fixture
-def aws():
-    with mock_aws():
-        yield s3.client()
+def aws(s3_server):
+    return s3.client()
 
 
 def login(client, *codenames) -> User:
@@ -42,8 +43,7 @@ def test_pair_page_says_protection_was_not_checked_yet(client, pair):
 
 
 def test_pair_page_shows_each_check_its_state_reason_and_fix(client, aws, pair):
-    aws.create_bucket(Bucket="photos-src")
-    aws.create_bucket(Bucket="photos-bak")
+    bare(aws, "photos-src", "photos-bak")
     store.run_checks(pair)
     login(client)
     page = client.get(reverse("dashboard:pair", args=["photos"])).content.decode()
@@ -128,8 +128,7 @@ def test_the_panel_costs_the_same_queries_checked_or_not(client, aws, pair):
 
 
 def test_admin_checks_protection_and_reports_what_is_not_ok(admin_client, aws, pair):
-    aws.create_bucket(Bucket="photos-src")
-    aws.create_bucket(Bucket="photos-bak")
+    bare(aws, "photos-src", "photos-bak")
     response = admin_client.post(
         reverse("admin:replication_bucketpair_changelist"),
         {"action": "check_protection", "_selected_action": [pair.pk]},
@@ -183,8 +182,7 @@ def test_admin_pair_page_shows_both_least_privilege_policies_and_the_window(admi
 
 
 def test_metrics_has_each_checks_latest_state(client, aws, pair):
-    aws.create_bucket(Bucket="photos-src")
-    aws.create_bucket(Bucket="photos-bak")
+    bare(aws, "photos-src", "photos-bak")
     store.run_checks(pair)
     text = client.get("/metrics").content.decode()
     series = "backupsite_protection_check"
