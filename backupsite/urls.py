@@ -17,6 +17,7 @@ urlpatterns = [
     path("api/v1/events", post_events, name="ingest-events"),
     path("api/v1/guard", guard_api.holds, name="guard-holds"),
     path("api/v1/pairs/<slug:name>/guard", guard_api.pair_hold, name="guard-pair"),
+    path("api/v1/pairs/<slug:name>/restored", guard_api.restored, name="guard-restored"),
     path("", include("replication.dashboard.urls")),
     path("", include("replication.restore.urls")),
 ]

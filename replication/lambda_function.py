@@ -1059,14 +1059,19 @@ _GUARD_TIMEOUT_S = 2.0
 
 @dataclass(frozen=True)
 class Holds:
-    """The pairs whose guard holds, as ("bucket/prefix" of the source, of the backup)."""
+    """The pairs whose guard holds, as ("bucket/prefix" of the source, of the backup); of
+    those, the ones whose source a restore is writing, with the pair's name."""
 
     pairs: frozenset[tuple[str, str]] = frozenset()
     read_at: float = 0.0
     lookup_failed: bool = False
+    restoring: frozenset[tuple[str, str, str]] = frozenset()  # (source, backup, pair name)
 
     def holds(self, source: str, backup: str) -> bool:
         return (source, backup) in self.pairs
+
+    def restoring_pair(self, source: str, backup: str) -> str | None:
+        return next((n for s, b, n in self.restoring if (s, b) == (source, backup)), None)
 
 
 _holds: Holds | None = None
@@ -1103,7 +1108,10 @@ def current_holds(
         with urlopen(request, timeout=_GUARD_TIMEOUT_S) as response:
             document = json.loads(response.read(1024 * 1024).decode("utf-8"))
         pairs = frozenset((h["source"], h["backup"]) for h in document["holds"])
-    except (OSError, ValueError, KeyError, TypeError) as error:
+        restoring = frozenset(
+            (h["source"], h["backup"], h["pair"]) for h in document["holds"] if h.get("restoring")
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         log.error(
             json.dumps(
                 {
@@ -1116,8 +1124,70 @@ def current_holds(
         _lookup_failures += 1
         _holds = Holds(read_at=now, lookup_failed=True)
         return _holds
-    _holds = Holds(pairs, read_at=now)
+    _holds = Holds(pairs, read_at=now, restoring=restoring)
     return _holds
+
+
+def restore_writes(
+    config: Config,
+    holds: Holds,
+    events: list[ObjectEvent],
+    *,
+    urlopen: Callable = urllib.request.urlopen,
+) -> frozenset[tuple[str, str, str]]:
+    """Of the copies among ``events`` into a held pair whose source a restore is writing, the
+    restore's own writes, as (bucket, key, etag): one signed POST per such pair and
+    invocation, none otherwise. When the site cannot answer, none: they are held as any
+    change would be, and the log and the next report say so."""
+    global _lookup_failures
+    asked: dict[str, list[ObjectEvent]] = {}
+    for event in events:
+        route = config.route_for(event.bucket)
+        if not (route and event.etag and action_for(event.event_name) == COPY):
+            continue
+        name = holds.restoring_pair(
+            f"{event.bucket}/{route.source_prefix}",
+            f"{route.destination_bucket}/{route.destination_prefix}",
+        )
+        if name is not None:
+            asked.setdefault(name, []).append(event)
+    found = set()
+    for name, candidates in asked.items():
+        url = urllib.parse.urljoin(config.guard_url, f"pairs/{urllib.parse.quote(name)}/restored")
+        objects = [{"key": e.key, "etag": e.etag} for e in candidates]
+        body = json.dumps({"objects": objects}).encode()
+        timestamp = str(int(time.time()))
+        request = urllib.request.Request(  # noqa: S310  (scheme checked in load_config)
+            url,
+            data=body,
+            method="POST",
+            headers={
+                "Content-Type": "application/json",
+                "X-Backup-Key": config.report_key_id,
+                "X-Backup-Timestamp": timestamp,
+                "X-Backup-Signature": sign(config.report_secret, timestamp, body),
+            },
+        )
+        buckets = {(e.key, e.etag): e.bucket for e in candidates}
+        try:
+            with urlopen(request, timeout=_GUARD_TIMEOUT_S) as response:
+                document = json.loads(response.read(4 * 1024 * 1024).decode("utf-8"))
+            for obj in document["restored"]:
+                bucket = buckets.get((obj["key"], obj["etag"]))
+                if bucket is not None:
+                    found.add((bucket, obj["key"], obj["etag"]))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+            log.error(
+                json.dumps(
+                    {
+                        "message": "restore lookup failed: its writes are held as any change",
+                        "url": url,
+                        "error": f"{type(error).__name__}: {error}",
+                    }
+                )
+            )
+            _lookup_failures += 1
+    return frozenset(found)
 
 
 def held_change(
@@ -1183,10 +1253,11 @@ def handle(event: dict, context: Any, *, s3, config: Config) -> dict:
         )
 
     holds = current_holds(config) if parsed.records else Holds()
+    restored = restore_writes(config, holds, parsed.records) if holds.restoring else frozenset()
     for record in parsed.records:
         started_at = utc_now()
         record = resolve_delivered_key(s3, record, request_id=request_id)
-        destination, outcome = process_record(s3, config, record, holds=holds)
+        destination, outcome = process_record(s3, config, record, holds=holds, restored=restored)
         entry = report_entry(
             record,
             destination,
@@ -1256,12 +1327,18 @@ def _object_exists(s3, bucket: str, key: str) -> bool | None:
 
 
 def process_record(
-    s3, config: Config, event: ObjectEvent, *, holds: Holds | None = None
+    s3,
+    config: Config,
+    event: ObjectEvent,
+    *,
+    holds: Holds | None = None,
+    restored: frozenset[tuple[str, str, str]] = frozenset(),
 ) -> tuple[str, CopyOutcome]:
     """Apply one event to the backup: (destination bucket, outcome). Never raises for AWS.
 
     While the pair's guard holds (``holds``), deletes and overwrites of objects the backup
-    has are reported "held" instead of applied.
+    has are reported "held" instead of applied, except a restore's own writes into the
+    source (``restored``: (bucket, key, etag)), which are the recovery.
     """
     if event.bucket in config.backup_buckets:
         # Recursion guard: the function must never copy its own writes again.
@@ -1282,6 +1359,7 @@ def process_record(
             f"{event.bucket}/{route.source_prefix}",
             f"{route.destination_bucket}/{route.destination_prefix}",
         )
+        and (event.bucket, event.key, event.etag) not in restored
         and held_change(s3, event, action, route.destination_bucket, dest_key, config)
     ):
         return route.destination_bucket, CopyOutcome(

@@ -139,7 +139,8 @@ def _insert_batch(
         ]
         before = guard.old_states(guarded)  # the guard compares with the state before this batch
         _insert_values(ObjectState, state_rows, _STATE_UPSERT)
-        guard.add_guard_tallies(guard.guard_tally_rows(guarded, before, received_at))
+        restored = guard.restore_writes(guarded, before)  # a restore's own writes are not counted
+        guard.add_guard_tallies(guard.guard_tally_rows(guarded, before, received_at, restored))
         results = [
             (pair_id, status, timedelta(microseconds=lag), _sqlite_datetime(finished_at))
             for pair_id, status, lag, finished_at, *_ in new

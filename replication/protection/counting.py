@@ -4,19 +4,22 @@ Destructive: a delete (an ``ObjectRemoved`` event, applied or not), or an overwr
 of a key whose known state is a copy of other content (by ETag). Also counted: copies S3
 refused because the source object is encrypted with a customer-provided key (SSE-C), as
 the 2025 ransomware campaign left them. Events that finished more than five minutes before
-they arrived are not counted: a backlog delivered late is not a burst.
+they arrived are not counted: a backlog delivered late is not a burst. Nor is a restore's
+own write copied back into the backup (its key with the ETag the restore wrote,
+replication/restore/writes.py): it is the recovery from a burst, not another one.
 
 On PostgreSQL the rows are added by a CTE of ingest's one statement (guard_tally_cte), which
 compares with the object's state as it was before that statement; elsewhere, by
 guard_tally_rows and add_guard_tallies in ingest's transaction.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Set
 from datetime import UTC, datetime, timedelta
 
 from django.db import connection
 
 from replication.models import GuardTally, ObjectState
+from replication.restore import writes
 from replication.rows import insert_rows
 
 WINDOW = timedelta(minutes=5)
@@ -51,25 +54,34 @@ def minute_of(when: datetime) -> datetime:
 
 
 def guard_tally_rows(
-    new: Iterable[tuple], old: dict[tuple[int, str], tuple[str, str]], now: datetime
+    new: Iterable[tuple],
+    old: dict[tuple[int, str], tuple[str, str]],
+    now: datetime,
+    restored: Set[tuple[int, str, str]] = frozenset(),
 ) -> list[tuple]:
     """(pair_id, minute, changes, encrypted_refusals) from the new events' (pair_id, key,
-    event_name, status, etag, error_code, error_message, finished_at) and the objects' state
-    before them, {(pair_id, key): (status, etag)} (pure; guard_tally_cte does the same)."""
+    event_name, status, etag, error_code, error_message, finished_at), the objects' state
+    before them, {(pair_id, key): (status, etag)}, and the restores' own writes among them,
+    {(pair_id, key, unquoted etag)} (pure; guard_tally_cte does the same)."""
     totals: dict[tuple[int, datetime], list[int]] = {}
     for pair_id, key, event_name, status, etag, code, message, finished_at in new:
-        if finished_at.tzinfo is None:  # SQLite's RETURNING: UTC without its zone
-            finished_at = finished_at.replace(tzinfo=UTC)
+        finished_at = _utc(finished_at)
         if not (now - WINDOW <= finished_at <= now + SKEW):
             continue
         old_status, old_etag = old.get((pair_id, key), ("", ""))
         destructive = is_destructive(event_name, status, etag or "", old_status, old_etag or "")
+        destructive = destructive and (pair_id, key, writes.unquoted(etag)) not in restored
         refused = is_encrypted_refusal(status, code or "", message or "")
         if destructive or refused:
             total = totals.setdefault((pair_id, minute_of(finished_at)), [0, 0])
             total[0] += destructive
             total[1] += refused
     return [(*key, *counts) for key, counts in sorted(totals.items())]
+
+
+def _utc(when: datetime) -> datetime:
+    # SQLite's RETURNING: UTC without its zone.
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when
 
 
 def _q(name: str) -> str:
@@ -87,9 +99,12 @@ def guard_tally_cte(new_events: str) -> str:
         f"EXISTS (SELECT 1 FROM {state} s WHERE s.pair_id = e.pair_id AND s.key = e.key "  # noqa: S608
         "AND s.status = 'copied' AND s.etag <> '' AND s.etag <> e.etag)"
     )
+    # Nested CASEs keep the order: only an overwrite looks for a restore's own write.
     destructive = (
         "CASE WHEN e.event_name LIKE 'ObjectRemoved%%' THEN true "
-        f"WHEN e.status = 'copied' AND e.etag <> '' THEN {overwrite} ELSE false END"
+        f"WHEN e.status = 'copied' AND e.etag <> '' THEN "
+        f"CASE WHEN {overwrite} THEN NOT {writes.written_sql('e')} ELSE false END "
+        "ELSE false END"
     )
     refused = (
         "(e.status = 'failed' AND e.error_code = 'InvalidRequest' "
@@ -120,6 +135,28 @@ def old_states(new: Iterable[tuple]) -> dict[tuple[int, str], tuple[str, str]]:
             "key", "status", "etag"
         )
         found.update({(pair_id, key): (status, etag) for key, status, etag in rows})
+    return found
+
+
+def restore_writes(
+    new: Iterable[tuple], old: dict[tuple[int, str], tuple[str, str]]
+) -> set[tuple[int, str, str]]:
+    """Elsewhere (SQLite): the overwrites among the new events that are a restore's own
+    writes, as {(pair_id, key, unquoted etag)}; guard_tally_rows leaves them out. No query
+    without an overwrite."""
+    copies: dict[int, list[tuple]] = {}
+    for pair_id, key, event_name, status, etag, _, _, finished_at in new:
+        old_status, old_etag = old.get((pair_id, key), ("", ""))
+        if is_destructive(event_name, status, etag or "", old_status, old_etag or "") and etag:
+            copies.setdefault(pair_id, []).append((key, writes.unquoted(etag), finished_at))
+    found = set()
+    for pair_id, events in copies.items():
+        windows = writes.written(pair_id, {key for key, _, _ in events})
+        found.update(
+            (pair_id, key, etag)
+            for key, etag, finished_at in events
+            if writes.within(windows.get((key, etag), ()), _utc(finished_at))
+        )
     return found
 
 

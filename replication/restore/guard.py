@@ -2,9 +2,9 @@
 
 A restore into the source is the recovery from what the guard caught, so it must run while
 the guard holds: starting one releases the pair's hold as "keep the backup as it is"
-(audited, by the person who asked for the restore). Not done yet: recognising the restore's
-own writes (key and ETag) when the Lambda copies them back, so that they never count toward
-the guard; until then a large restore into the source can trip it again.
+(audited, by the person who asked for the restore). Its own writes (key and ETag), when the
+Lambda copies them back into the backup, are neither counted toward the guard nor held by it
+(replication/restore/writes.py).
 """
 
 import logging
