@@ -23,7 +23,7 @@ the time of ``--pages`` pages of 1,000 keys read from the start, the middle and 
 that pair's problems, the time to read them all (``--all``), and the plan of a page in the
 middle (EXPLAIN ANALYZE, BUFFERS):
 
-    .venv/bin/python bench/bench_findings.py --database h3_bench_findings \
+    .venv/bin/python bench/bench_findings.py --database bench_findings \
         --pairs 1000 --events 20000000 --problems 1000000 [--keep] [--all]
 """
 
