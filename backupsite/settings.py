@@ -310,13 +310,15 @@ INGEST_MAX_EVENTS = 1000
 INGEST_MAX_BODY_BYTES = 1024 * 1024
 INGEST_CLOCK_SKEW_SECONDS = 300
 EVENT_RETENTION_DAYS = envint("EVENT_RETENTION_DAYS", 90)
-# What reconciles and alerts write (replication/retention.py, hourly from beat). Run summaries,
-# health changes and notifications stay 13 months (396 days) for the monthly evidence report;
+# What reconciles, alerts and protection checks write (replication/retention.py, hourly from
+# beat). Run summaries, health changes, notifications and protection check results stay 13
+# months (396 days) for the monthly evidence report;
 # discrepancy rows and key ranges only RECONCILE_DETAIL_RETENTION_DAYS, except for each
 # pair's latest runs. Deleted objects' states go after EVENT_RETENTION_DAYS.
 RECONCILE_RUN_RETENTION_DAYS = envint("RECONCILE_RUN_RETENTION_DAYS", 396)
 RECONCILE_DETAIL_RETENTION_DAYS = envint("RECONCILE_DETAIL_RETENTION_DAYS", 7)
 ALERT_HISTORY_RETENTION_DAYS = envint("ALERT_HISTORY_RETENTION_DAYS", 396)
+PROTECTION_RESULT_RETENTION_DAYS = envint("PROTECTION_RESULT_RETENTION_DAYS", 396)
 RETENTION_BATCH_SIZE = envint("RETENTION_BATCH_SIZE", 5000)
 # Batches per table and hourly run: a backlog is worked off over several runs.
 RETENTION_MAX_BATCHES = envint("RETENTION_MAX_BATCHES", 100)

@@ -2,13 +2,15 @@
 
 Not a test: it prints figures. Fills a PostgreSQL database of your own (DATABASE_URL, never a
 shared one: it adds rows to whatever is there) with ``--rows`` copy events and as many object
-states over 100 pairs and 1,000 reconcile runs, by INSERT ... SELECT generate_series, then
-opens each list's first page as a superuser through Django's test client and prints, per
-list, the time of the page, the number of queries, and the plan of every query that took
-more than a millisecond (EXPLAIN ANALYZE: top node, rows, execution time).
+states over 100 pairs and 1,000 reconcile runs, by INSERT ... SELECT generate_series (1% of
+events and states failed, 0.1% of states found missing), then opens each list's first page,
+unfiltered and with each filter the list offers, as a superuser through Django's test client
+and prints, per page, its time, the number of queries, and the plan of every query that took
+more than a millisecond (EXPLAIN ANALYZE: top node, rows, execution time); with ``--plans``
+the whole plan (EXPLAIN ANALYZE, BUFFERS) of every query of the page.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/mine .venv/bin/python manage.py migrate
-    DATABASE_URL=... .venv/bin/python bench/bench_admin_lists.py --rows 1000000 [--fill]
+    DATABASE_URL=... .venv/bin/python bench/bench_admin_lists.py --rows 1000000 [--fill] [--plans]
 """
 
 import argparse
@@ -75,9 +77,11 @@ INSERT INTO replication_objectstate (pair_id, key, version_id, event_name, event
     source_modified_at, kept_etag)
 SELECT first_pair + i % {pairs}, 'logs/' || i || '.gz', '', 'ObjectCreated:Put',
     now() - (i || ' seconds')::interval, lpad(to_hex(i), 16, '0'),
-    upper(rpad(lpad(to_hex(i), 16, '0'), 32, '0')), 1, 1024, md5(i::text), 'copied', '', '',
+    upper(rpad(lpad(to_hex(i), 16, '0'), 32, '0')), 1, 1024, md5(i::text),
+    CASE WHEN i % 100 = 0 THEN 'failed' ELSE 'copied' END, '', '',
     now() - (i || ' seconds')::interval, now() - (i || ' seconds')::interval,
-    'in_sync', now(), first_run + i % {runs}, NULL, now() - (i || ' seconds')::interval, ''
+    CASE WHEN i % 1000 = 0 THEN 'missing' ELSE 'in_sync' END, now(), first_run + i % {runs},
+    NULL, now() - (i || ' seconds')::interval, ''
 FROM generate_series(1, {rows}) i,
     (SELECT min(id) AS first_pair FROM replication_bucketpair WHERE name LIKE 'bench-%') p,
     (SELECT min(id) AS first_run FROM replication_reconcilerun) r;
@@ -85,9 +89,17 @@ FROM generate_series(1, {rows}) i,
 ANALYZE;
 """
 
+EVENTS, STATES = "/admin/replication/copyevent/", "/admin/replication/objectstate/"
+# Each list's first page, unfiltered and with each filter it offers ({pair}: a pair's id).
 LISTS = {
-    "copy events": "/admin/replication/copyevent/",
-    "object states": "/admin/replication/objectstate/",
+    "copy events": EVENTS,
+    "copy events, failed": EVENTS + "?status__exact=failed",
+    "copy events, held": EVENTS + "?status__exact=held",
+    "copy events, one pair": EVENTS + "?pair__id__exact={pair}",
+    "object states": STATES,
+    "object states, failed": STATES + "?status__exact=failed",
+    "object states, missing": STATES + "?finding__exact=missing",
+    "object states, one pair": STATES + "?pair__id__exact={pair}",
 }
 
 
@@ -98,6 +110,12 @@ def fill(rows: int) -> None:
             if statement.strip():
                 cursor.execute(statement)
     print(f"filled {rows:,} events and object states in {time.perf_counter() - started:.1f} s")
+
+
+def full_plan(sql: str) -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql)
+        return "\n".join(f"      {row[0]}" for row in cursor.fetchall())
 
 
 def plan_summary(sql: str) -> str:
@@ -127,6 +145,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--fill", action="store_true", help="add the rows first")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--plans", action="store_true", help="every query's whole plan")
+    parser.add_argument("--only", help="only the pages whose name contains this")
     args = parser.parse_args()
     if connection.vendor != "postgresql":
         sys.exit("needs PostgreSQL: set DATABASE_URL to a database of your own")
@@ -145,7 +165,13 @@ def main() -> None:
         f"rows: {events:,} copy events; machine: {os.cpu_count()} cores, "
         f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
     )
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT min(id) FROM replication_bucketpair WHERE name LIKE 'bench-%'")
+        pair = cursor.fetchone()[0]
     for name, url in LISTS.items():
+        if args.only and args.only not in name:
+            continue
+        url = url.format(pair=pair)
         times = []
         for _ in range(args.repeat):
             with CaptureQueriesContext(connection) as queries:
@@ -158,7 +184,11 @@ def main() -> None:
             f"{args.repeat}, {len(queries)} queries"
         )
         for query in queries:
-            if float(query["time"]) >= 0.001 and query["sql"].startswith("SELECT"):
+            if args.plans:
+                print(f"  {float(query['time']) * 1000:.1f} ms: {query['sql']}")
+                if query["sql"].startswith("SELECT"):
+                    print(full_plan(query["sql"]))
+            elif float(query["time"]) >= 0.001 and query["sql"].startswith("SELECT"):
                 print(f"  {float(query['time']) * 1000:.1f} ms: {query['sql'][:160]}")
                 print(f"    plan: {plan_summary(query['sql'])}")
 

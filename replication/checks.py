@@ -43,7 +43,11 @@ def check_configuration(app_configs, **kwargs):
         problems += site_url_problems(settings.SITE_URL)
     short = [
         name
-        for name in ("RECONCILE_RUN_RETENTION_DAYS", "ALERT_HISTORY_RETENTION_DAYS")
+        for name in (
+            "RECONCILE_RUN_RETENTION_DAYS",
+            "ALERT_HISTORY_RETENTION_DAYS",
+            "PROTECTION_RESULT_RETENTION_DAYS",
+        )
         if getattr(settings, name) < EVIDENCE_DAYS
     ]
     if short:

@@ -9,6 +9,9 @@ Per-event rows and hourly tallies are ingest's (replication/ingest/retention.py)
   covers this month and the twelve before), again never a pair's latest runs;
 - health changes and their notifications are kept ALERT_HISTORY_RETENTION_DAYS (13 months),
   never a pair's latest change (the evaluator numbers the next change from it);
+- protection check results are kept PROTECTION_RESULT_RETENTION_DAYS (13 months), never a
+  check's latest result nor the one in force when the period began (the monthly report's
+  oldest month starts from it);
 - the state of an object deleted from the source more than EVENT_RETENTION_DAYS ago, that no
   reconcile found lacking since, goes: nothing else will ever be said about it.
 
@@ -31,6 +34,8 @@ from replication.models import (
     HealthChange,
     Notification,
     ObjectState,
+    ProtectionCheck,
+    ProtectionResult,
     ReconcileRange,
     ReconcileRun,
 )
@@ -46,6 +51,7 @@ class Purged:
     runs: int = 0
     health_changes: int = 0
     notifications: int = 0
+    protection_results: int = 0
     object_states: int = 0
 
     def as_dict(self) -> dict[str, int]:
@@ -79,6 +85,7 @@ def purge(
     purge_run_details(purged, now, batch_size, _Budget(max_batches), kept)
     purge_runs(purged, now, batch_size, _Budget(max_batches), kept)
     purge_alert_history(purged, now, batch_size, _Budget(max_batches))
+    purge_protection_results(purged, now, batch_size, _Budget(max_batches))
     purge_deleted_objects(purged, now, batch_size, _Budget(max_batches))
     return purged
 
@@ -167,6 +174,45 @@ def purge_alert_history(purged: Purged, now: datetime, batch_size: int, budget: 
         if not budget.take():
             return
         purged.notifications += Notification.objects.filter(pk__in=batch).delete()[0]
+
+
+def purge_protection_results(
+    purged: Purged, now: datetime, batch_size: int, budget: _Budget
+) -> None:
+    """Protection check results older than their retention, check by check of each pair.
+
+    Kept whatever their age: the check's latest result (the pages, health and /metrics read
+    it), and the last one before the cutoff. A check's state holds until its next result, so
+    that one says what was in force when the period began; the monthly report reads it for
+    the start of its oldest month.
+    """
+    cutoff = now - timedelta(days=settings.PROTECTION_RESULT_RETENTION_DAYS)
+    for pair_id in BucketPair.objects.values_list("pk", flat=True):
+        for check in ProtectionCheck.values:
+            # Range scans of protection_history_idx (pair, check_id, -checked_at).
+            history = ProtectionResult.objects.filter(pair_id=pair_id, check_id=check)
+            in_force = (
+                history.filter(checked_at__lt=cutoff)
+                .order_by("-checked_at", "-id")
+                .values_list("pk", "checked_at")
+                .first()
+            )
+            if in_force is None:
+                continue
+            in_force_id, in_force_at = in_force
+            expired = (
+                history.filter(checked_at__lte=in_force_at)
+                .exclude(pk=in_force_id)
+                .exclude(is_latest=True)
+            )
+            while batch := list(
+                expired.order_by("checked_at").values_list("pk", flat=True)[:batch_size]
+            ):
+                if not budget.take():
+                    return
+                purged.protection_results += ProtectionResult.objects.filter(pk__in=batch).delete()[
+                    0
+                ]
 
 
 def purge_deleted_objects(purged: Purged, now: datetime, batch_size: int, budget: _Budget) -> None:

@@ -15,6 +15,7 @@ from replication.models import (
     HealthChange,
     Notification,
     ObjectState,
+    ProtectionResult,
     ReconcileRange,
     ReconcileRun,
 )
@@ -33,6 +34,7 @@ def _defaults(settings):
     settings.RECONCILE_RUN_RETENTION_DAYS = 396
     settings.RECONCILE_DETAIL_RETENTION_DAYS = 7
     settings.ALERT_HISTORY_RETENTION_DAYS = 396
+    settings.PROTECTION_RESULT_RETENTION_DAYS = 396
     settings.EVENT_RETENTION_DAYS = 90
 
 
@@ -170,6 +172,67 @@ def test_health_changes_and_notifications_stay_13_months_and_a_pairs_latest_chan
     }
 
 
+# --- Protection check results ----------------------------------------------------------------
+
+
+def result(pair, check: str, state: str, at: datetime, latest=False) -> ProtectionResult:
+    return ProtectionResult.objects.create(
+        pair=pair, check_id=check, state=state, reason=state, checked_at=at, is_latest=latest
+    )
+
+
+def test_protection_results_stay_13_months_and_each_checks_latest_and_the_one_then_in_force():
+    photos, quiet = make_pair(name="photos"), make_pair(name="quiet")
+    result(photos, "backup_versioning", "ok", NOW - 20 * MONTH)
+    result(photos, "backup_versioning", "critical", NOW - 16 * MONTH)
+    # In force when the 13 months began: the oldest month's report starts from it.
+    in_force = result(photos, "backup_versioning", "ok", NOW - 14 * MONTH)
+    within = result(photos, "backup_versioning", "warning", NOW - 10 * MONTH)
+    latest = result(photos, "backup_versioning", "ok", NOW - DAY, latest=True)
+    # A check whose only result is two years old: it is the latest, and stays.
+    lonely = result(photos, "source_trigger", "ok", NOW - 24 * MONTH, latest=True)
+    result(quiet, "encryption", "ok", NOW - 15 * MONTH)
+    quiet_latest = result(quiet, "encryption", "ok", NOW - 14 * MONTH, latest=True)
+
+    purged = retention.purge(now=NOW)
+
+    assert purged.protection_results == 3
+    assert set(ProtectionResult.objects.values_list("pk", flat=True)) == {
+        r.pk for r in (in_force, within, latest, lonely, quiet_latest)
+    }
+
+
+def test_the_oldest_months_report_reads_the_same_protection_history_after_the_purge():
+    from replication.evidence.report import build_report
+
+    photos = make_pair(name="photos")
+    photos.created_at = NOW - 24 * MONTH
+    photos.save(update_fields=["created_at"])
+    at = lambda *ymd: datetime(*ymd, tzinfo=UTC)  # noqa: E731
+    result(photos, "backup_versioning", "critical", at(2025, 9, 1))
+    result(photos, "backup_versioning", "ok", at(2025, 10, 1))  # before the cutoff, in force
+    result(photos, "backup_versioning", "warning", at(2025, 11, 10))
+    result(photos, "backup_versioning", "ok", at(2026, 11, 20), latest=True)
+    oldest = datetime(2025, 11, 1).date()  # NOW's month and the twelve before it
+
+    before = build_report(photos, oldest, NOW).protection
+    assert retention.purge(now=NOW).protection_results == 1
+    after = build_report(photos, oldest, NOW).protection
+
+    assert after == before
+    (month,) = after.checks
+    assert (month.state_at_start, [c.to_state for c in month.changes]) == ("ok", ["warning"])
+
+
+def test_protection_results_go_in_bounded_batches():
+    photos = make_pair(name="photos")
+    for i in range(6):
+        result(photos, "encryption", "ok", NOW - 14 * MONTH - i * DAY)
+    assert retention.purge(now=NOW, batch_size=2, max_batches=2).protection_results == 4
+    assert retention.purge(now=NOW, batch_size=2, max_batches=2).protection_results == 1
+    assert ProtectionResult.objects.count() == 1
+
+
 # --- Deleted objects' states ------------------------------------------------------------------
 
 
@@ -242,16 +305,20 @@ def test_the_task_reports_what_it_purged():
         "runs": 0,
         "health_changes": 0,
         "notifications": 0,
+        "protection_results": 0,
         "object_states": 0,
     }
 
 
-def test_a_retention_shorter_than_the_monthly_report_needs_is_warned_about(settings):
+@pytest.mark.parametrize(
+    "name", ["ALERT_HISTORY_RETENTION_DAYS", "PROTECTION_RESULT_RETENTION_DAYS"]
+)
+def test_a_retention_shorter_than_the_monthly_report_needs_is_warned_about(settings, name):
     from replication.checks import check_configuration
 
-    settings.ALERT_HISTORY_RETENTION_DAYS = 90
+    setattr(settings, name, 90)
     (warning,) = [p for p in check_configuration(None) if p.id == "replication.W006"]
-    assert "ALERT_HISTORY_RETENTION_DAYS" in warning.msg
+    assert name in warning.msg
 
 
 def test_a_run_whose_rows_went_says_so_on_its_page(admin_client):

@@ -8,6 +8,7 @@ word, so no code path can store what the API would refuse.
 from django.db import models
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce, Greatest
+from django.utils.deconstruct import deconstructible
 
 from replication.models.pairs import BucketPair
 
@@ -157,6 +158,30 @@ LACKING = OPEN_FAILURE | (
 )
 
 
+# What reconcile treats as a pair's open problem (replication/reconcile/findings.py): an open
+# failure, or a lacking finding that no newer event superseded. One object, used by the query
+# and by the partial index that serves it, so that PostgreSQL can prove the one implies the
+# other.
+OPEN_PROBLEM = OPEN_FAILURE | (
+    Q(finding__in=LACKING_FINDINGS)
+    & (Q(event_time__isnull=True) | Q(event_time__lte=F("finding_at")))
+)
+
+
+@deconstructible(path="replication.models.events.ByteOrdered")
+class ByteOrdered(models.Func):
+    """A text column in S3's key order, UTF-8 byte order: PostgreSQL's "C" collation (its
+    default collation sorts otherwise). SQLite compares text as bytes already, and knows no
+    collation "C". (Not a ``Collate``: an index takes that for the collation of a column,
+    which SQLite would then be asked for.)"""
+
+    template = '%(expressions)s COLLATE "C"'
+    arity = 1
+
+    def as_sqlite(self, compiler, connection, **extra_context):
+        return compiler.compile(self.get_source_expressions()[0])
+
+
 class ObjectStateQuerySet(models.QuerySet):
     def open_failures(self):
         """Failed copies that nothing newer resolved (no later success, no later finding)."""
@@ -295,11 +320,24 @@ class ObjectState(CopyResult):
                 fields=["pair", "finished_at"],
                 condition=Q(status=CopyStatus.DELETED),
             ),
-            # Kept keys per pair: the pair page's count and each reconcile range's merge
-            # (WHERE pair_id = %s AND finding = 'kept' [AND key ...]); partial, so small.
+            # Each reconcile range's merge with the pair's open problems, a page of keys at a
+            # time in S3's key order (WHERE pair_id = %s AND <OPEN_PROBLEM> AND key COLLATE "C"
+            # > %s ORDER BY key COLLATE "C" LIMIT 1000): each page reads its own rows, where
+            # the unique key's index, in the database's collation, left every page to sort
+            # every problem of the pair. Partial, so ordinary rows skip it.
             models.Index(
+                F("pair"),
+                ByteOrdered("key"),
+                name="object_state_problems_idx",
+                condition=OPEN_PROBLEM,
+            ),
+            # Kept keys per pair: the pair page's count and each reconcile range's merge, in
+            # S3's key order like the problems above (WHERE pair_id = %s AND finding = 'kept'
+            # AND key COLLATE "C" > %s ...); partial, so small.
+            models.Index(
+                F("pair"),
+                ByteOrdered("key"),
                 name="object_state_kept_idx",
-                fields=["pair", "key"],
                 condition=Q(finding=Finding.KEPT),
             ),
         ]

@@ -1,7 +1,8 @@
 """Protection checks' results, kept with their history, and acknowledged bucket policies.
 
 Written by replication/protection/store.py. Each check run of a pair adds one row per check
-and marks it the latest; the rows it replaces stay, as history.
+and marks it the latest; the rows it replaces stay, as history, for
+PROTECTION_RESULT_RETENTION_DAYS (replication/retention.py).
 """
 
 from django.conf import settings
