@@ -16,6 +16,7 @@ from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 
 from django.db import connection, transaction
+from django.db.models import Q, Sum
 
 from replication.dashboard import histogram
 from replication.dashboard.windows import (
@@ -188,3 +189,22 @@ def _tally_rows(pair_ids: list[int], start: datetime, now: datetime, size: int) 
 def sparklines(pair_ids: list[int], now: datetime) -> dict[int, list[Bucket]]:
     """The overview's 24 h: hourly buckets per pair, from one query."""
     return series_by_pair(pair_ids, SPARKLINE_WINDOW, now)
+
+
+def day_totals(pair_ids: list[int], now: datetime) -> dict[int, tuple[int, int]]:
+    """Copies and failures per pair over the sparkline's 24 h (the same hours, so a row's
+    figures are the sum of its sparkline's buckets): one grouped sum of the hourly tallies,
+    no histograms, so the overview can count every pair and draw only the page's."""
+    if not pair_ids:
+        return {}
+    start, last = SPARKLINE_WINDOW.buckets(now)[0], SPARKLINE_WINDOW.buckets(now)[-1]
+    rows = (
+        HourlyTally.objects.filter(pair_id__in=pair_ids, hour__gte=start, hour__lte=last)
+        .values("pair_id")
+        .annotate(
+            copied=Sum("copies", filter=Q(status=COPIED), default=0),
+            failed=Sum("copies", filter=Q(status=FAILED), default=0),
+        )
+        .order_by()
+    )
+    return {row["pair_id"]: (int(row["copied"]), int(row["failed"])) for row in rows}

@@ -26,6 +26,8 @@ from replication.reconcile.queue import start_reconcile, was_not_queued
 from replication.reconcile.wording import outcome
 from replication.status import facts
 
+# The overview's rows per page, worst first.
+PAIRS_PER_PAGE = 50
 FAILURES_PER_PAGE = 25
 DISCREPANCIES_PER_PAGE = 50
 RECENT_EVENTS = 20
@@ -39,57 +41,67 @@ EVALUATION_GRACE = timedelta(minutes=2)
 
 @login_required
 @require_GET
+@evidence.read_once()  # health's freshness finding and the freshness column read once
 def overview(request):
     now = timezone.now()
+    # Health, the order and the totals are over every pair; the page draws only its rows
+    # (rendering a thousand rows alone would take longer than the whole page may).
     rows = facts.pair_health(now=now)
-    ids = [row.pair.pk for row in rows]
-    day = series.sparklines(ids, now)
-    runs = {r.id: r for r in ReconcileRun.objects.filter(id__in=_last_run_ids(rows))}
+    day = series.day_totals([row.pair.pk for row in rows], now)
+    totals = {
+        "pairs": len(rows),
+        "by_state": {},
+        "copies": sum(copies for copies, _ in day.values()),
+        "failures": sum(failures for _, failures in day.values()),
+        "open_failures": sum(row.facts.open_failures for row in rows),
+        # The sum of the pairs' figures, as /metrics' backupsite_objects_behind is.
+        "lacking": sum(row.facts.lacking.total for row in rows),
+    }
+    for row in rows:
+        state = row.health.state.value
+        totals["by_state"][state] = totals["by_state"].get(state, 0) + 1
+    query = request.GET.get("q", "").strip()[:200]
+    found = [row for row in rows if query.lower() in row.pair.name.lower()] if query else rows
+    page = Paginator(found, PAIRS_PER_PAGE).get_page(request.GET.get("page"))
+    shown = list(page.object_list)
+    ids = [row.pair.pk for row in shown]
+    spark = series.sparklines(ids, now)
     active = dict(
         ReconcileRun.objects.filter(pair_id__in=ids, status__in=ReconcileRun.ACTIVE).values_list(
             "pair_id", "id"
         )
     )
-    freshness = evidence.summaries([row.pair for row in rows], now)
+    freshness = evidence.summaries([row.pair for row in shown], now)
     table = []
-    for row in rows:
-        buckets = day.get(row.pair.pk, [])
+    for row in shown:
+        copies, failures = day.get(row.pair.pk, (0, 0))
         table.append(
             {
                 "pair": row.pair,
                 "health": row.health,
                 "facts": row.facts,
-                "copies": sum(b.copies for b in buckets),
-                "failures": sum(b.failures for b in buckets),
+                "copies": copies,
+                "failures": failures,
                 "lag": row.facts.lag,
-                "spark": charts.sparkline([b.p95 for b in buckets]),
-                "last_run": runs.get(row.facts.last_run.id) if row.facts.last_run else None,
+                "spark": charts.sparkline([b.p95 for b in spark.get(row.pair.pk, [])]),
+                "last_run": row.last_run,
                 "active_run_id": active.get(row.pair.pk),
                 "behind": _behind(row.facts, now),
                 "freshness": freshness[row.pair.pk],
             }
         )
-    totals = {
-        "pairs": len(table),
-        "by_state": {},
-        "copies": sum(r["copies"] for r in table),
-        "failures": sum(r["failures"] for r in table),
-        "open_failures": sum(r["facts"].open_failures for r in table),
-        # The sum of the pairs' figures, as /metrics' backupsite_objects_behind is.
-        "lacking": sum(r["facts"].lacking.total for r in table),
-    }
-    for r in table:
-        state = r["health"].state.value
-        totals["by_state"][state] = totals["by_state"].get(state, 0) + 1
     return render(
         request,
         "dashboard/overview.html",
-        {"rows": table, "totals": totals, "now": now, "spark_window": SPARKLINE_WINDOW},
+        {
+            "rows": table,
+            "page": page,
+            "query": query,
+            "totals": totals,
+            "now": now,
+            "spark_window": SPARKLINE_WINDOW,
+        },
     )
-
-
-def _last_run_ids(rows) -> set[int]:
-    return {row.facts.last_run.id for row in rows if row.facts.last_run is not None}
 
 
 def _behind(pair_facts, now):

@@ -3,9 +3,10 @@
 Nothing is counted in process memory, so every web process answers alike and a restart
 loses nothing. A scrape costs a fixed number of queries whatever the number of pairs: health
 (replication.status.facts.pair_health, with the rooms' findings), one grouped sum of the copy
-totals, one of the ingest totals, the freshness of the last 30 days, and the protection
-checks' latest states. The totals are kept by ingest
-(replication/ingest/tallies.py), never deleted by retention, so the counters never go down.
+totals, one of the ingest totals, and the protection checks' latest states (the freshness
+of the last 30 days is the one health's findings read, at the same instant). The totals are
+kept by ingest (replication/ingest/tallies.py), never deleted by retention, so the counters
+never go down.
 
 Every series is listed, with its meaning, in the README ("Metrics").
 """
@@ -25,7 +26,7 @@ from prometheus_client.core import (
     Metric,
 )
 
-from replication.evidence.facts import summaries
+from replication.evidence.facts import read_once, summaries
 from replication.evidence.metrics import freshness_families
 from replication.models import CopyStatus, CopyTally, IngestTally, ProtectionState, ReconcileRun
 from replication.monitoring.lag import cumulative
@@ -54,6 +55,7 @@ class Snapshot:
     protection: dict[int, dict[str, str]] = field(default_factory=dict)
 
 
+@read_once()  # health's freshness finding and the freshness series read the days once
 def read_snapshot(now: datetime | None = None) -> Snapshot:
     now = now or timezone.now()
     copies: dict = defaultdict(lambda: defaultdict(dict))
@@ -73,8 +75,8 @@ def read_snapshot(now: datetime | None = None) -> Snapshot:
         copies=copies,
         requests=ingest[IngestTally.Counter.REQUESTS],
         rejections=ingest[IngestTally.Counter.REJECTIONS],
-        # One query more: the freshness days of the last 30 (replication/evidence).
-        freshness=summaries([p.pair for p in pairs], now or timezone.now()),
+        # The freshness days health read a moment ago (replication/evidence).
+        freshness=summaries([p.pair for p in pairs], now),
         guard_lookup_failures=ingest[IngestTally.Counter.GUARD_LOOKUPS].get("failed", 0),
         protection=latest_states(),
     )
