@@ -18,7 +18,6 @@ from datetime import datetime
 
 from django.db.models import Sum
 from django.utils import timezone
-from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -29,6 +28,7 @@ from prometheus_client.core import (
 from replication.evidence.facts import read_once, summaries
 from replication.evidence.metrics import freshness_families
 from replication.models import CopyStatus, CopyTally, IngestTally, ProtectionState, ReconcileRun
+from replication.monitoring.exposition import text
 from replication.monitoring.lag import cumulative
 from replication.protection.store import latest_states
 from replication.restore.status import metric_families as drill_families
@@ -201,14 +201,12 @@ def protection_family(snapshot: Snapshot) -> Metric:
     return family
 
 
-class DatabaseCollector:
-    def collect(self) -> Iterator[Metric]:
-        yield from families(read_snapshot())
-        yield from drill_families(PREFIX)  # the restore drills' own series, one query
+def collected() -> Iterator[Metric]:
+    """Every family of one fresh scrape."""
+    yield from families(read_snapshot())
+    yield from drill_families(PREFIX)  # the restore drills' own series, one query
 
 
 def exposition() -> bytes:
     """The Prometheus text format of one fresh scrape."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(DatabaseCollector())
-    return generate_latest(registry)
+    return text(collected())
