@@ -65,7 +65,7 @@ def overview(request):
     page = Paginator(found, PAIRS_PER_PAGE).get_page(request.GET.get("page"))
     shown = list(page.object_list)
     ids = [row.pair.pk for row in shown]
-    spark = series.sparklines(ids, now)
+    spark = series.sparkline_p95s(ids, now)
     active = dict(
         ReconcileRun.objects.filter(pair_id__in=ids, status__in=ReconcileRun.ACTIVE).values_list(
             "pair_id", "id"
@@ -83,7 +83,7 @@ def overview(request):
                 "copies": copies,
                 "failures": failures,
                 "lag": row.facts.lag,
-                "spark": charts.sparkline([b.p95 for b in spark.get(row.pair.pk, [])]),
+                "spark": charts.sparkline(spark[row.pair.pk]),
                 "last_run": row.last_run,
                 "active_run_id": active.get(row.pair.pk),
                 "behind": _behind(row.facts, now),
