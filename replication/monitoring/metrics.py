@@ -20,15 +20,13 @@ from django.db.models import Sum
 from django.utils import timezone
 from prometheus_client.core import (
     CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
     Metric,
 )
 
 from replication.evidence.facts import read_once, summaries
 from replication.evidence.metrics import freshness_families
 from replication.models import CopyStatus, CopyTally, IngestTally, ProtectionState, ReconcileRun
-from replication.monitoring.exposition import text
+from replication.monitoring.exposition import Family, text
 from replication.monitoring.lag import cumulative
 from replication.protection.store import latest_states
 from replication.restore.status import metric_families as drill_families
@@ -82,55 +80,64 @@ def read_snapshot(now: datetime | None = None) -> Snapshot:
     )
 
 
-def families(snapshot: Snapshot) -> Iterator[Metric]:
+def families(snapshot: Snapshot) -> Iterator[Metric | Family]:
     """The metric families of a snapshot (no I/O)."""
-    copies = CounterMetricFamily(
+    copies = Family(
+        "counter",
         f"{PREFIX}_copies",
         "Copy results reported by the Lambda, by status (copied, deleted, skipped, failed, held).",
-        labels=["pair", "status"],
+        ["pair", "status"],
     )
-    lag = HistogramMetricFamily(
+    lag = Family(
+        "histogram",
         f"{PREFIX}_copy_lag_seconds",
         "Lag of copies and deletes (finished_at - event_time), in seconds.",
-        labels=["pair"],
+        ["pair"],
     )
-    open_failures = GaugeMetricFamily(
+    open_failures = Family(
+        "gauge",
         f"{PREFIX}_open_failures",
         "Failed copies that nothing newer has resolved.",
-        labels=["pair"],
+        ["pair"],
     )
-    behind = GaugeMetricFamily(
+    behind = Family(
+        "gauge",
         f"{PREFIX}_objects_behind",
         "Objects the backup lacks: open failures, and objects a reconcile found missing or "
         "mismatched (or in flight that settled missing) with nothing newer since; the "
         "overview's objects lacking.",
-        labels=["pair"],
+        ["pair"],
     )
-    behind_seconds = GaugeMetricFamily(
+    behind_seconds = Family(
+        "gauge",
         f"{PREFIX}_behind_seconds",
         "How far behind the backup is: age of the oldest object it lacks, from the event that "
         "should have copied it (or its LastModified); 0 when it lacks nothing.",
-        labels=["pair"],
+        ["pair"],
     )
-    health = GaugeMetricFamily(
+    health = Family(
+        "gauge",
         f"{PREFIX}_pair_health",
         "The pair's health: 1 for its current state, 0 for the others.",
-        labels=["pair", "state"],
+        ["pair", "state"],
     )
-    run_objects = GaugeMetricFamily(
+    run_objects = Family(
+        "gauge",
         f"{PREFIX}_reconcile_last_objects",
         "What the pair's latest successful reconcile found, by kind of difference.",
-        labels=["pair", "kind"],
+        ["pair", "kind"],
     )
-    verdict = GaugeMetricFamily(
+    verdict = Family(
+        "gauge",
         f"{PREFIX}_reconcile_last_verdict",
         "The latest successful reconcile's verdict: 1 for it, 0 for the others.",
-        labels=["pair", "verdict"],
+        ["pair", "verdict"],
     )
-    finished = GaugeMetricFamily(
+    finished = Family(
+        "gauge",
         f"{PREFIX}_reconcile_last_timestamp_seconds",
         "When the latest successful reconcile finished (Unix time).",
-        labels=["pair"],
+        ["pair"],
     )
     for item in sorted(snapshot.pairs, key=lambda p: p.pair.name):
         name, facts = item.pair.name, item.facts
@@ -187,12 +194,13 @@ def families(snapshot: Snapshot) -> Iterator[Metric]:
     yield from freshness_families(names, snapshot.freshness, PREFIX)
 
 
-def protection_family(snapshot: Snapshot) -> Metric:
-    family = GaugeMetricFamily(
+def protection_family(snapshot: Snapshot) -> Family:
+    family = Family(
+        "gauge",
         f"{PREFIX}_protection_check",
         "The latest result of each protection check of the pair: 1 for its state, 0 for the "
         "others (unknown: the setting could not be read).",
-        labels=["pair", "check", "state"],
+        ["pair", "check", "state"],
     )
     for item in sorted(snapshot.pairs, key=lambda p: p.pair.name):
         for check, current in sorted(snapshot.protection.get(item.pair.pk, {}).items()):
@@ -201,7 +209,7 @@ def protection_family(snapshot: Snapshot) -> Metric:
     return family
 
 
-def collected() -> Iterator[Metric]:
+def collected() -> Iterator[Metric | Family]:
     """Every family of one fresh scrape."""
     yield from families(read_snapshot())
     yield from drill_families(PREFIX)  # the restore drills' own series, one query
