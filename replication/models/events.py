@@ -306,7 +306,7 @@ class ObjectState(CopyResult):
                 name="object_state_failures_idx",
                 fields=["pair", "-finished_at"],
                 condition=Q(status=CopyStatus.FAILED),
-                include=LACKING_COLUMNS,
+                include=[c for c in LACKING_COLUMNS if c != "finished_at"],
             ),
             # Objects a reconcile found lacking, oldest first: counts (index only, as above),
             # "behind by" and lists.
@@ -314,7 +314,7 @@ class ObjectState(CopyResult):
                 name="object_state_lacking_idx",
                 fields=["pair", "source_modified_at"],
                 condition=Q(finding__in=LACKING_FINDINGS),
-                include=LACKING_COLUMNS,
+                include=[c for c in LACKING_COLUMNS if c != "source_modified_at"],
             ),
             # Retention: objects deleted long ago, per pair, oldest first
             # (WHERE pair_id = %s AND status = 'deleted' AND finished_at < %s).
