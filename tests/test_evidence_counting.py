@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from replication.evidence import counting
-from replication.evidence.facts import health_findings, pair_freshness, summaries
+from replication.evidence.facts import health_findings, pair_freshness, read_once, summaries
 from replication.ingest.retention import purge_expired_events
 from replication.models import CopyEvent, FreshnessTally, ObjectiveChange
 from tests.factories import make_pair, record_events
@@ -131,6 +131,22 @@ def test_health_findings_warn_below_the_target_in_two_queries(django_assert_num_
         fine.pk: [],
         quiet.pk: [],
     }
+
+
+def test_a_page_reads_the_freshness_health_read_at_the_same_instant_once(
+    pair, django_assert_num_queries
+):
+    # The overview and /metrics show the figures health's finding was computed from.
+    record_events(pair, *[copy(NOW - timedelta(hours=1), 60 if n else 3600) for n in range(10)])
+    with read_once():
+        with django_assert_num_queries(2):
+            health_findings([pair.pk], NOW)
+            shown = summaries([pair], NOW)[pair.pk]
+        with django_assert_num_queries(1):  # another instant is read afresh
+            summaries([pair], NOW + timedelta(seconds=1))
+    assert (shown.window.copies, shown.window.within) == (10, 9)
+    with django_assert_num_queries(1):  # outside a request's scope nothing is kept
+        assert summaries([pair], NOW)[pair.pk] == shown
 
 
 def test_the_30_day_window_leaves_out_older_copies(pair):

@@ -10,12 +10,16 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 
 from replication.ingest import store, views
 from replication.ingest.retention import purge_expired_events
 from replication.ingest.signing import sign
 from replication.models import CopyEvent, Finding, ObjectState, ReconcileRun
+from replication.monitoring import metrics
+from replication.monitoring.exposition import Family, text
 from replication.monitoring.lag import LAG_BUCKETS, bucket_index, cumulative
 from tests.factories import event_payload, make_ingest_key, make_pair, record_events
 
@@ -255,6 +259,36 @@ def test_a_scrape_takes_the_same_number_of_queries_whatever_the_number_of_pairs(
         busy_pair()
     # Health with the rooms' findings, the totals, freshness, protection and drills.
     assert queries() == one <= 15
+
+
+def test_the_scrape_is_written_byte_for_byte_as_prometheus_client_writes_it():
+    # The site writes the text format itself (prometheus_client builds an object per sample
+    # and checks every label name of each, too slow for a thousand pairs); it must not
+    # differ by a byte.
+    for name, lag in (("photos", 2), ("docs", 3000)):
+        pair = make_pair(name=name, source_bucket=f"{name}-src", backup_bucket=f"{name}-bak")
+        record_events(pair, copy(lag), copy(30, "failed"), copy(1, "deleted"))
+        ReconcileRun.objects.create(
+            pair=pair, status="succeeded", verdict="in_sync", finished_at=timezone.now()
+        )
+    awkward = GaugeMetricFamily("backupsite_awkward", 'help with \\ and\na "quote"', labels=["v"])
+    awkward.add_metric(['back\\slash "quoted"\nnew line'], 1.5e-7)
+    awkward.add_metric(["big"], 12345678912.0, timestamp=1700000000.5)
+    stamped = CounterMetricFamily("backupsite_stamped", "a counter created at", labels=["l"])
+    stamped.add_metric(["x"], 3, created=1700000000.0)
+    odd = Family("histogram", "backupsite_odd", 'a "histogram"', ["pair", "shard"])
+    odd.add_metric(['a"b', "7"], [("0.5", 1), ("+Inf", 3)], 4.25)
+    collected = [*metrics.collected(), awkward, stamped, odd]
+    assert any(isinstance(f, Family) for f in collected)
+
+    class Collected:
+        def collect(self):
+            # What prometheus_client itself builds from the same rows.
+            return [f.metric() if isinstance(f, Family) else f for f in collected]
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Collected())
+    assert text(collected) == generate_latest(registry)
 
 
 # --- Bearer token ---------------------------------------------------------------------------

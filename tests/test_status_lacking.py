@@ -97,7 +97,15 @@ def result(key: str, event_time, sequencer: str, status: str = "copied", **field
 
 
 def lacking_keys(pair) -> set[str]:
-    return set(ObjectState.objects.lacking().filter(pair=pair).values_list("key", flat=True))
+    """What the backup lacks, checked on the way to be exactly what the counts read: the two
+    disjoint parts that pages, /metrics and alerts count (lacking_in_parts)."""
+    keys = set(ObjectState.objects.lacking().filter(pair=pair).values_list("key", flat=True))
+    failed, found = (
+        set(part.values_list("key", flat=True))
+        for part in ObjectState.objects.filter(pair=pair).lacking_in_parts()
+    )
+    assert not failed & found and failed | found == keys
+    return keys
 
 
 # --- The supersede rule -------------------------------------------------------------------------

@@ -3,6 +3,7 @@ series from series.py, geometry from charts.py; a view picks what a page needs a
 renders it."""
 
 from datetime import timedelta
+from urllib.parse import quote
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
@@ -11,6 +12,7 @@ from django.db.models import Count
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.templatetags.static import static
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
@@ -26,6 +28,8 @@ from replication.reconcile.queue import start_reconcile, was_not_queued
 from replication.reconcile.wording import outcome
 from replication.status import facts
 
+# The overview's rows per page, worst first.
+PAIRS_PER_PAGE = 50
 FAILURES_PER_PAGE = 25
 DISCREPANCIES_PER_PAGE = 50
 RECENT_EVENTS = 20
@@ -39,57 +43,77 @@ EVALUATION_GRACE = timedelta(minutes=2)
 
 @login_required
 @require_GET
+@evidence.read_once()  # health's freshness finding and the freshness column read once
 def overview(request):
     now = timezone.now()
+    # Health, the order and the totals are over every pair; the page draws only its rows
+    # (rendering a thousand rows alone would take longer than the whole page may).
     rows = facts.pair_health(now=now)
-    ids = [row.pair.pk for row in rows]
-    day = series.sparklines(ids, now)
-    runs = {r.id: r for r in ReconcileRun.objects.filter(id__in=_last_run_ids(rows))}
+    day = series.day_totals([row.pair.pk for row in rows], now)
+    totals = {
+        "pairs": len(rows),
+        "by_state": {},
+        "copies": sum(copies for copies, _ in day.values()),
+        "failures": sum(failures for _, failures in day.values()),
+        "open_failures": sum(row.facts.open_failures for row in rows),
+        # The sum of the pairs' figures, as /metrics' backupsite_objects_behind is.
+        "lacking": sum(row.facts.lacking.total for row in rows),
+    }
+    for row in rows:
+        state = row.health.state.value
+        totals["by_state"][state] = totals["by_state"].get(state, 0) + 1
+    query = request.GET.get("q", "").strip()[:200]
+    found = [row for row in rows if query.lower() in row.pair.name.lower()] if query else rows
+    page = Paginator(found, PAIRS_PER_PAGE).get_page(request.GET.get("page"))
+    shown = list(page.object_list)
+    ids = [row.pair.pk for row in shown]
+    spark = series.sparkline_p95s(ids, now)
     active = dict(
         ReconcileRun.objects.filter(pair_id__in=ids, status__in=ReconcileRun.ACTIVE).values_list(
             "pair_id", "id"
         )
     )
-    freshness = evidence.summaries([row.pair for row in rows], now)
+    freshness = evidence.summaries([row.pair for row in shown], now)
+    pair_url, run_url = _url_maker("dashboard:pair", "x"), _url_maker("dashboard:run", 0)
     table = []
-    for row in rows:
-        buckets = day.get(row.pair.pk, [])
+    for row in shown:
+        copies, failures = day.get(row.pair.pk, (0, 0))
         table.append(
             {
                 "pair": row.pair,
+                "url": pair_url(row.pair.name),
+                "run_url": run_url(row.last_run.pk) if row.last_run else None,
+                "active_run_url": run_url(active[row.pair.pk]) if row.pair.pk in active else None,
                 "health": row.health,
                 "facts": row.facts,
-                "copies": sum(b.copies for b in buckets),
-                "failures": sum(b.failures for b in buckets),
+                "copies": copies,
+                "failures": failures,
                 "lag": row.facts.lag,
-                "spark": charts.sparkline([b.p95 for b in buckets]),
-                "last_run": runs.get(row.facts.last_run.id) if row.facts.last_run else None,
-                "active_run_id": active.get(row.pair.pk),
+                "spark": charts.sparkline(spark[row.pair.pk]),
+                "last_run": row.last_run,
                 "behind": _behind(row.facts, now),
                 "freshness": freshness[row.pair.pk],
             }
         )
-    totals = {
-        "pairs": len(table),
-        "by_state": {},
-        "copies": sum(r["copies"] for r in table),
-        "failures": sum(r["failures"] for r in table),
-        "open_failures": sum(r["facts"].open_failures for r in table),
-        # The sum of the pairs' figures, as /metrics' backupsite_objects_behind is.
-        "lacking": sum(r["facts"].lacking.total for r in table),
-    }
-    for r in table:
-        state = r["health"].state.value
-        totals["by_state"][state] = totals["by_state"].get(state, 0) + 1
     return render(
         request,
         "dashboard/overview.html",
-        {"rows": table, "totals": totals, "now": now, "spark_window": SPARKLINE_WINDOW},
+        {
+            "rows": table,
+            "page": page,
+            "query": query,
+            "totals": totals,
+            "now": now,
+            "spark_window": SPARKLINE_WINDOW,
+        },
     )
 
 
-def _last_run_ids(rows) -> set[int]:
-    return {row.facts.last_run.id for row in rows if row.facts.last_run is not None}
+def _url_maker(view: str, example):
+    """A function that makes ``view``'s URL for an argument, reversing only once: on a page
+    of fifty rows, reversing each link costs more than the rest of a row."""
+    before, _, after = reverse(view, args=[example]).rpartition(str(example))
+    return lambda value: f"{before}{quote(str(value))}{after}"
 
 
 def _behind(pair_facts, now):

@@ -4,6 +4,8 @@ freshness.py)."""
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -149,20 +151,49 @@ class Summary:
     month: Freshness  # this month so far
 
 
+# Within read_once(): pair id -> (target, Summary) by instant. A page or a scrape reads the
+# 30-day figures twice at one instant (health's freshness finding for every pair, then its
+# own column or series); the second read reuses the first.
+_kept: ContextVar[dict[datetime, dict[int, tuple[Decimal, Summary]]] | None] = ContextVar(
+    "freshness_summaries", default=None
+)
+
+
+@contextmanager
+def read_once():
+    """Within the block, summaries() of a pair at an instant already read are not read again.
+    Scoped to one request or scrape, so nothing outlives it."""
+    token = _kept.set({})
+    try:
+        yield
+    finally:
+        _kept.reset(token)
+
+
 def summaries(pairs: Iterable[BucketPair], now: datetime) -> dict[int, Summary]:
-    """The 30-day and this-month figures of every pair: one query."""
+    """The 30-day and this-month figures of every pair: one query (none for pairs read at
+    the same instant inside read_once)."""
     pairs = list(pairs)
+    kept = _kept.get()
+    targets = {pair.pk: current_objective(pair).target for pair in pairs}
+    if kept is not None:
+        known = kept.get(now, {})
+        if all(known.get(pk, (None,))[0] == target for pk, target in targets.items()):
+            return {pk: known[pk][1] for pk in targets}
     window_first, window_end = window_days(now)
     this_month = month_start(utc_day(now))
     first = min(window_first, this_month)
-    days = daily_counts([p.pk for p in pairs], first, window_end)
+    days = daily_counts(list(targets), first, window_end)
     result = {}
-    for pair in pairs:
-        target = current_objective(pair).target
-        counts = days.get(pair.pk, {})
-        result[pair.pk] = Summary(
+    for pk, target in targets.items():
+        counts = days.get(pk, {})
+        result[pk] = Summary(
             window=period(counts, window_first, window_end, target),
             month=period(counts, this_month, window_end, target),
+        )
+    if kept is not None:
+        kept.setdefault(now, {}).update(
+            {pk: (targets[pk], summary) for pk, summary in result.items()}
         )
     return result
 

@@ -148,14 +148,25 @@ OPEN_FAILURE = Q(status=CopyStatus.FAILED) & (
 # A success supersedes a finding when the copy finished after the run listed the key: a
 # retry of an old event that succeeds later resolves the finding made in between, although
 # its event time is older (``ObjectState.event_is_newer`` is the same rule in Python).
-LACKING = OPEN_FAILURE | (
-    Q(finding__in=LACKING_FINDINGS)
-    & (
-        Q(sequencer_order__isnull=True)
-        | Q(status=CopyStatus.FAILED)
-        | Q(finished_at__lte=F("finding_at"))
-    )
+FOUND_LACKING = Q(finding__in=LACKING_FINDINGS) & (
+    Q(sequencer_order__isnull=True)
+    | Q(status=CopyStatus.FAILED)
+    | Q(finished_at__lte=F("finding_at"))
 )
+LACKING = OPEN_FAILURE | FOUND_LACKING
+
+
+# Every column the count of what the backup lacks reads (replication/status/facts.py,
+# lacking_by_pair), besides the indexes' own.
+LACKING_COLUMNS = [
+    "status",
+    "event_time",
+    "finished_at",
+    "source_modified_at",
+    "finding",
+    "finding_at",
+    "sequencer_order",
+]
 
 
 # What reconcile treats as a pair's open problem (replication/reconcile/findings.py): an open
@@ -194,6 +205,17 @@ class ObjectStateQuerySet(models.QuerySet):
         should have copied it, or the source object's LastModified when that is later (a
         write no event announced)."""
         return self.filter(LACKING).annotate(lacking_from=lacking_from())
+
+    def lacking_in_parts(self):
+        """``lacking()`` as two disjoint parts, failed rows and the rest (found lacking by a
+        reconcile), each the shape one partial index serves alone: counted apart, neither
+        reads the table (an OR of the two would, a row per object lacking)."""
+        failed = Q(status=CopyStatus.FAILED)
+        return (
+            self.filter(failed & LACKING).annotate(lacking_from=lacking_from()),
+            # Without a failure, only a finding can make an object lacking.
+            self.filter(FOUND_LACKING & ~failed).annotate(lacking_from=lacking_from()),
+        )
 
 
 def lacking_from() -> Greatest:
@@ -300,18 +322,24 @@ class ObjectState(CopyResult):
             ),
         ]
         indexes = [
-            # Open failures per pair, newest first: overview counts and the pair page's list
-            # (WHERE pair_id = %s AND status = 'failed' ORDER BY finished_at DESC).
+            # Open failures per pair, newest first: the pair page's list (WHERE pair_id = %s
+            # AND status = 'failed' ORDER BY finished_at DESC), and what the backup lacks,
+            # counted for every pair on every overview, scrape and evaluation: the included
+            # columns are all that count reads, so it never visits the table (an index only
+            # scan), however many failures there are.
             models.Index(
                 name="object_state_failures_idx",
                 fields=["pair", "-finished_at"],
                 condition=Q(status=CopyStatus.FAILED),
+                include=[c for c in LACKING_COLUMNS if c != "finished_at"],
             ),
-            # Objects a reconcile found lacking, oldest first: counts, "behind by" and lists.
+            # Objects a reconcile found lacking, oldest first: counts (index only, as above),
+            # "behind by" and lists.
             models.Index(
                 name="object_state_lacking_idx",
                 fields=["pair", "source_modified_at"],
                 condition=Q(finding__in=LACKING_FINDINGS),
+                include=[c for c in LACKING_COLUMNS if c != "source_modified_at"],
             ),
             # Retention: objects deleted long ago, per pair, oldest first
             # (WHERE pair_id = %s AND status = 'deleted' AND finished_at < %s).

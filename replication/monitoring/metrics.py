@@ -3,9 +3,10 @@
 Nothing is counted in process memory, so every web process answers alike and a restart
 loses nothing. A scrape costs a fixed number of queries whatever the number of pairs: health
 (replication.status.facts.pair_health, with the rooms' findings), one grouped sum of the copy
-totals, one of the ingest totals, the freshness of the last 30 days, and the protection
-checks' latest states. The totals are kept by ingest
-(replication/ingest/tallies.py), never deleted by retention, so the counters never go down.
+totals, one of the ingest totals, and the protection checks' latest states (the freshness
+of the last 30 days is the one health's findings read, at the same instant). The totals are
+kept by ingest (replication/ingest/tallies.py), never deleted by retention, so the counters
+never go down.
 
 Every series is listed, with its meaning, in the README ("Metrics").
 """
@@ -17,17 +18,15 @@ from datetime import datetime
 
 from django.db.models import Sum
 from django.utils import timezone
-from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
     Metric,
 )
 
-from replication.evidence.facts import summaries
+from replication.evidence.facts import read_once, summaries
 from replication.evidence.metrics import freshness_families
 from replication.models import CopyStatus, CopyTally, IngestTally, ProtectionState, ReconcileRun
+from replication.monitoring.exposition import Family, text
 from replication.monitoring.lag import cumulative
 from replication.protection.store import latest_states
 from replication.restore.status import metric_families as drill_families
@@ -54,6 +53,7 @@ class Snapshot:
     protection: dict[int, dict[str, str]] = field(default_factory=dict)
 
 
+@read_once()  # health's freshness finding and the freshness series read the days once
 def read_snapshot(now: datetime | None = None) -> Snapshot:
     now = now or timezone.now()
     copies: dict = defaultdict(lambda: defaultdict(dict))
@@ -73,62 +73,71 @@ def read_snapshot(now: datetime | None = None) -> Snapshot:
         copies=copies,
         requests=ingest[IngestTally.Counter.REQUESTS],
         rejections=ingest[IngestTally.Counter.REJECTIONS],
-        # One query more: the freshness days of the last 30 (replication/evidence).
-        freshness=summaries([p.pair for p in pairs], now or timezone.now()),
+        # The freshness days health read a moment ago (replication/evidence).
+        freshness=summaries([p.pair for p in pairs], now),
         guard_lookup_failures=ingest[IngestTally.Counter.GUARD_LOOKUPS].get("failed", 0),
         protection=latest_states(),
     )
 
 
-def families(snapshot: Snapshot) -> Iterator[Metric]:
+def families(snapshot: Snapshot) -> Iterator[Metric | Family]:
     """The metric families of a snapshot (no I/O)."""
-    copies = CounterMetricFamily(
+    copies = Family(
+        "counter",
         f"{PREFIX}_copies",
         "Copy results reported by the Lambda, by status (copied, deleted, skipped, failed, held).",
-        labels=["pair", "status"],
+        ["pair", "status"],
     )
-    lag = HistogramMetricFamily(
+    lag = Family(
+        "histogram",
         f"{PREFIX}_copy_lag_seconds",
         "Lag of copies and deletes (finished_at - event_time), in seconds.",
-        labels=["pair"],
+        ["pair"],
     )
-    open_failures = GaugeMetricFamily(
+    open_failures = Family(
+        "gauge",
         f"{PREFIX}_open_failures",
         "Failed copies that nothing newer has resolved.",
-        labels=["pair"],
+        ["pair"],
     )
-    behind = GaugeMetricFamily(
+    behind = Family(
+        "gauge",
         f"{PREFIX}_objects_behind",
         "Objects the backup lacks: open failures, and objects a reconcile found missing or "
         "mismatched (or in flight that settled missing) with nothing newer since; the "
         "overview's objects lacking.",
-        labels=["pair"],
+        ["pair"],
     )
-    behind_seconds = GaugeMetricFamily(
+    behind_seconds = Family(
+        "gauge",
         f"{PREFIX}_behind_seconds",
         "How far behind the backup is: age of the oldest object it lacks, from the event that "
         "should have copied it (or its LastModified); 0 when it lacks nothing.",
-        labels=["pair"],
+        ["pair"],
     )
-    health = GaugeMetricFamily(
+    health = Family(
+        "gauge",
         f"{PREFIX}_pair_health",
         "The pair's health: 1 for its current state, 0 for the others.",
-        labels=["pair", "state"],
+        ["pair", "state"],
     )
-    run_objects = GaugeMetricFamily(
+    run_objects = Family(
+        "gauge",
         f"{PREFIX}_reconcile_last_objects",
         "What the pair's latest successful reconcile found, by kind of difference.",
-        labels=["pair", "kind"],
+        ["pair", "kind"],
     )
-    verdict = GaugeMetricFamily(
+    verdict = Family(
+        "gauge",
         f"{PREFIX}_reconcile_last_verdict",
         "The latest successful reconcile's verdict: 1 for it, 0 for the others.",
-        labels=["pair", "verdict"],
+        ["pair", "verdict"],
     )
-    finished = GaugeMetricFamily(
+    finished = Family(
+        "gauge",
         f"{PREFIX}_reconcile_last_timestamp_seconds",
         "When the latest successful reconcile finished (Unix time).",
-        labels=["pair"],
+        ["pair"],
     )
     for item in sorted(snapshot.pairs, key=lambda p: p.pair.name):
         name, facts = item.pair.name, item.facts
@@ -185,12 +194,13 @@ def families(snapshot: Snapshot) -> Iterator[Metric]:
     yield from freshness_families(names, snapshot.freshness, PREFIX)
 
 
-def protection_family(snapshot: Snapshot) -> Metric:
-    family = GaugeMetricFamily(
+def protection_family(snapshot: Snapshot) -> Family:
+    family = Family(
+        "gauge",
         f"{PREFIX}_protection_check",
         "The latest result of each protection check of the pair: 1 for its state, 0 for the "
         "others (unknown: the setting could not be read).",
-        labels=["pair", "check", "state"],
+        ["pair", "check", "state"],
     )
     for item in sorted(snapshot.pairs, key=lambda p: p.pair.name):
         for check, current in sorted(snapshot.protection.get(item.pair.pk, {}).items()):
@@ -199,14 +209,12 @@ def protection_family(snapshot: Snapshot) -> Metric:
     return family
 
 
-class DatabaseCollector:
-    def collect(self) -> Iterator[Metric]:
-        yield from families(read_snapshot())
-        yield from drill_families(PREFIX)  # the restore drills' own series, one query
+def collected() -> Iterator[Metric | Family]:
+    """Every family of one fresh scrape."""
+    yield from families(read_snapshot())
+    yield from drill_families(PREFIX)  # the restore drills' own series, one query
 
 
 def exposition() -> bytes:
     """The Prometheus text format of one fresh scrape."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(DatabaseCollector())
-    return generate_latest(registry)
+    return text(collected())

@@ -1,9 +1,10 @@
 """The facts health reads, gathered for many pairs at once (the ORM side of health.py).
 
-Four queries whatever the number of pairs and events: the pairs with their latest runs'
-ids, the runs themselves, what the backup lacks (one grouped count of
-``ObjectState.objects.lacking()``, served by the failures and lacking partial indexes),
-and the last hour's lag percentiles; plus one call per room in FINDING_SOURCES.
+Five queries whatever the number of pairs and events: the pairs with their latest runs'
+ids, the runs themselves, what the backup lacks (two grouped counts of
+``ObjectState.objects.lacking_in_parts()``, each an index only scan of the failures or the
+lacking partial index), and the last hour's lag percentiles; plus one call per room in
+FINDING_SOURCES.
 """
 
 import logging
@@ -48,6 +49,8 @@ class PairHealth:
     pair: BucketPair
     facts: PairFacts
     health: Health
+    # The latest finished run itself, for pages that link and describe it.
+    last_run: ReconcileRun | None = None
 
 
 def pair_health(
@@ -56,18 +59,24 @@ def pair_health(
     """Every pair (or those of ``pairs``) with its facts and health, worst first."""
     now = now or timezone.now()
     annotated = list(_with_latest_runs(pairs if pairs is not None else BucketPair.objects.all()))
-    facts = pair_facts(annotated, now)
-    result = [PairHealth(p, facts[p.pk], evaluate(facts[p.pk], now)) for p in annotated]
+    runs = _latest_runs(annotated)
+    facts = pair_facts(annotated, now, runs)
+    result = [
+        PairHealth(p, facts[p.pk], evaluate(facts[p.pk], now), runs.get(p.last_run_id))
+        for p in annotated
+    ]
     result.sort(key=lambda h: (h.health.state.rank, h.pair.name))
     return result
 
 
-def pair_facts(pairs: Iterable[BucketPair], now: datetime) -> dict[int, PairFacts]:
-    """PairFacts by pair id, for pairs loaded through ``_with_latest_runs``."""
+def pair_facts(
+    pairs: Iterable[BucketPair], now: datetime, runs: dict[int, ReconcileRun] | None = None
+) -> dict[int, PairFacts]:
+    """PairFacts by pair id, for pairs loaded through ``_with_latest_runs`` (and their
+    latest runs, when already read)."""
     pairs = list(pairs)
     ids = [p.pk for p in pairs]
-    run_ids = {p.last_run_id for p in pairs} | {p.last_verdict_run_id for p in pairs}
-    runs = {r.id: _run_facts(r) for r in ReconcileRun.objects.filter(id__in=run_ids - {None})}
+    runs = {pk: _run_facts(r) for pk, r in (runs or _latest_runs(pairs)).items()}
     lacking = lacking_by_pair(ids)
     lags = lag_percentiles(ids, since=now - LAG_WINDOW)
     extra = extra_findings(ids, now)
@@ -100,30 +109,24 @@ def pair_facts(pairs: Iterable[BucketPair], now: datetime) -> dict[int, PairFact
 def lacking_by_pair(pair_ids: list[int]) -> dict[int, tuple[Lacking, int, datetime | None]]:
     """Per pair: what the backup lacks, and how many of those objects no copy report ever
     mentioned though they were written after the pair was registered (with the oldest's
-    LastModified). One grouped query over ``ObjectState.objects.lacking()``."""
+    LastModified).
+
+    Two grouped counts, one per part of ``ObjectState.objects.lacking_in_parts()`` (failed
+    rows, then the rest): apart, each is an index only scan of one partial index that holds
+    every column read; an OR of the two would read a table row per object lacking, which
+    grows with the backlog.
+    """
     if not pair_ids:
         return {}
-    unreported = Q(sequencer_order__isnull=True, source_modified_at__gt=F("pair__created_at"))
-    rows = (
-        ObjectState.objects.lacking()
-        .filter(pair_id__in=pair_ids)
-        .values("pair_id")
-        .annotate(
-            total=Count("id"),
-            failed=Count("id", filter=OPEN_FAILURE),
-            missing=Count("id", filter=Q(finding=Finding.MISSING)),
-            missing_failed=Count("id", filter=Q(finding=Finding.MISSING) & OPEN_FAILURE),
-            mismatched=Count("id", filter=Q(finding=Finding.MISMATCHED)),
-            mismatched_failed=Count("id", filter=Q(finding=Finding.MISMATCHED) & OPEN_FAILURE),
-            since=Min("lacking_from"),
-            unreported=Count("id", filter=unreported),
-            oldest_unreported=Min("source_modified_at", filter=unreported),
-        )
-        .order_by()
-    )
+    found: dict[int, dict] = {}
+    for part in ObjectState.objects.filter(pair_id__in=pair_ids).lacking_in_parts():
+        for row in _lacking_counts(part):
+            total = found.setdefault(row.pop("pair_id"), dict.fromkeys(row))
+            for name, value in row.items():
+                total[name] = _combined(name, total[name], value)
     # An open failure whose older finding said missing counts once, as a failure.
     return {
-        row["pair_id"]: (
+        pair_id: (
             Lacking(
                 total=row["total"],
                 failed=row["failed"],
@@ -134,8 +137,37 @@ def lacking_by_pair(pair_ids: list[int]) -> dict[int, tuple[Lacking, int, dateti
             row["unreported"],
             row["oldest_unreported"],
         )
-        for row in rows
+        for pair_id, row in found.items()
     }
+
+
+def _lacking_counts(rows: QuerySet[ObjectState]) -> QuerySet:
+    unreported = Q(sequencer_order__isnull=True, source_modified_at__gt=F("pair__created_at"))
+    missing = Q(finding=Finding.MISSING)
+    mismatched = Q(finding=Finding.MISMATCHED)
+    # Counted by pair_id (never null), not by the primary key: the indexes hold no id.
+    return (
+        rows.values("pair_id")
+        .annotate(
+            total=Count("pair_id"),
+            failed=Count("pair_id", filter=OPEN_FAILURE),
+            missing=Count("pair_id", filter=missing),
+            missing_failed=Count("pair_id", filter=missing & OPEN_FAILURE),
+            mismatched=Count("pair_id", filter=mismatched),
+            mismatched_failed=Count("pair_id", filter=mismatched & OPEN_FAILURE),
+            since=Min("lacking_from"),
+            unreported=Count("pair_id", filter=unreported),
+            oldest_unreported=Min("source_modified_at", filter=unreported),
+        )
+        .order_by()
+    )
+
+
+def _combined(name: str, so_far, value):
+    """Two parts' figures as one: counts add, earliest times are the earlier."""
+    if so_far is None or value is None:
+        return value if so_far is None else so_far
+    return min(so_far, value) if name in ("since", "oldest_unreported") else so_far + value
 
 
 def extra_findings(pair_ids: list[int], now: datetime) -> dict[int, list[tuple[str, str]]]:
@@ -172,6 +204,13 @@ def _with_latest_runs(pairs: QuerySet[BucketPair]) -> QuerySet[BucketPair]:
             ObjectState.objects.filter(pair=OuterRef("pk"), sequencer_order__isnull=False)
         ),
     )
+
+
+def _latest_runs(pairs: list[BucketPair]) -> dict[int, ReconcileRun]:
+    """The latest finished and latest succeeded runs of pairs loaded through
+    ``_with_latest_runs``, by id (one query)."""
+    ids = {p.last_run_id for p in pairs} | {p.last_verdict_run_id for p in pairs}
+    return {r.id: r for r in ReconcileRun.objects.filter(id__in=ids - {None})}
 
 
 def _run_facts(run: ReconcileRun) -> RunFacts:
