@@ -253,6 +253,20 @@ def claim_job(job_id: int, now: datetime | None = None) -> RestoreJob | None:
     return job
 
 
+def seconds_until_stale(job_id: int, now: datetime | None = None) -> float | None:
+    """How long until a running job's attempt would be taken for dead; None when the job is
+    not running (finished, cancelled, or never taken)."""
+    heartbeat = (
+        RestoreJob.objects.filter(id=job_id, status=Status.RUNNING)
+        .values_list("heartbeat_at", flat=True)
+        .first()
+    )
+    if heartbeat is None:
+        return None
+    stale_at = heartbeat + timedelta(seconds=settings.RECONCILE_HEARTBEAT_TIMEOUT)
+    return max(0.0, (stale_at - (now or timezone.now())).total_seconds())
+
+
 def run_job(
     job_id: int,
     *,
