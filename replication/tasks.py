@@ -217,10 +217,26 @@ def reap_stalled_reconciles() -> list[int]:
 # reaper and resumed by the next attempt; a drill is not retried (the next one is scheduled).
 
 
-@shared_task(acks_late=True, ignore_result=True)
-def restore_job(job_id: int) -> None:
-    """Carry out a restore job, or resume it; nothing when it is finished or alive elsewhere."""
-    restores.run_job(job_id)
+@shared_task(bind=True, acks_late=True, ignore_result=True, max_retries=None)
+def restore_job(self, job_id: int) -> None:
+    """Carry out a restore job, or resume it; nothing when it is finished or alive elsewhere.
+
+    Redelivered after its worker died, it may find the dead worker's heartbeat still fresh:
+    it looks again once that heartbeat would be stale (as a reconcile's range does), and
+    takes the job over then, or finds it finished by a live worker.
+    """
+    if restores.run_job(job_id) is not None or self.request.is_eager:
+        return
+    wait = restores.seconds_until_stale(job_id)
+    if wait is None:
+        return
+    countdown = max(1, min(math.ceil(wait) + 1, settings.RECONCILE_HEARTBEAT_TIMEOUT))
+    log.warning(
+        "restore #%s: redelivered while another attempt holds it; looking again in %s s",
+        job_id,
+        countdown,
+    )
+    raise self.retry(countdown=countdown)
 
 
 @shared_task(ignore_result=True)

@@ -10,10 +10,11 @@ from replication.models.pairs import BucketPair
 class RestoreJob(models.Model):
     """One restore of a pair's backup as it was at ``at``, into a target; its own audit record.
 
-    Flow: ``QUEUED -> RUNNING -> SUCCEEDED | FAILED``. A running job whose worker died is
-    taken over by the next attempt (the reaper queues it again), which copies only what no
-    earlier attempt recorded. At most one queued or running job per target bucket, which the
-    database enforces: two restores writing the same keys would race.
+    Flow: ``QUEUED -> RUNNING -> SUCCEEDED | FAILED``, and ``CANCELLED`` from either active
+    state when a person stops it. A running job whose worker died is taken over by the next
+    attempt (the reaper queues it again), which copies only what no earlier attempt recorded.
+    At most one queued or running job per target bucket, which the database enforces: two
+    restores writing the same keys would race. A cancelled job frees its target at once.
     """
 
     class Status(models.TextChoices):
@@ -21,6 +22,7 @@ class RestoreJob(models.Model):
         RUNNING = "running"
         SUCCEEDED = "succeeded"
         FAILED = "failed"
+        CANCELLED = "cancelled"
 
     class Via(models.TextChoices):
         COMMAND = "command", "command line"
@@ -48,6 +50,11 @@ class RestoreJob(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    cancelled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    cancelled_by_name = models.CharField(max_length=150, blank=True)
 
     # The plan, as counted before the first copy.
     planned_objects = models.BigIntegerField(default=0)
@@ -58,6 +65,9 @@ class RestoreJob(models.Model):
     restored = models.BigIntegerField(default=0)
     failed = models.BigIntegerField(default=0)
     bytes_restored = models.BigIntegerField(default=0)
+    # The last outcome row whose copy may have started: a later attempt checks the pending
+    # rows up to it before copying them. Zero until the plan is written down whole.
+    copying_through = models.BigIntegerField(default=0)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -135,6 +145,8 @@ class RestoredObject(models.Model):
         indexes = [
             # The job page and its CSV: a job's outcomes, filtered and counted by outcome.
             models.Index(fields=["job", "outcome"], name="restored_object_job_outcome"),
+            # The worker, a chunk of rows at a time in order, and the job page's pages.
+            models.Index(fields=["job", "id"], name="restored_object_job_order"),
         ]
 
     def __str__(self) -> str:

@@ -1,16 +1,25 @@
 """Restore jobs: check a request, plan it, and carry it out resumably. Orchestration + ORM.
 
-A job streams the plan (replication/restore/plan.py) once more when it runs, copying in
-parallel as the versions arrive. Before a chunk of copies starts, its outcome rows are
-written as ``pending``; each copy's outcome replaces that. An attempt that takes over from a
-dead worker skips every key already restored or failed, and checks the pending ones with a
-HEAD of the target (restored by the dead attempt: recorded, not copied again).
+A job streams the plan (replication/restore/plan.py) once more when it runs and writes it
+down, one ``pending`` outcome row per object, before the first copy: the listing is done
+before the copies start, as a plain copying loop's is, and the memory holds one chunk of the
+plan at a time. Then it copies in parallel, the rows in order; before a chunk of copies
+starts, the job records how far its copies may have gone (``copying_through``), and each
+copy's outcome replaces ``pending``. An attempt that takes over from a dead worker skips
+every row already restored or failed, and checks the pending rows its predecessors may have
+copied with a HEAD of the target (restored: recorded, not copied again).
+
+A person may cancel a job: the worker sees it at its next report (each chunk, and every few
+seconds), lets the copies under way finish, records their outcomes, drops the rows never
+copied and stops.
 """
 
 import logging
+import queue
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import islice
@@ -42,7 +51,8 @@ log = logging.getLogger(__name__)
 
 Status = RestoreJob.Status
 Outcome = RestoredObject.Outcome
-_CHUNK = 200  # outcome rows written (pending) and settled together
+_CHUNK = 200  # rows submitted and settled together
+_SPOOL = 1000  # plan rows written together
 # Copy errors that say the target (or the backup) refuses us: the first one, before anything
 # was restored, stops the job instead of failing every object the same way.
 _REFUSED = {"AccessDenied", "AllAccessDisabled", "NoSuchBucket", "InvalidAccessKeyId"}
@@ -54,6 +64,10 @@ class RestoreRefused(Exception):
 
 class Superseded(Exception):
     """Another attempt took the job over: this one stops without writing more."""
+
+
+class Cancelled(Exception):
+    """A person cancelled the job: this attempt records what it copied and stops."""
 
 
 @dataclass(frozen=True)
@@ -239,6 +253,20 @@ def claim_job(job_id: int, now: datetime | None = None) -> RestoreJob | None:
     return job
 
 
+def seconds_until_stale(job_id: int, now: datetime | None = None) -> float | None:
+    """How long until a running job's attempt would be taken for dead; None when the job is
+    not running (finished, cancelled, or never taken)."""
+    heartbeat = (
+        RestoreJob.objects.filter(id=job_id, status=Status.RUNNING)
+        .values_list("heartbeat_at", flat=True)
+        .first()
+    )
+    if heartbeat is None:
+        return None
+    stale_at = heartbeat + timedelta(seconds=settings.RECONCILE_HEARTBEAT_TIMEOUT)
+    return max(0.0, (stale_at - (now or timezone.now())).total_seconds())
+
+
 def run_job(
     job_id: int,
     *,
@@ -258,6 +286,9 @@ def run_job(
     except Superseded:
         log.warning("restore #%s: another attempt took it over; this one stops", job_id)
         return RestoreJob.objects.get(id=job_id)
+    except Cancelled:
+        log.info("restore #%s: cancelled; this attempt stopped", job_id)
+        return count_cancelled(job)
     except (RestoreRefused, ListingError) as exc:
         return finish_job(job, error=str(exc))
     return finish_job(job)
@@ -294,27 +325,104 @@ def finish_job(job: RestoreJob, *, error: str = "") -> RestoreJob:
     return job
 
 
+def cancel_job(job_id: int, *, by=None, by_name: str = "") -> bool:
+    """Cancel a queued or running job (audited: who and when, kept on the job). Its target is
+    free at once; its worker stops at its next report. False when it had already ended."""
+    now = timezone.now()
+    name = by_name or (by.get_username() if by else "")
+    cancelled = RestoreJob.objects.filter(id=job_id, status__in=RestoreJob.ACTIVE).update(
+        status=Status.CANCELLED,
+        cancelled_at=now,
+        cancelled_by=by,
+        cancelled_by_name=name[:150],
+        finished_at=now,
+    )
+    if cancelled:
+        log.info("restore #%s cancelled by %s", job_id, name or "?")
+    return bool(cancelled)
+
+
+def count_cancelled(job: RestoreJob) -> RestoreJob:
+    """A cancelled job's figures, counted from its outcome rows once its worker stopped."""
+    tally = {
+        row["outcome"]: row
+        for row in job.outcomes.values("outcome").annotate(n=Count("id"), size=Sum("size"))
+    }
+    RestoreJob.objects.filter(id=job.id, status=Status.CANCELLED).update(
+        restored=tally.get(Outcome.RESTORED, {}).get("n", 0),
+        failed=tally.get(Outcome.FAILED, {}).get("n", 0),
+        bytes_restored=tally.get(Outcome.RESTORED, {}).get("size") or 0,
+    )
+    job.refresh_from_db()
+    return job
+
+
 def _copy_all(job: RestoreJob, s3, lister, threads: int, on_progress) -> None:
     request = request_of(job)
-    pair = job.pair
     progress = _Progress(job, on_progress)
-    wanted = _restorable(choices(lister, request), progress)
-    in_flight: set[Future] = set()
+    # Rows up to the mark may have been copied by an earlier attempt: checked before copying.
+    # A mark means the plan was written down whole before the first copy.
+    resume_mark = job.copying_through
+    in_flight: dict[Future, RestoredObject] = {}
+    done: queue.SimpleQueue[Future] = queue.SimpleQueue()
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="restore") as pool:
         try:
-            for chunk in _chunks(wanted, _CHUNK):
-                for row, check_first in _rows_to_do(job, pair, request, chunk):
-                    in_flight.add(pool.submit(_restore_one, s3, row, check_first, request))
+            if not resume_mark:
+                _write_plan(job, request, lister, progress)
+            for chunk in _rows_to_copy(job):
+                progress.mark(chunk[-1].pk)
+                for row in chunk:
+                    future = pool.submit(_restore_one, s3, row, row.pk <= resume_mark, request)
+                    in_flight[future] = row
+                    future.add_done_callback(done.put)
                 while len(in_flight) >= 2 * _CHUNK:
-                    in_flight = _collect(in_flight, progress)
+                    _collect(in_flight, done, progress)
             while in_flight:
-                in_flight = _collect(in_flight, progress)
+                _collect(in_flight, done, progress)
+        except Cancelled:
+            _stop_cancelled(job, in_flight, progress)
+            raise
         except BaseException:
             for future in in_flight:
                 future.cancel()
+            with suppress(Superseded, Cancelled):
+                progress.flush()
             raise
-        finally:
-            progress.flush()
+    progress.flush()
+
+
+def _write_plan(job: RestoreJob, request: Request, lister, progress: "_Progress") -> None:
+    """The plan as pending rows, a chunk at a time; an attempt taking over from one that died
+    while writing it writes it again, keeping the rows already there."""
+    prefix, target = job.pair.source_prefix, request.target.prefix
+    rows = (
+        RestoredObject(
+            job=job,
+            key=prefix + choice.key,
+            version_id=choice.version.version_id,
+            size=choice.version.size,
+            etag=choice.version.etag,
+            target_key=target + choice.key,
+        )
+        for choice in _restorable(choices(lister, request), progress)
+    )
+    for chunk in _chunks(rows, _SPOOL):
+        RestoredObject.objects.bulk_create(chunk, ignore_conflicts=True)
+        progress.tick()
+
+
+def _rows_to_copy(job: RestoreJob) -> Iterator[list[RestoredObject]]:
+    """The job's pending rows in id order, a chunk at a time (by id, through the job's own
+    index: settled rows are skipped here, not searched for)."""
+    after = 0
+    while True:
+        rows = list(job.outcomes.filter(id__gt=after).order_by("id")[:_CHUNK])
+        if not rows:
+            return
+        after = rows[-1].pk
+        pending = [row for row in rows if row.outcome == Outcome.PENDING]
+        if pending:
+            yield pending
 
 
 def _restorable(planned: Iterable[Choice], progress: "_Progress") -> Iterator[Choice]:
@@ -326,46 +434,35 @@ def _restorable(planned: Iterable[Choice], progress: "_Progress") -> Iterator[Ch
             yield choice
 
 
-def _collect(in_flight: set[Future], progress: "_Progress") -> set[Future]:
-    timeout = settings.RECONCILE_PROGRESS_SECONDS
-    done, rest = wait(in_flight, timeout=timeout, return_when=FIRST_COMPLETED)
-    for future in done:
+def _collect(in_flight: dict, done: queue.SimpleQueue, progress: "_Progress") -> None:
+    """Settle the copies that have ended (waiting a few seconds at most for one)."""
+    try:
+        ended = [done.get(timeout=settings.RECONCILE_PROGRESS_SECONDS)]
+        while True:
+            ended.append(done.get_nowait())
+    except queue.Empty:
+        pass
+    for future in ended:
+        del in_flight[future]
         progress.add(future.result())
     progress.tick()
-    return rest
+
+
+def _stop_cancelled(job: RestoreJob, in_flight: dict, progress: "_Progress") -> None:
+    """Let the copies under way end and record them; drop the rows no attempt started."""
+    never_started = [row.pk for future, row in in_flight.items() if future.cancel()]
+    ended = [future.result() for future in in_flight if not future.cancelled()]
+    progress.save_rows(progress.rows + ended)
+    progress.rows = []
+    job.refresh_from_db(fields=["copying_through"])
+    pending = job.outcomes.filter(outcome=Outcome.PENDING)
+    pending.filter(Q(id__in=never_started) | Q(id__gt=job.copying_through)).delete()
 
 
 def _chunks(items: Iterable, size: int) -> Iterator[list]:
     iterator = iter(items)
     while chunk := list(islice(iterator, size)):
         yield chunk
-
-
-def _rows_to_do(
-    job: RestoreJob, pair: BucketPair, request: Request, chunk: list[Choice]
-) -> list[tuple[RestoredObject, bool]]:
-    """The chunk's rows to copy, as ``(row, check_first)``: new rows are written pending;
-    rows a dead attempt left pending are checked first; settled rows are skipped."""
-    keys = [pair.source_prefix + choice.key for choice in chunk]
-    known = {row.key: row for row in RestoredObject.objects.filter(job=job, key__in=keys)}
-    todo = [(row, True) for row in known.values() if row.outcome == Outcome.PENDING]
-    new = [
-        RestoredObject(
-            job=job,
-            key=pair.source_prefix + choice.key,
-            version_id=choice.version.version_id,
-            size=choice.version.size,
-            etag=choice.version.etag,
-            target_key=request.target.prefix + choice.key,
-        )
-        for choice in chunk
-        if pair.source_prefix + choice.key not in known
-    ]
-    if new:
-        RestoredObject.objects.bulk_create(new)
-        if new[0].pk is None:  # a database that does not return ids on bulk inserts
-            new = list(RestoredObject.objects.filter(job=job, key__in=[r.key for r in new]))
-    return todo + [(row, False) for row in new]
 
 
 def _restore_one(s3, row: RestoredObject, check_first: bool, request: Request) -> RestoredObject:
@@ -419,23 +516,40 @@ class _Progress:
         if time.monotonic() - self.saved_at >= settings.RECONCILE_PROGRESS_SECONDS:
             self.flush()
 
+    def mark(self, through_id: int) -> None:
+        """Record that copies up to row ``through_id`` may start (a report like the others)."""
+        self._report(copying_through=through_id)
+
     def flush(self) -> None:
-        rows, self.rows = self.rows, []
-        restored = [r for r in rows if r.outcome == Outcome.RESTORED]
+        # The rows stay in hand until saved: a cancelled attempt still records them.
+        restored = [r for r in self.rows if r.outcome == Outcome.RESTORED]
         with transaction.atomic():
-            updated = RestoreJob.objects.filter(id=self.job.id, attempt=self.job.attempt).update(
-                heartbeat_at=timezone.now(),
+            self._report(
                 restored=F("restored") + len(restored),
-                failed=F("failed") + len(rows) - len(restored),
+                failed=F("failed") + len(self.rows) - len(restored),
                 bytes_restored=F("bytes_restored") + sum(r.size for r in restored),
             )
-            if not updated:
-                raise Superseded
-            if rows:
-                RestoredObject.objects.bulk_update(
-                    rows, ["outcome", "verified_by", "error_code", "error", "finished_at"]
-                )
+            self.save_rows(self.rows)
+        self.rows = []
         self.saved_at = time.monotonic()
+
+    def save_rows(self, rows: list[RestoredObject]) -> None:
+        if rows:
+            RestoredObject.objects.bulk_update(
+                rows, ["outcome", "verified_by", "error_code", "error", "finished_at"]
+            )
+
+    def _report(self, **changes) -> None:
+        """Update the job with its heartbeat; Cancelled or Superseded when it is no longer
+        this attempt's to update."""
+        job = self.job
+        updated = RestoreJob.objects.filter(
+            id=job.id, attempt=job.attempt, status=Status.RUNNING
+        ).update(heartbeat_at=timezone.now(), **changes)
+        if not updated:
+            if RestoreJob.objects.filter(id=job.id, status=Status.CANCELLED).exists():
+                raise Cancelled
+            raise Superseded
 
 
 def reap_stalled_jobs(now: datetime | None = None) -> list[int]:

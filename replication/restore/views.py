@@ -7,7 +7,7 @@ from django.core.paginator import Paginator
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from replication import s3 as s3_clients
 from replication.dashboard import series
@@ -146,6 +146,24 @@ def restore_detail(request, job_id):
     page = Paginator(rows, OUTCOMES_PER_PAGE).get_page(request.GET.get("page"))
     context = {"job": job, "poll_seconds": POLL_SECONDS, "page": page, "outcome": outcome}
     return render(request, "dashboard/restore.html", context)
+
+
+@login_required
+@require_POST
+@permission_required("replication.restore_bucketpair", raise_exception=True)
+def restore_cancel(request, job_id):
+    """Cancel a queued or running restore (audited on the job: who and when)."""
+    job = _job_or_404(job_id)
+    if restores.cancel_job(job.pk, by=request.user):
+        messages.success(
+            request,
+            f"Restore #{job.pk} cancelled: its copies stop within seconds, what it restored "
+            f"is kept, and {job.target_bucket} is free for another restore.",
+        )
+    else:
+        job.refresh_from_db(fields=["status"])
+        messages.info(request, f"Restore #{job.pk} had already ended ({job.status}).")
+    return redirect("restore:job", job_id=job.pk)
 
 
 @login_required

@@ -90,6 +90,8 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(summary(job)))
         else:
             self.stdout.write(describe(job))
+        if job.status == RestoreJob.Status.CANCELLED:
+            raise CommandError(cancelled_line(job))
         if job.status != RestoreJob.Status.SUCCEEDED:
             raise CommandError(job.error.splitlines()[0] if job.error else "the restore failed")
 
@@ -148,7 +150,17 @@ def summary(job: RestoreJob) -> dict:
     }
 
 
+def cancelled_line(job: RestoreJob) -> str:
+    at = job.cancelled_at.strftime("%Y-%m-%d %H:%M:%S UTC") if job.cancelled_at else "?"
+    return (
+        f"restore #{job.pk} cancelled by {job.cancelled_by_name or '?'} at {at}: "
+        f"{job.restored:,} of {job.planned_objects:,} restored"
+    )
+
+
 def describe(job: RestoreJob) -> str:
+    if job.status == RestoreJob.Status.CANCELLED:
+        return cancelled_line(job)
     verdict = "restored" if job.status == RestoreJob.Status.SUCCEEDED else "FAILED"
     lines = [
         f"restore #{job.pk} {verdict}: {job.restored:,} of {job.planned_objects:,} objects, "
