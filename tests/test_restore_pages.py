@@ -253,6 +253,7 @@ def test_run_drill_now_without_a_queue_ends_the_drill_as_error_with_the_reason(
         raise ConnectionError("Redis is down")
 
     monkeypatch.setattr(task, "apply_async", refuse)
+    monkeypatch.setitem(task.app.conf, "task_always_eager", False)  # a broker, down
 
     response = client.post("/pairs/photos/drill/", follow=True)
 
@@ -315,3 +316,35 @@ def test_a_prefilled_form_with_bad_values_says_so_at_the_plan_and_changes_nothin
     response = ask(client, "plan", at="yesterday-ish")
 
     assert response.status_code == 400 and not RestoreJob.objects.exists()
+
+
+def test_a_restore_point_counts_as_restored_only_by_a_job_of_its_moment_and_prefix():
+    from types import SimpleNamespace as Row
+
+    from replication.restore.views import unrestored
+
+    moment = timezone.now().replace(microsecond=0)
+    newer, older = Row(at=moment, prefix="raw/"), Row(at=moment - timedelta(hours=1), prefix="")
+
+    assert unrestored([newer, older], []) is newer
+    assert unrestored([newer, older], [Row(at=moment, prefix="")]) is newer
+    assert unrestored([newer, older], [Row(at=moment - timedelta(seconds=1), prefix="raw/")])
+    assert unrestored([newer, older], [Row(at=moment, prefix="raw/")]) is older
+    assert unrestored([newer], [Row(at=moment, prefix="raw/")]) is None
+
+
+def test_a_drill_that_breaks_in_process_ends_as_error_with_what_broke(
+    client, restorer, drillable, monkeypatch
+):
+    from replication.restore import drill as drills
+
+    def broken(drill_id, **kwargs):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(drills, "run_drill", broken)
+
+    response = client.post("/pairs/photos/drill/", follow=True)
+
+    drill = RestoreDrill.objects.get()
+    assert (drill.status, drill.error) == ("error", "the drill stopped: the database went away")
+    assert "the drill stopped: the database went away" in response.content.decode()

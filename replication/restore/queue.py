@@ -31,13 +31,14 @@ def start_restore(job: RestoreJob) -> RestoreJob:
 def start_drill_task(drill: RestoreDrill) -> RestoreDrill:
     """Queue a started drill (without a broker it runs here, and has ended on return).
     Never raises for a broker outage: the drill ends as ``error`` with the reason."""
+    task = task_named(DRILL_TASK)
     try:
-        task_named(DRILL_TASK).apply_async(args=(drill.id,))
+        task.apply_async(args=(drill.id,))
     except Exception as exc:
+        # In-process, the drill itself raised (run_drill records S3's errors, not these).
+        why = "the drill stopped" if task.app.conf.task_always_eager else QUEUE_UNAVAILABLE
         RestoreDrill.objects.filter(id=drill.id, status=RestoreDrill.Status.RUNNING).update(
-            status=RestoreDrill.Status.ERROR,
-            error=f"{QUEUE_UNAVAILABLE}: {exc}",
-            finished_at=timezone.now(),
+            status=RestoreDrill.Status.ERROR, error=f"{why}: {exc}", finished_at=timezone.now()
         )
     drill.refresh_from_db()
     return drill

@@ -2,7 +2,6 @@
 progress, and its outcomes as CSV; "Run drill now". Thin: the work is in job.py and
 drill.py."""
 
-import logging
 from datetime import UTC
 
 from django.contrib import messages
@@ -25,13 +24,12 @@ from replication.models import (
     RestoredObject,
     RestoreDrill,
     RestoreJob,
+    RestorePoint,
 )
 from replication.restore import drill as drills
 from replication.restore import job as restores
 from replication.restore.plan import parse_time
 from replication.restore.queue import start_drill_task, start_restore
-
-log = logging.getLogger(__name__)
 
 POLL_SECONDS = 2
 RESTORES_PREFIX = RESERVED_PREFIX + "restores/"
@@ -152,11 +150,9 @@ def restore_panel(request, name):
 
 
 def open_restore_point(pair: BucketPair, jobs: list[RestoreJob]) -> dict | None:
-    """The newest restore point no restore has been started from (same moment and prefix),
-    with the link that prefills "Restore..." with it; None when there is none."""
-    restored = {(job.at, job.prefix) for job in jobs}
-    points = pair.restore_points.all()[:RECENT_RESTORES]
-    point = next((p for p in points if (p.at, p.prefix) not in restored), None)
+    """The newest of the pair's latest restore points that none of ``jobs`` restored (same
+    moment and prefix), with the link that prefills "Restore..." with it; or None."""
+    point = unrestored(pair.restore_points.all()[:RECENT_RESTORES], jobs)
     if point is None:
         return None
     query = QueryDict(mutable=True)
@@ -170,6 +166,12 @@ def open_restore_point(pair: BucketPair, jobs: list[RestoreJob]) -> dict | None:
     )
     url = reverse("restore:form", args=[pair.name])
     return {"point": point, "url": f"{url}?{query.urlencode()}"}
+
+
+def unrestored(points, jobs) -> RestorePoint | None:
+    """The first of ``points`` (newest first) that no job restored: same moment and prefix."""
+    restored = {(job.at, job.prefix) for job in jobs}
+    return next((p for p in points if (p.at, p.prefix) not in restored), None)
 
 
 @login_required
