@@ -49,7 +49,11 @@ def scratch_of(pair: BucketPair) -> tuple[str, str]:
 
 
 def start_drill(
-    pair: BucketPair, trigger: str = RestoreDrill.Trigger.MANUAL, *, requested_by=None
+    pair: BucketPair,
+    trigger: str = RestoreDrill.Trigger.MANUAL,
+    *,
+    requested_by=None,
+    requested_by_name: str = "",
 ) -> RestoreDrill:
     """The drill's row, which is also its audit record (who asked, when); DrillRefused when
     one of the pair is already running."""
@@ -61,7 +65,8 @@ def start_drill(
                 trigger=trigger,
                 scratch="",
                 requested_by=requested_by,
-                requested_by_name=requested_by.get_username() if requested_by else "",
+                requested_by_name=requested_by_name
+                or (requested_by.get_username() if requested_by else ""),
             )
     except IntegrityError:
         raise DrillRefused(f"a restore drill of {pair.name} is already running") from None
