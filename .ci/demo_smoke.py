@@ -2,7 +2,8 @@
 
 Runs `make demo SEED_ONLY=1` on free ports with a throw-away SQLite file (the demo's
 embedded default, whatever DATABASE_URL/REDIS_URL CI exports), then serves that database,
-logs in as the demo user and checks `/`, the three pairs, their events and a finished run.
+logs in as the demo user and checks `/`, the three pairs, their events, a finished run, a
+passed restore drill of each pair and the offer to restore demo-photos' overwrite.
 """
 
 import http.cookiejar
@@ -134,10 +135,17 @@ def check_site(site: str, user: str, password: str) -> None:
             fail(f"pair {name} has no row on the overview")
     if not re.search(r'class="verdict verdict-(in_sync|out_of_sync|unproven)"', body):
         fail("no reconcile verdict on the overview")
+    if "restore drill overdue" in body:
+        fail("a demo pair reads 'restore drill overdue': the seed drills each pair")
     for name in PAIRS:
         page = opener.open(f"{site}/pairs/{name}/", timeout=30).read().decode()
         if "Recent events" not in page or "No copy reported yet" in page:
             fail(f"the page of {name} shows no events")
+        panel = opener.open(f"{site}/pairs/{name}/restore/panel/", timeout=30).read().decode()
+        if "Last verified restorable" not in panel:
+            fail(f"the restore panel of {name} shows no passed restore drill")
+        if name == "demo-photos" and "Something to restore" not in panel:
+            fail("the restore panel of demo-photos does not offer to restore its overwrite")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """The demo (`make demo`) and the one local S3 that every process of a local setup shares."""
 
+import html
 import itertools
 import logging
+import re
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,7 +15,17 @@ from django.core.management import call_command
 from replication import lambda_function
 from replication import s3 as s3_clients
 from replication.demo import scenario, seed
-from replication.models import BucketPair, CopyEvent, ObjectState, ProtectionResult, ReconcileRun
+from replication.models import (
+    BucketPair,
+    CopyEvent,
+    DrillObject,
+    ObjectState,
+    ProtectionResult,
+    ReconcileRun,
+    RestoreDrill,
+    RestoreJob,
+    RestorePoint,
+)
 from replication.protection import store as protection
 from tests.factories import make_pair
 
@@ -213,6 +225,118 @@ def test_the_demo_pair_without_backup_versioning_shows_the_warning_and_its_fix(
 
 def test_exactly_one_demo_pair_leaves_backup_versioning_off():
     assert [p.name for p in scenario.PAIRS if not p.backup_versioned] == ["demo-invoices"]
+
+
+def test_every_demo_pairs_backup_is_versioned_but_demo_invoices(
+    transactional_db, live_server, local_s3
+):
+    plans = [replace(SMALL, throttled=0, unannounced=0, late_and_out_of_order=False)]
+    plans.append(replace(plans[0], name="demo-small-2", backup_bucket="demo-small-2-bak"))
+    plans[1] = replace(plans[1], source_bucket="demo-small-2-src", backup_versioned=False)
+    key, _ = seed.reset_database(plans)
+    seed.Demo(f"{live_server.url}/api/v1/events", key, say=print, plans=plans).seed()
+
+    s3 = s3_clients.client()
+    status = {
+        plan.name: s3.get_bucket_versioning(Bucket=plan.backup_bucket).get("Status")
+        for plan in plans
+    }
+    assert status == {"demo-small": "Enabled", "demo-small-2": None}
+
+
+OVERWRITTEN = replace(
+    SMALL,
+    throttled=0,
+    denied=(),
+    unannounced=0,
+    late_and_out_of_order=False,
+    key_patterns=("raw/{n:05d}.cr3", "{n:05d}.jpg"),
+    overwritten=4,
+    overwritten_prefix="raw/",
+)
+
+
+def test_the_overwrite_gone_wrong_reaches_the_backup_and_is_offered_for_restore(
+    transactional_db, live_server, local_s3
+):
+    key, _ = seed.reset_database([OVERWRITTEN])
+    lines = []
+    seed.Demo(f"{live_server.url}/api/v1/events", key, say=lines.append, plans=[OVERWRITTEN]).seed()
+
+    s3 = s3_clients.client()
+    hit = [f"raw/{n:05d}.cr3" for n in (0, 2, 4, 6)]
+    for name in hit:  # the backup copied the garbage: its current version is no photo
+        body = s3.get_object(Bucket=OVERWRITTEN.backup_bucket, Key=name)["Body"].read()
+        assert body == scenario.garbage(len(scenario.body_for(name)), name)
+    point = RestorePoint.objects.get(pair__name="demo-small")
+    assert point.prefix == "raw/" and point.at.microsecond == 0
+    assert point.reason.startswith("4 objects under raw/ were overwritten with garbage")
+    assert any("overwrite gone wrong: 4 objects under raw/" in line for line in lines)
+    # Under the guard's threshold: nothing held, the pair is not stopped.
+    assert not CopyEvent.objects.filter(pair__name="demo-small", status="held").exists()
+
+
+def test_a_visitor_follows_the_offer_to_a_finished_restore_of_the_photos_before_the_overwrite(
+    transactional_db, live_server, local_s3, client
+):
+    from django.contrib.auth.models import User
+
+    key, _ = seed.reset_database([OVERWRITTEN])
+    seed.Demo(f"{live_server.url}/api/v1/events", key, say=print, plans=[OVERWRITTEN]).seed()
+    client.force_login(User.objects.get(username=scenario.DEMO_USER))
+
+    panel = html.unescape(client.get("/pairs/demo-small/restore/panel/").content.decode())
+    offer = re.search(r'href="(/pairs/demo-small/restore/\?[^"]+)"', panel).group(1)
+    form = client.get(offer).content.decode()
+    fields = {
+        name: html.unescape(re.search(rf'name="{name}" value="([^"]*)"', form).group(1))
+        for name in ("at", "prefix", "to")
+    }
+    plan = client.post("/pairs/demo-small/restore/", {**fields, "step": "plan"})
+    assert "Restore 6 objects" in plan.content.decode()  # raw/: every other of the 12
+    done = client.post("/pairs/demo-small/restore/", {**fields, "step": "confirm"})
+
+    job = RestoreJob.objects.get()
+    assert done["Location"] == f"/restores/{job.pk}/"
+    assert (job.status, job.restored, job.failed) == ("succeeded", 6, 0)
+    s3 = s3_clients.client()
+    for n in range(0, 12, 2):
+        name = f"raw/{n:05d}.cr3"
+        restored = s3.get_object(
+            Bucket=OVERWRITTEN.backup_bucket, Key=f".backupsite/restores/{name}"
+        )["Body"].read()
+        assert restored == scenario.body_for(name)  # the photo as it was, not the garbage
+    panel = client.get("/pairs/demo-small/restore/panel/").content.decode()
+    assert "Something to restore" not in panel
+
+
+def test_seeding_runs_a_restore_drill_of_each_pair_on_the_local_s3(
+    transactional_db, live_server, local_s3
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from replication.status.facts import pair_health
+
+    plans = [replace(SMALL, throttled=0, late_and_out_of_order=False)]
+    key, _ = seed.reset_database(plans)
+    # Registered a month ago, as the demo's history says: a pair never drilled is overdue.
+    BucketPair.objects.update(created_at=timezone.now() - timedelta(days=30))
+    lines = []
+    seed.Demo(f"{live_server.url}/api/v1/events", key, say=lines.append, plans=plans).seed()
+
+    drill = RestoreDrill.objects.get(pair__name="demo-small")
+    assert (drill.status, drill.trigger) == ("passed", "scheduled")
+    assert drill.sampled == drill.verified == DrillObject.objects.filter(drill=drill).count() > 0
+    assert drill.throughput_bytes_s > 0
+    listed = s3_clients.client().list_objects_v2(
+        Bucket=SMALL.backup_bucket, Prefix=".backupsite/drills/"
+    )
+    assert listed.get("KeyCount", 0) == 0  # the scratch copies were deleted
+    assert any(f"restore drill #{drill.pk} passed" in line for line in lines)
+    (health,) = pair_health()
+    assert not [r for r in health.health.reasons if "restore drill" in r]
 
 
 def test_running_the_seed_again_starts_the_demo_pairs_afresh(

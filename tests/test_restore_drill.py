@@ -2,6 +2,7 @@
 
 import json
 import random
+import socket
 from datetime import UTC, datetime, timedelta
 from io import StringIO
 
@@ -150,6 +151,14 @@ def test_drill_command_prints_the_contracts_json(s3, backed_up):
         "duration_s": stored.duration_s,
         "throughput_bytes_s": stored.throughput_bytes_s,
     }
+
+
+def test_the_drill_command_records_who_ran_it_and_where(s3, backed_up):
+    call_command("drill", "shop", stdout=StringIO())
+
+    stored = RestoreDrill.objects.get()
+    assert stored.trigger == "manual" and stored.requested_by is None
+    assert stored.requested_by_name.endswith(f"@{socket.gethostname()} (command line)")
 
 
 def test_drill_command_exits_non_zero_with_one_line_when_the_drill_did_not_pass(s3, pair):

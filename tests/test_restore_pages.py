@@ -10,7 +10,7 @@ import pytest
 from django.contrib.auth.models import Permission, User
 from django.utils import timezone
 
-from replication.models import ReconcileRun, RestoreDrill, RestoreJob
+from replication.models import ReconcileRun, RestoreDrill, RestoreJob, RestorePoint
 from tests.factories import make_pair
 from tests.restore_support import held, versioned
 
@@ -192,3 +192,159 @@ def test_the_panel_says_when_a_drill_failed_and_lists_recent_restores(client, vi
     assert "No restore drill has passed yet." in body
     assert "Last restore drill failed" in body and "1 of 21 objects differ" in body
     assert f'href="/restores/{job.pk}/"' in body and "3 of 3" in body
+
+
+# --- "Run drill now" -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def drillable(pair, s3):
+    """The backup's objects, unchanged in the source: what a drill samples."""
+    for n in range(3):
+        s3.put_object(Bucket=SOURCE, Key=f"img/{n}.jpg", Body=f"photo {n}".encode())
+    return pair
+
+
+def test_running_a_drill_needs_the_permission(client, viewer, drillable):
+    assert client.post("/pairs/photos/drill/").status_code == 403
+    assert not RestoreDrill.objects.exists()
+    assert "Run drill now" not in client.get("/pairs/photos/restore/panel/").content.decode()
+
+
+def test_run_drill_now_restores_a_sample_and_the_panel_shows_the_result(
+    client, restorer, drillable, s3
+):
+    response = client.post("/pairs/photos/drill/")  # tasks run in-process in tests
+
+    drill = RestoreDrill.objects.get()
+    assert response.status_code == 302 and response["Location"] == "/pairs/photos/#restore"
+    assert (drill.status, drill.sampled, drill.verified) == ("passed", 3, 3)
+    assert (drill.trigger, drill.requested_by, drill.requested_by_name) == (
+        "manual",
+        restorer,
+        "restorer",
+    )
+    assert held(s3, BACKUP, ".backupsite/") == {}  # the scratch copies are gone
+    page = client.get(response["Location"]).content.decode()
+    assert f"Restore drill #{drill.pk} passed: 3 of 3 objects" in page
+    panel = client.get("/pairs/photos/restore/panel/").content.decode()
+    assert "Last verified restorable" in panel and "3 of 3 objects" in panel
+    assert "Run drill now" in panel
+
+
+def test_run_drill_now_while_one_runs_starts_no_second(client, restorer, drillable):
+    running = RestoreDrill.objects.create(pair=drillable, scratch="photos-bak/.backupsite/x/")
+
+    response = client.post("/pairs/photos/drill/", follow=True)
+
+    assert list(RestoreDrill.objects.values_list("id", flat=True)) == [running.pk]
+    assert "a restore drill of photos is already running" in response.content.decode()
+
+
+def test_run_drill_now_without_a_queue_ends_the_drill_as_error_with_the_reason(
+    client, restorer, drillable, monkeypatch
+):
+    from celery import current_app
+
+    current_app.loader.import_default_modules()
+    task = current_app.tasks["replication.tasks.run_restore_drill"]
+
+    def refuse(*args, **kwargs):
+        raise ConnectionError("Redis is down")
+
+    monkeypatch.setattr(task, "apply_async", refuse)
+    monkeypatch.setitem(task.app.conf, "task_always_eager", False)  # a broker, down
+
+    response = client.post("/pairs/photos/drill/", follow=True)
+
+    drill = RestoreDrill.objects.get()
+    assert drill.status == "error" and drill.finished_at is not None
+    assert "task queue is unavailable" in drill.error and "Redis is down" in drill.error
+    assert "task queue is unavailable" in response.content.decode()
+
+
+def test_the_panel_of_a_running_drill_reloads_itself_until_it_ends(client, restorer, pair):
+    RestoreDrill.objects.create(pair=pair, scratch="photos-bak/.backupsite/x/")
+
+    body = client.get("/pairs/photos/restore/panel/").content.decode()
+
+    assert 'hx-get="/pairs/photos/restore/panel/" hx-trigger="every 2s"' in body
+    assert "is running" in body and "Run drill now" not in body
+
+
+# --- restore points: "Something to restore" ----------------------------------------------------
+
+
+def test_a_restore_point_is_offered_with_restore_prefilled(client, restorer, pair):
+    moment = timezone.now().replace(microsecond=0) - timedelta(minutes=5)
+    RestorePoint.objects.create(
+        pair=pair, at=moment, prefix="img/", reason="2 objects under img/ were overwritten"
+    )
+
+    body = html.unescape(client.get("/pairs/photos/restore/panel/").content.decode())
+
+    stamp = moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert "Something to restore:" in body and "2 objects under img/ were overwritten" in body
+    link = (
+        f"/pairs/photos/restore/?at={stamp.replace(':', '%3A')}&prefix=img%2F"
+        "&to=photos-bak%2F.backupsite%2Frestores%2F"
+    )
+    assert f'href="{link}"' in body
+    form = client.get(link).content.decode()
+    assert f'name="at" value="{stamp}"' in form
+    assert 'name="prefix" value="img/"' in form
+    assert 'name="to" value="photos-bak/.backupsite/restores/"' in form
+
+
+def test_a_restore_point_is_offered_only_until_a_restore_of_it_starts(client, restorer, pair):
+    moment = timezone.now().replace(microsecond=0)
+    RestorePoint.objects.create(pair=pair, at=moment, prefix="img/", reason="overwritten")
+
+    ask(client, "confirm", at=moment.strftime("%Y-%m-%dT%H:%M:%SZ"), prefix="img/")
+
+    assert RestoreJob.objects.get().status == "succeeded"
+    body = client.get("/pairs/photos/restore/panel/").content.decode()
+    assert "Something to restore" not in body
+
+
+def test_a_prefilled_form_with_bad_values_says_so_at_the_plan_and_changes_nothing(
+    client, restorer, pair
+):
+    form = client.get("/pairs/photos/restore/?at=yesterday-ish&prefix=img/")
+    assert form.status_code == 200
+
+    response = ask(client, "plan", at="yesterday-ish")
+
+    assert response.status_code == 400 and not RestoreJob.objects.exists()
+
+
+def test_a_restore_point_counts_as_restored_only_by_a_job_of_its_moment_and_prefix():
+    from types import SimpleNamespace as Row
+
+    from replication.restore.views import unrestored
+
+    moment = timezone.now().replace(microsecond=0)
+    newer, older = Row(at=moment, prefix="raw/"), Row(at=moment - timedelta(hours=1), prefix="")
+
+    assert unrestored([newer, older], []) is newer
+    assert unrestored([newer, older], [Row(at=moment, prefix="")]) is newer
+    assert unrestored([newer, older], [Row(at=moment - timedelta(seconds=1), prefix="raw/")])
+    assert unrestored([newer, older], [Row(at=moment, prefix="raw/")]) is older
+    assert unrestored([newer], [Row(at=moment, prefix="raw/")]) is None
+
+
+def test_a_drill_that_breaks_in_process_ends_as_error_with_what_broke(
+    client, restorer, drillable, monkeypatch
+):
+    from replication.restore import drill as drills
+
+    def broken(drill_id, **kwargs):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(drills, "run_drill", broken)
+
+    response = client.post("/pairs/photos/drill/", follow=True)
+
+    drill = RestoreDrill.objects.get()
+    assert (drill.status, drill.error) == ("error", "the drill stopped: the database went away")
+    assert "the drill stopped: the database went away" in response.content.decode()

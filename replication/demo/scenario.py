@@ -1,8 +1,9 @@
 """What the demo does, decided without touching S3 or the database (pure).
 
 Three pairs, each showing something a real deployment meets: a healthy mirrored log bucket,
-a photo library hit by a throttled burst and a late, out-of-order event, and an invoice
-bucket with a key the function may not read and objects written while no event arrived.
+a photo library hit by a throttled burst, a late, out-of-order event and an overwrite gone
+wrong (copied into the backup, restorable from its versions), and an invoice bucket with a
+key the function may not read and objects written while no event arrived.
 """
 
 import hashlib
@@ -33,6 +34,10 @@ class PairPlan:
     unannounced: int = 0
     deleted: int = 0
     late_and_out_of_order: bool = False
+    # An overwrite gone wrong: this many objects under the prefix (relative to the source
+    # prefix) overwritten with garbage after the backup has them; the backup copies it too.
+    overwritten: int = 0
+    overwritten_prefix: str = ""
     # Off for one pair, to show the protection warning and its fix.
     backup_versioned: bool = True
     key_patterns: tuple[str, ...] = field(default=("{n:05d}.bin",))
@@ -54,6 +59,10 @@ PAIRS = (
         grace_seconds=3600,
         throttled=24,
         late_and_out_of_order=True,
+        # Under the destructive-change guard's 500: a mistake it lets through, which only
+        # the backup's versions can undo.
+        overwritten=60,
+        overwritten_prefix="raw/",
         key_patterns=(
             "2026/{n:05d}.jpg",
             "2026/holiday {n:05d}.jpg",
@@ -95,6 +104,21 @@ def object_keys(plan: PairPlan) -> list[str]:
     patterns = itertools.cycle(plan.key_patterns)
     keys = [plan.source_prefix + format_key(next(patterns), n) for n in range(plan.objects)]
     return keys + [plan.source_prefix + key for key in plan.denied]
+
+
+def overwritten_keys(plan: PairPlan, keys: list[str], failed: set[str]) -> list[str]:
+    """The keys the overwrite gone wrong hits: the first ``plan.overwritten`` under its prefix
+    that the backup holds (a throttled copy that never landed has no earlier state to bring
+    back)."""
+    prefix = plan.source_prefix + plan.overwritten_prefix
+    hit = [key for key in keys if key.startswith(prefix) and key not in failed]
+    return hit[: plan.overwritten]
+
+
+def garbage(size: int, seed: str) -> bytes:
+    """Bytes that look encrypted (as ransomware leaves an object), ``size`` long."""
+    block = hashlib.sha512(f"garbage:{seed}".encode()).digest()
+    return (block * (size // len(block) + 1))[:size]
 
 
 def body_for(key: str, version: int = 1) -> bytes:

@@ -9,7 +9,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from replication.models import BucketPair, ReconcileRun
+from replication.models import BucketPair, ReconcileRun, RestorePoint
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
@@ -17,6 +17,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"
 TIMEZONE = "Europe/Paris"
 # A page taken whole, or only its first screenful (the README's layout).
 WHOLE_PAGE = {"overview": False, "pair": True, "run": True, "overview-390": True, "pair-390": False}
+# Pictures of one panel of a page rather than of the page: what to wait for, what to take.
+PANELS = {"restore": ("#restore .drill-verified", "#restore")}
 
 
 def pages(pair_names: list[str]) -> dict[str, str]:
@@ -37,6 +39,9 @@ def pages(pair_names: list[str]) -> dict[str, str]:
         shown["pair"] = f"/pairs/{failing.name}/"
     if run is not None:
         shown["run"] = f"/runs/{run.pk}/"
+    point = RestorePoint.objects.filter(pair__in=pairs).select_related("pair").first()
+    if point is not None:
+        shown["restore"] = f"/pairs/{point.pair.name}/"
     return shown
 
 
@@ -87,7 +92,12 @@ def take(
                     page.goto(f"{site}{path}")
                     page.wait_for_load_state()
                     target = directory / f"{name}{suffix}.png"
-                    page.screenshot(path=target, full_page=WHOLE_PAGE[f"{name}{suffix}"])
+                    if name in PANELS:  # loaded on its own, after the page
+                        ready, panel = PANELS[name]
+                        page.wait_for_selector(ready)
+                        page.locator(panel).screenshot(path=target)
+                    else:
+                        page.screenshot(path=target, full_page=WHOLE_PAGE[f"{name}{suffix}"])
                     written.append(target)
                     say(f"{target}: {path} at {options['viewport']['width']} px")
                 context.close()

@@ -17,9 +17,10 @@ import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from botocore.awsrequest import AWSResponse
+from django.db import connection
 from django.db.models import Count
 
 from replication import deployment, lambda_function
@@ -27,12 +28,20 @@ from replication import s3 as s3_clients
 from replication.alerts.tasks import evaluate_health
 from replication.demo import history, scenario
 from replication.demo.scenario import PairPlan
-from replication.models import BucketPair, CopyEvent, IngestKey, ReconcileRun
+from replication.models import (
+    BucketPair,
+    CopyEvent,
+    IngestKey,
+    ReconcileRun,
+    RestoreDrill,
+    RestorePoint,
+)
 from replication.protection import guard
 from replication.protection import store as protection
 from replication.protection.local import protect_bucket
 from replication.reconcile import inline
 from replication.reconcile import run as reconcile
+from replication.restore import drill as drills
 
 log = logging.getLogger(__name__)
 
@@ -140,9 +149,9 @@ class Demo:
             if keys:
                 self.s3.delete_objects(Bucket=name, Delete={"Objects": keys, "Quiet": True})
 
-    def put(self, bucket: str, key: str, version: int = 1, *, event_time=None) -> dict:
+    def put(self, bucket: str, key: str, version: int = 1, *, event_time=None, body=None) -> dict:
         """Write an object and return the notification record S3 would send for it."""
-        body = scenario.body_for(key, version)
+        body = scenario.body_for(key, version) if body is None else body
         result = self.s3.put_object(Bucket=bucket, Key=key, Body=body)
         return scenario.s3_record(
             bucket,
@@ -212,6 +221,10 @@ class Demo:
             time.sleep(wait)
         for plan in plans:
             self.reconcile(plan.name)
+        for plan in plans:
+            if plan.overwritten:
+                self.overwrite_gone_wrong(plan)
+        self.drill([plan.name for plan in plans])
         for plan in plans:
             self.check_protection(plan.name)
 
@@ -298,6 +311,80 @@ class Demo:
         else:
             self.say(f"{pair_name}: reconcile #{run.pk} failed: {run.error}")
         return run
+
+    def overwrite_gone_wrong(self, plan: PairPlan) -> RestorePoint | None:
+        """Overwrite some objects with garbage through the real handler, which copies the
+        garbage into the backup (too few for the guard), and flag the moment just before as
+        a restore point: the pair page offers to restore it from the backup's versions."""
+        failed = self.faults.throttled | self.faults.denied
+        keys = scenario.overwritten_keys(plan, scenario.object_keys(plan), failed)
+        if not keys:
+            return None
+        # S3 stamps versions to the second: the moment restored is a whole second, and the
+        # garbage is written from the next one on, so no version of it is stamped "before".
+        now = datetime.now(UTC)
+        before = now.replace(microsecond=0)
+        time.sleep((before + timedelta(seconds=1) - now).total_seconds())
+        with ThreadPoolExecutor(THREADS) as pool:
+            records = list(
+                pool.map(
+                    lambda key: self.put(
+                        plan.source_bucket,
+                        key,
+                        body=scenario.garbage(len(scenario.body_for(key)), key),
+                    ),
+                    keys,
+                )
+            )
+        copied = self.deliver(plan.name, records)["copied"]
+        prefix = plan.source_prefix + plan.overwritten_prefix
+        point = RestorePoint.objects.create(
+            pair=BucketPair.objects.get(name=plan.name),
+            at=before,
+            prefix=prefix,
+            reason=(
+                f"{len(keys)} objects under {prefix} were overwritten with garbage, and the "
+                f"backup copied the garbage ({copied} copies)"
+            ),
+        )
+        self.say(
+            f"{plan.name}: overwrite gone wrong: {len(keys)} objects under {prefix} overwritten "
+            f"with garbage, {copied} copied into the backup; the pair page offers to restore "
+            f"them as at {before:%H:%M:%S} UTC"
+        )
+        return point
+
+    def drill(self, pair_names: list[str]) -> None:
+        """A restore drill of each pair, run for real against the local S3 as the schedule
+        would, the pairs at once (their time is mostly S3's latency)."""
+        started = []
+        for name in pair_names:
+            try:
+                started.append(
+                    drills.start_drill(
+                        BucketPair.objects.get(name=name), trigger=RestoreDrill.Trigger.SCHEDULED
+                    )
+                )
+            except drills.DrillRefused as refused:
+                self.say(f"{name}: restore drill not run: {refused}")
+
+        def run(drill: RestoreDrill) -> RestoreDrill:
+            try:
+                return drills.run_drill(drill.pk)
+            finally:
+                connection.close()  # this thread's own connection
+
+        with ThreadPoolExecutor(len(started) or 1) as pool:
+            for drill in pool.map(run, started):
+                name = drill.pair.name
+                if drill.status == RestoreDrill.Status.PASSED:
+                    self.say(
+                        f"{name}: restore drill #{drill.pk} passed: {drill.verified} of "
+                        f"{drill.sampled} objects restored, read back and verified in "
+                        f"{drill.duration_s:.1f} s"
+                    )
+                else:
+                    self.say(f"{name}: restore drill #{drill.pk} {drill.status}: {drill.error}")
 
     def check_protection(self, pair_name: str) -> None:
         pair = BucketPair.objects.get(name=pair_name)

@@ -18,7 +18,13 @@ from replication.models.protection import (
     ProtectionResult,
     ProtectionState,
 )
-from replication.models.restore import DrillObject, RestoredObject, RestoreDrill, RestoreJob
+from replication.models.restore import (
+    DrillObject,
+    RestoredObject,
+    RestoreDrill,
+    RestoreJob,
+    RestorePoint,
+)
 from replication.models.runs import Discrepancy, ReconcileRange, ReconcileRun
 from replication.models.tallies import CopyTally, HourlyTally, IngestTally
 
@@ -53,5 +59,6 @@ __all__ = [
     "ReconcileRun",
     "RestoreDrill",
     "RestoreJob",
+    "RestorePoint",
     "RestoredObject",
 ]

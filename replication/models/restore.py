@@ -153,6 +153,30 @@ class RestoredObject(models.Model):
         return f"{self.outcome}: {self.key}"
 
 
+class RestorePoint(models.Model):
+    """A moment worth restoring a prefix to, flagged with what went wrong after it ("42
+    objects under raw/ overwritten with garbage"). The pair page offers "Restore..." prefilled
+    with it until a restore of that moment and prefix is started. The demo flags the incident
+    it plays; an operator can flag one in the admin for whoever restores.
+    """
+
+    pair = models.ForeignKey(BucketPair, on_delete=models.CASCADE, related_name="restore_points")
+    at = models.DateTimeField(help_text="The moment to restore to: just before it went wrong.")
+    prefix = models.TextField(blank=True, help_text="As the source names keys; empty: all.")
+    reason = models.TextField(help_text="What went wrong after that moment, in a sentence.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # The pair page's restore panel: a pair's latest restore points.
+            models.Index(fields=["pair", "-created_at"], name="restore_point_pair_latest"),
+        ]
+
+    def __str__(self) -> str:
+        return f"restore point of {self.pair} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+
 class RestoreDrill(models.Model):
     """One restore drill of a pair: a sample restored to scratch, read back and compared.
 
@@ -172,6 +196,12 @@ class RestoreDrill(models.Model):
 
     pair = models.ForeignKey(BucketPair, on_delete=models.CASCADE, related_name="restore_drills")
     trigger = models.CharField(max_length=16, choices=Trigger.choices, default=Trigger.MANUAL)
+    # Who pressed "Run drill now" (empty for the schedule and the command line), kept in
+    # words too, so the audit survives the user's deletion.
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    requested_by_name = models.CharField(max_length=150, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
     error = models.TextField(blank=True)
     scratch = models.TextField(help_text="bucket/prefix the sample was restored under.")

@@ -1,9 +1,10 @@
-"""Restores and drills in the admin: audit records, viewable, never added or edited there."""
+"""Restores and drills in the admin: audit records, viewable, never added or edited there;
+restore points, which an operator may flag for whoever restores."""
 
 from django.contrib import admin
 
 from replication.admin import ReadOnlyAdmin
-from replication.models import DrillObject, RestoreDrill, RestoreJob
+from replication.models import DrillObject, RestoreDrill, RestoreJob, RestorePoint
 
 
 @admin.register(RestoreJob)
@@ -45,6 +46,7 @@ class RestoreDrillAdmin(ReadOnlyAdmin):
         "pair",
         "status",
         "trigger",
+        "requested_by_name",
         "started_at",
         "sampled",
         "verified",
@@ -56,3 +58,11 @@ class RestoreDrillAdmin(ReadOnlyAdmin):
     list_select_related = ["pair"]
     date_hierarchy = "started_at"
     inlines = [DrillObjectInline]
+
+
+@admin.register(RestorePoint)
+class RestorePointAdmin(admin.ModelAdmin):
+    list_display = ["id", "pair", "at", "prefix", "reason", "created_at"]
+    list_filter = ["pair"]
+    list_select_related = ["pair"]
+    search_fields = ["pair__name", "prefix", "reason"]

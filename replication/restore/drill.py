@@ -48,15 +48,37 @@ def scratch_of(pair: BucketPair) -> tuple[str, str]:
     return pair.backup_bucket, DRILL_PREFIX
 
 
-def start_drill(pair: BucketPair, trigger: str = RestoreDrill.Trigger.MANUAL) -> RestoreDrill:
+def start_drill(
+    pair: BucketPair,
+    trigger: str = RestoreDrill.Trigger.MANUAL,
+    *,
+    requested_by=None,
+    requested_by_name: str = "",
+) -> RestoreDrill:
+    """The drill's row, which is also its audit record (who asked, when); DrillRefused when
+    one of the pair is already running."""
     bucket, prefix = scratch_of(pair)
     try:
         with transaction.atomic():
-            drill = RestoreDrill.objects.create(pair=pair, trigger=trigger, scratch="")
+            drill = RestoreDrill.objects.create(
+                pair=pair,
+                trigger=trigger,
+                scratch="",
+                requested_by=requested_by,
+                requested_by_name=requested_by_name
+                or (requested_by.get_username() if requested_by else ""),
+            )
     except IntegrityError:
         raise DrillRefused(f"a restore drill of {pair.name} is already running") from None
     drill.scratch = f"{bucket}/{prefix}{drill.pk}/"
     drill.save(update_fields=["scratch"])
+    log.info(
+        "restore drill #%s of %s started (%s, by %s)",
+        drill.pk,
+        pair.name,
+        trigger,
+        drill.requested_by_name or "-",
+    )
     return drill
 
 

@@ -1,15 +1,20 @@
 """The restore pages: "Restore..." on a pair (plan, then confirm), a job's page with live
-progress, and its outcomes as CSV. Thin: the work is in job.py."""
+progress, and its outcomes as CSV; "Run drill now". Thin: the work is in job.py and
+drill.py."""
+
+from datetime import UTC
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.paginator import Paginator
-from django.http import StreamingHttpResponse
+from django.http import QueryDict, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from replication import s3 as s3_clients
+from replication.buckets import RESERVED_PREFIX
 from replication.dashboard import series
 from replication.dashboard.export import csv_lines
 from replication.dashboard.windows import window_named
@@ -19,12 +24,15 @@ from replication.models import (
     RestoredObject,
     RestoreDrill,
     RestoreJob,
+    RestorePoint,
 )
+from replication.restore import drill as drills
 from replication.restore import job as restores
 from replication.restore.plan import parse_time
-from replication.restore.queue import start_restore
+from replication.restore.queue import start_drill_task, start_restore
 
 POLL_SECONDS = 2
+RESTORES_PREFIX = RESERVED_PREFIX + "restores/"
 RECENT_RESTORES = 5
 OUTCOMES_PER_PAGE = 50
 CSV_HEADER = [
@@ -58,7 +66,12 @@ def restore_form(request, name):
     lag = series.window_lag(pair.pk, window_named("24h"), timezone.now())
     context = {"pair": pair, "fields": fields, "lag_p95": lag[1] if lag else None}
     if request.method == "GET":
-        fields["at"] = timezone.now().strftime("%Y-%m-%dT%H:%M:%SZ")
+        # A restore point's link prefills the form; the plan checks the values as typed ones.
+        fields["at"] = request.GET.get("at", "").strip()[:64] or timezone.now().strftime(
+            "%Y-%m-%dT%H:%M:%SZ"
+        )
+        fields["prefix"] = request.GET.get("prefix", "")[:1024]
+        fields["to"] = request.GET.get("to", "").strip()[:1100]
         return render(request, "dashboard/restore_form.html", context)
     step = request.POST.get("step")
     try:
@@ -111,8 +124,8 @@ def restore_panel(request, name):
     estimated full restore, the latest restores (the pair page itself runs no query more)."""
     pair = get_object_or_404(BucketPair, name=name)
     # The latest drills, enough to find the last passed one behind a few failed or errors.
-    drills = list(pair.restore_drills.all()[:20])
-    passed = next((d for d in drills if d.status == RestoreDrill.Status.PASSED), None)
+    latest = list(pair.restore_drills.all()[:20])
+    passed = next((d for d in latest if d.status == RestoreDrill.Status.PASSED), None)
     backup_bytes = (
         pair.reconcile_runs.filter(status=ReconcileRun.Status.SUCCEEDED)
         .values_list("destination_bytes", flat=True)
@@ -121,16 +134,72 @@ def restore_panel(request, name):
     estimate = None
     if passed and passed.throughput_bytes_s and backup_bytes:
         estimate = backup_bytes / passed.throughput_bytes_s
+    jobs = list(pair.restore_jobs.all()[:RECENT_RESTORES])
     context = {
         "pair": pair,
-        "running": next((d for d in drills if d.status == RestoreDrill.Status.RUNNING), None),
-        "last": next((d for d in drills if d.status != RestoreDrill.Status.RUNNING), None),
+        "running": next((d for d in latest if d.status == RestoreDrill.Status.RUNNING), None),
+        "last": next((d for d in latest if d.status != RestoreDrill.Status.RUNNING), None),
         "passed": passed,
         "backup_bytes": backup_bytes,
         "estimate": estimate,
-        "jobs": list(pair.restore_jobs.all()[:RECENT_RESTORES]),
+        "jobs": jobs,
+        "offer": open_restore_point(pair, jobs),
+        "poll_seconds": POLL_SECONDS,
     }
     return render(request, "dashboard/_restore_panel.html", context)
+
+
+def open_restore_point(pair: BucketPair, jobs: list[RestoreJob]) -> dict | None:
+    """The newest of the pair's latest restore points that none of ``jobs`` restored (same
+    moment and prefix), with the link that prefills "Restore..." with it; or None."""
+    point = unrestored(pair.restore_points.all()[:RECENT_RESTORES], jobs)
+    if point is None:
+        return None
+    query = QueryDict(mutable=True)
+    query.update(
+        {
+            "at": point.at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "prefix": point.prefix,
+            # Next to the backup, where reconcile never looks: the safe place to look first.
+            "to": f"{pair.backup_bucket}/{RESTORES_PREFIX}",
+        }
+    )
+    url = reverse("restore:form", args=[pair.name])
+    return {"point": point, "url": f"{url}?{query.urlencode()}"}
+
+
+def unrestored(points, jobs) -> RestorePoint | None:
+    """The first of ``points`` (newest first) that no job restored: same moment and prefix."""
+    restored = {(job.at, job.prefix) for job in jobs}
+    return next((p for p in points if (p.at, p.prefix) not in restored), None)
+
+
+@login_required
+@require_POST
+@permission_required("replication.restore_bucketpair", raise_exception=True)
+def drill_now(request, name):
+    """Start a restore drill of the pair through Celery (in-process without a broker); the
+    restore panel shows its result, or that it is running."""
+    pair = get_object_or_404(BucketPair, name=name)
+    try:
+        drill = drills.start_drill(pair, requested_by=request.user)
+    except drills.DrillRefused as refused:
+        messages.info(request, f"Not started: {refused}.")
+        return redirect(f"{reverse('dashboard:pair', args=[pair.name])}#restore")
+    drill = start_drill_task(drill)
+    if drill.status == RestoreDrill.Status.RUNNING:
+        messages.success(
+            request, f"Restore drill #{drill.pk} of {pair.name} is running: its result shows below."
+        )
+    elif drill.status == RestoreDrill.Status.PASSED:
+        messages.success(
+            request,
+            f"Restore drill #{drill.pk} passed: {drill.verified} of {drill.sampled} objects "
+            "restored, read back and verified.",
+        )
+    else:
+        messages.error(request, f"Restore drill #{drill.pk} {drill.status}: {drill.error}")
+    return redirect(f"{reverse('dashboard:pair', args=[pair.name])}#restore")
 
 
 @login_required

@@ -16,8 +16,9 @@ TRICKLE_SECONDS = 2.0
 class Command(BaseCommand):
     help = (
         "`make demo`: start the local S3 and the web server, seed three bucket pairs through "
-        "the real Lambda handler and ingest API, reconcile them, then keep a trickle of events "
-        "going until Ctrl-C. Each run starts the demo's pairs afresh."
+        "the real Lambda handler and ingest API, reconcile them, play an overwrite gone wrong "
+        "(offered for restore on the pair page), run a restore drill of each, then keep a "
+        "trickle of events going until Ctrl-C. Each run starts the demo's pairs afresh."
     )
 
     def add_arguments(self, parser):

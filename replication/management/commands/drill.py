@@ -3,6 +3,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from replication.management.commands.reconcile import _size
+from replication.management.commands.restore import _operator
 from replication.models import BucketPair, RestoreDrill
 from replication.restore import drill as drills
 
@@ -22,7 +23,7 @@ class Command(BaseCommand):
         if pair is None:
             raise CommandError(f"no pair named {options['pair']!r} (see manage.py add_pair)")
         try:
-            drill = drills.start_drill(pair)
+            drill = drills.start_drill(pair, requested_by_name=_operator())
         except drills.DrillRefused as exc:
             raise CommandError(str(exc)) from None
         try:
