@@ -584,6 +584,47 @@ def test_database_error_rolls_back_the_batch_and_asks_for_a_retry(
     assert retried.json()["accepted"] == 2
 
 
+# --- One prepared statement per connection --------------------------------------------------
+
+
+def _ingest_statements_prepared() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE %s", ["ingest\\_batch\\_%"]
+        )
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.postgres
+def test_a_connection_prepares_the_batch_statement_once_for_all_its_posts(client, pair, ingest_key):
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (set DATABASE_URL; CI does): SQLite prepares nothing")
+    for n in range(3):
+        response = post(client, ingest_key, events(event_payload(key=f"k{n}")))
+        assert response.json()["accepted"] == 1
+
+    assert _ingest_statements_prepared() == 1
+    assert CopyEvent.objects.count() == 3
+
+
+@pytest.mark.postgres
+def test_a_prepared_statement_the_server_forgot_is_prepared_again_and_the_post_stored(
+    client, pair, ingest_key
+):
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (set DATABASE_URL; CI does): SQLite prepares nothing")
+    assert post(client, ingest_key, events(event_payload(key="before"))).status_code == 202
+    with connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")  # as a connection pooler's reset would
+
+    response = post(client, ingest_key, events(event_payload(key="after")))
+
+    assert response.status_code == 202
+    assert response.json()["accepted"] == 1
+    assert state_of(pair, "after").status == CopyStatus.COPIED
+    assert _ingest_statements_prepared() == 1
+
+
 # --- Never a 500 -----------------------------------------------------------------------------
 
 json_values = st.recursive(
