@@ -192,8 +192,11 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
-def server_cpu(server: subprocess.Popen, database: str, host: str, user: str) -> dict[int, float]:
-    """CPU seconds used so far by each gunicorn worker and each PostgreSQL backend serving them.
+def server_cpu(
+    server: subprocess.Popen, database: str, host: str, user: str
+) -> dict[tuple[str, int], float]:
+    """CPU seconds used so far by each gunicorn process ("web") and each PostgreSQL backend
+    serving them ("database"), by (role, pid).
 
     On a shared machine, events per CPU-second is the figure that does not depend on what
     the neighbours run.
@@ -218,7 +221,10 @@ def server_cpu(server: subprocess.Popen, database: str, host: str, user: str) ->
         capture_output=True,
         text=True,
     ).stdout.split()
-    return {pid: _cpu_seconds(pid) for pid in [server.pid, *workers, *map(int, backends)]}
+    return {
+        **{("web", pid): _cpu_seconds(pid) for pid in [server.pid, *workers]},
+        **{("database", pid): _cpu_seconds(pid) for pid in map(int, backends)},
+    }
 
 
 def measure(
@@ -235,7 +241,10 @@ def measure(
     with multiprocessing.Pool(clients) as pool:
         results = pool.map(load, jobs)
     cpu_after = cpu()
-    cpu_used = sum(t - cpu_before.get(pid, 0.0) for pid, t in cpu_after.items())
+    used = {"web": 0.0, "database": 0.0}
+    for (role, pid), t in cpu_after.items():
+        used[role] += t - cpu_before.get((role, pid), 0.0)
+    cpu_used = sum(used.values())
     latencies = sorted(x for r in results for x in r["latencies"])
     accepted = sum(r["accepted"] for r in results)
     errors: dict = {}
@@ -255,12 +264,20 @@ def measure(
         "p99_ms": round(quantiles[98] * 1000, 1),
         "server_cpu_s": round(cpu_used, 1),
         "events_per_server_cpu_s": round(accepted / cpu_used) if cpu_used else None,
+        # Where the server's CPU went, per post: gunicorn (Django) and PostgreSQL.
+        "web_cpu_ms_per_post": round(used["web"] * 1000 / len(latencies), 3),
+        "database_cpu_ms_per_post": round(used["database"] * 1000 / len(latencies), 3),
         "non_202": errors,
         "ran_out_of_bodies": any(r["ran_out"] for r in results),
         "latest_client_start_s": round(max(r["late_s"] for r in results), 2),
     }
     print(json.dumps(figures), flush=True)
     return figures
+
+
+def _cpu_per_post(figures: dict) -> str:
+    web, database = figures["web_cpu_ms_per_post"], figures["database_cpu_ms_per_post"]
+    return f"{web + database:.2f} ms (gunicorn {web:.2f}, PostgreSQL {database:.2f})"
 
 
 def main() -> None:
@@ -318,6 +335,10 @@ def main() -> None:
             print(
                 f"{figures['mode']}: ingest {figures['events_per_s']} events/s, floor "
                 f"{floor['events_per_s']} events/s, ingest/floor {ratio:.2f}"
+            )
+            print(
+                f"{figures['mode']}: server CPU per post: ingest {_cpu_per_post(figures)}, "
+                f"floor {_cpu_per_post(floor)}"
             )
         for figures, target in ((single, 1_000), (batched, 20_000)):
             rate = figures["events_per_s"]

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
-from django.db import connection, connections
+from django.db import close_old_connections, connection, connections
 from django.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -582,6 +582,77 @@ def test_database_error_rolls_back_the_batch_and_asks_for_a_retry(
     monkeypatch.undo()
     retried = post(client, ingest_key, events(event_payload(), event_payload()))
     assert retried.json()["accepted"] == 2
+
+
+# --- One prepared statement per connection --------------------------------------------------
+
+
+def _ingest_statements_prepared() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE %s", ["ingest\\_batch\\_%"]
+        )
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.postgres
+def test_a_connection_prepares_the_batch_statement_once_for_all_its_posts(client, pair, ingest_key):
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (set DATABASE_URL; CI does): SQLite prepares nothing")
+    for n in range(3):
+        response = post(client, ingest_key, events(event_payload(key=f"k{n}")))
+        assert response.json()["accepted"] == 1
+
+    assert _ingest_statements_prepared() == 1
+    assert CopyEvent.objects.count() == 3
+
+
+@pytest.mark.postgres
+def test_a_prepared_statement_the_server_forgot_is_prepared_again_and_the_post_stored(
+    client, pair, ingest_key
+):
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (set DATABASE_URL; CI does): SQLite prepares nothing")
+    assert post(client, ingest_key, events(event_payload(key="before"))).status_code == 202
+    with connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")  # as a connection pooler's reset would
+
+    response = post(client, ingest_key, events(event_payload(key="after")))
+
+    assert response.status_code == 202
+    assert response.json()["accepted"] == 1
+    assert state_of(pair, "after").status == CopyStatus.COPIED
+    assert _ingest_statements_prepared() == 1
+
+
+def test_a_post_spends_no_round_trip_on_checking_the_connection(
+    client, pair, ingest_key, monkeypatch
+):
+    checks = []
+    database = connections["default"]
+    monkeypatch.setattr(database, "is_usable", lambda: checks.append("SELECT 1") or True)
+    database.health_check_done = False  # as Django leaves it when each request starts
+
+    response = post(client, ingest_key, events(event_payload()))
+
+    assert response.status_code == 202
+    assert checks == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_that_died_answers_503_and_is_replaced_for_the_next_post(pair, ingest_key):
+    client = Client()
+    assert post(client, ingest_key, events(event_payload(key="before"))).status_code == 202
+    connections["default"].connection.close()  # as a database restart leaves it
+
+    failed = post(client, ingest_key, events(event_payload(key="after")))
+    assert failed.status_code == 503
+    close_old_connections()  # what Django does when a request ends (the test client does not)
+    retried = post(client, ingest_key, events(event_payload(key="after")))
+
+    assert retried.status_code == 202
+    assert retried.json()["accepted"] == 1
+    assert CopyEvent.objects.filter(key="after").count() == 1
 
 
 # --- Never a 500 -----------------------------------------------------------------------------
