@@ -89,8 +89,10 @@ def restore_from_the_offer(tab, client, keys, moment) -> None:
     tab.get_by_role("link", name="Restore originals/raw/").click()
     assert tab.input_value("#at") == moment.strftime("%Y-%m-%dT%H:%M:%SZ")
     assert tab.input_value("#prefix") == PREFIX
+    assert_fits(tab, "restore form, prefilled")
     tab.get_by_role("button", name="Show the plan").click()
     assert "4 objects" in tab.locator("#plan").inner_text()
+    assert_fits(tab, "restore plan")
     tab.get_by_role("button", name="Restore 4 objects").click()
     tab.wait_for_url("**/restores/*/")
     job = RestoreJob.objects.get()
