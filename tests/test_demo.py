@@ -244,6 +244,17 @@ def test_every_demo_pairs_backup_is_versioned_but_demo_invoices(
     assert status == {"demo-small": "Enabled", "demo-small-2": None}
 
 
+def test_the_demo_overwrite_hits_every_object_under_its_prefix_so_its_restore_brings_back_those():
+    (plan,) = [p for p in scenario.PAIRS if p.overwritten]
+    keys = scenario.object_keys(plan)
+    prefix = plan.source_prefix + plan.overwritten_prefix
+
+    hit = scenario.overwritten_keys(plan, keys, failed=set())
+
+    assert hit == [key for key in keys if key.startswith(prefix)] and len(hit) == 25
+    assert plan.overwritten < 500  # under the guard's threshold: it lets the mistake through
+
+
 OVERWRITTEN = replace(
     SMALL,
     throttled=0,

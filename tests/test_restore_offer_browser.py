@@ -84,13 +84,17 @@ def drill_and_read(tab, live_server) -> None:
     assert "Something to restore:" in text
 
 
-def restore_from_the_offer(tab, client, keys, moment) -> None:
+def restore_from_the_offer(tab, client, keys, moment, shot=None) -> None:
     with_garbage(client, keys, moment)
     tab.get_by_role("link", name="Restore originals/raw/").click()
     assert tab.input_value("#at") == moment.strftime("%Y-%m-%dT%H:%M:%SZ")
     assert tab.input_value("#prefix") == PREFIX
+    assert_fits(tab, "restore form, prefilled")
+    if shot:
+        tab.screenshot(path=shot, full_page=True)
     tab.get_by_role("button", name="Show the plan").click()
     assert "4 objects" in tab.locator("#plan").inner_text()
+    assert_fits(tab, "restore plan")
     tab.get_by_role("button", name="Restore 4 objects").click()
     tab.wait_for_url("**/restores/*/")
     job = RestoreJob.objects.get()
@@ -125,5 +129,5 @@ def test_drilling_and_restoring_fit_a_phone(phone, live_server, restorable, rest
     )
     assert all(button.bounding_box()["height"] >= 40 for button in buttons)
     phone.locator("#restore").screenshot(path=shots / "restore-390.png")
-    restore_from_the_offer(phone, *restorable)
+    restore_from_the_offer(phone, *restorable, shot=shots / "restore-form-390.png")
     assert_fits(phone, "restore job")

@@ -60,9 +60,10 @@ PAIRS = (
         throttled=24,
         late_and_out_of_order=True,
         # Under the destructive-change guard's 500: a mistake it lets through, which only
-        # the backup's versions can undo.
-        overwritten=60,
-        overwritten_prefix="raw/",
+        # the backup's versions can undo. Every object under the prefix (IMG_00102 to
+        # IMG_00198), so that restoring the prefix brings back exactly those.
+        overwritten=25,
+        overwritten_prefix="raw/IMG_001",
         key_patterns=(
             "2026/{n:05d}.jpg",
             "2026/holiday {n:05d}.jpg",

@@ -320,6 +320,7 @@ class Demo:
         keys = scenario.overwritten_keys(plan, scenario.object_keys(plan), failed)
         if not keys:
             return None
+        started = time.monotonic()
         # S3 stamps versions to the second: the moment restored is a whole second, and the
         # garbage is written from the next one on, so no version of it is stamped "before".
         now = datetime.now(UTC)
@@ -350,7 +351,7 @@ class Demo:
         self.say(
             f"{plan.name}: overwrite gone wrong: {len(keys)} objects under {prefix} overwritten "
             f"with garbage, {copied} copied into the backup; the pair page offers to restore "
-            f"them as at {before:%H:%M:%S} UTC"
+            f"them as at {before:%H:%M:%S} UTC ({time.monotonic() - started:.1f} s)"
         )
         return point
 
