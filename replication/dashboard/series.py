@@ -14,7 +14,6 @@ small local databases only.
 
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
-from itertools import groupby
 
 from django.db import connection, transaction
 from django.db.models import Q, Sum
@@ -190,50 +189,6 @@ def _tally_rows(pair_ids: list[int], start: datetime, now: datetime, size: int) 
 def sparklines(pair_ids: list[int], now: datetime) -> dict[int, list[Bucket]]:
     """The overview's 24 h: hourly buckets per pair, from one query."""
     return series_by_pair(pair_ids, SPARKLINE_WINDOW, now)
-
-
-# The sparkline's p95s need only the lag histogram of each pair and hour: one flat grouped
-# read, no nested aggregates (half the time of _TALLY_SQL), summed up in Python.
-_SPARKLINE_SQL = """
-SELECT pair_id, hour, lag_bucket, sum(copies)::bigint
-FROM {table}
-WHERE pair_id = ANY(%(pairs)s) AND hour >= %(start)s AND hour <= %(now)s
-  AND status IN (%(copied)s, %(deleted)s)
-GROUP BY 1, 2, 3
-ORDER BY 1, 2, 3
-"""
-
-
-def sparkline_p95s(pair_ids: list[int], now: datetime) -> dict[int, list[float | None]]:
-    """The overview's sparklines: each pair's p95 lag per hour over 24 h (None for an hour
-    without copies), the same figures as ``sparklines``' buckets, from one query."""
-    if connection.vendor != "postgresql":
-        return {
-            pair_id: [bucket.p95 for bucket in buckets]
-            for pair_id, buckets in sparklines(pair_ids, now).items()
-        }
-    starts = SPARKLINE_WINDOW.buckets(now)
-    slot = {start: i for i, start in enumerate(starts)}
-    result: dict[int, list[float | None]] = {pair_id: [None] * len(starts) for pair_id in pair_ids}
-    sql = _SPARKLINE_SQL.format(table=connection.ops.quote_name(HourlyTally._meta.db_table))
-    params = {
-        "pairs": list(pair_ids),
-        "start": starts[0],
-        "now": now,
-        "copied": COPIED,
-        "deleted": DELETED,
-    }
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
-    for (pair_id, hour), histogram_rows in groupby(rows, key=lambda row: (row[0], row[1])):
-        i = slot.get(hour.astimezone(UTC))
-        if i is None:
-            continue
-        indexes, counts = zip(*((bucket, n) for _, _, bucket, n in histogram_rows), strict=True)
-        values = histogram.percentiles_of_sorted(indexes, counts, fractions=(0.95,))
-        result[pair_id][i] = values[0] if values else None
-    return result
 
 
 def day_totals(pair_ids: list[int], now: datetime) -> dict[int, tuple[int, int]]:

@@ -67,7 +67,7 @@ def overview(request):
     page = Paginator(found, PAIRS_PER_PAGE).get_page(request.GET.get("page"))
     shown = list(page.object_list)
     ids = [row.pair.pk for row in shown]
-    spark = series.sparkline_p95s(ids, now)
+    spark = series.sparklines(ids, now)
     active = dict(
         ReconcileRun.objects.filter(pair_id__in=ids, status__in=ReconcileRun.ACTIVE).values_list(
             "pair_id", "id"
@@ -89,7 +89,7 @@ def overview(request):
                 "copies": copies,
                 "failures": failures,
                 "lag": row.facts.lag,
-                "spark": charts.sparkline(spark[row.pair.pk]),
+                "spark": charts.sparkline([b.p95 for b in spark.get(row.pair.pk, [])]),
                 "last_run": row.last_run,
                 "behind": _behind(row.facts, now),
                 "freshness": freshness[row.pair.pk],
