@@ -310,7 +310,9 @@ def finish_job(job: RestoreJob, *, error: str = "") -> RestoreJob:
     failed = tally.get(Outcome.FAILED, {}).get("n", 0) + tally.get(Outcome.PENDING, {}).get("n", 0)
     if not error and failed:
         error = f"{failed:,} of {job.planned_objects:,} objects could not be restored"
-    updated = RestoreJob.objects.filter(id=job.id, attempt=job.attempt).update(
+    updated = RestoreJob.objects.filter(
+        id=job.id, attempt=job.attempt, status=Status.RUNNING
+    ).update(
         status=Status.FAILED if error else Status.SUCCEEDED,
         error=error,
         restored=restored,
@@ -320,6 +322,8 @@ def finish_job(job: RestoreJob, *, error: str = "") -> RestoreJob:
         heartbeat_at=timezone.now(),
     )
     if not updated:
+        if RestoreJob.objects.filter(id=job.id, status=Status.CANCELLED).exists():
+            return count_cancelled(job)  # cancelled after its last copy: it stays cancelled
         log.warning("restore #%s: superseded before it could finish", job.id)
     job.refresh_from_db()
     return job
