@@ -440,8 +440,9 @@ def _restorable(planned: Iterable[Choice], progress: "_Progress") -> Iterator[Ch
 
 def _collect(in_flight: dict, done: queue.SimpleQueue, progress: "_Progress") -> None:
     """Settle the copies that have ended (waiting a few seconds at most for one)."""
-    try:
-        ended = [done.get(timeout=settings.RECONCILE_PROGRESS_SECONDS)]
+    ended = []
+    try:  # none may end in time (a large object's copy): the job reports all the same
+        ended.append(done.get(timeout=settings.RECONCILE_PROGRESS_SECONDS))
         while True:
             ended.append(done.get_nowait())
     except queue.Empty:
