@@ -1,6 +1,7 @@
 """Point-in-time restore against moto: plans, copies, the job's resumption and the command."""
 
 import json
+import time
 from datetime import timedelta
 
 import pytest
@@ -236,6 +237,26 @@ def test_a_worker_killed_mid_restore_resumes_and_copies_every_object_exactly_onc
     assert sorted(copies) == sorted(BAK_PREFIX + key for key in states[3])
     assert held(s3, "restored") == states[3]
     assert job.restored == len(states[3]) and job.failed == 0
+
+
+def test_a_restore_whose_copies_outlast_the_progress_interval_reports_and_goes_on(
+    s3, pair, history, settings, monkeypatch
+):
+    _, states = history
+    s3.create_bucket(Bucket="restored")
+    settings.RECONCILE_PROGRESS_SECONDS = 0  # no copy ends before the job next reports
+    real_copy = copier.copy_version
+
+    def slow_copy(*args):
+        time.sleep(0.05)
+        return real_copy(*args)
+
+    monkeypatch.setattr(restores, "copy_version", slow_copy)
+
+    job = restore(pair, timezone.now(), "restored")
+
+    assert job.status == RestoreJob.Status.SUCCEEDED, job.error
+    assert held(s3, "restored") == states[3]
 
 
 def test_a_job_another_attempt_took_over_stops_without_finishing_it(s3, pair, history):

@@ -212,3 +212,18 @@ def test_the_command_cancels_a_restore_and_refuses_an_ended_one(pair):
         call_command("cancel_restore", str(job.pk))
     with pytest.raises(CommandError, match="no restore #999999"):
         call_command("cancel_restore", "999999")
+
+
+def test_a_restore_cancelled_after_its_last_copy_stays_cancelled(pair, monkeypatch):
+    job = queued_job(pair)
+    real_finish = restores.finish_job
+
+    def cancelled_first(job_, **options):
+        restores.cancel_job(job_.pk, by_name="alice")
+        return real_finish(job_, **options)
+
+    monkeypatch.setattr(restores, "finish_job", cancelled_first)
+
+    job = run(job)
+
+    assert (job.status, job.restored, job.error) == ("cancelled", OBJECTS, "")

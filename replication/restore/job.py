@@ -310,7 +310,9 @@ def finish_job(job: RestoreJob, *, error: str = "") -> RestoreJob:
     failed = tally.get(Outcome.FAILED, {}).get("n", 0) + tally.get(Outcome.PENDING, {}).get("n", 0)
     if not error and failed:
         error = f"{failed:,} of {job.planned_objects:,} objects could not be restored"
-    updated = RestoreJob.objects.filter(id=job.id, attempt=job.attempt).update(
+    updated = RestoreJob.objects.filter(
+        id=job.id, attempt=job.attempt, status=Status.RUNNING
+    ).update(
         status=Status.FAILED if error else Status.SUCCEEDED,
         error=error,
         restored=restored,
@@ -320,6 +322,8 @@ def finish_job(job: RestoreJob, *, error: str = "") -> RestoreJob:
         heartbeat_at=timezone.now(),
     )
     if not updated:
+        if RestoreJob.objects.filter(id=job.id, status=Status.CANCELLED).exists():
+            return count_cancelled(job)  # cancelled after its last copy: it stays cancelled
         log.warning("restore #%s: superseded before it could finish", job.id)
     job.refresh_from_db()
     return job
@@ -436,8 +440,9 @@ def _restorable(planned: Iterable[Choice], progress: "_Progress") -> Iterator[Ch
 
 def _collect(in_flight: dict, done: queue.SimpleQueue, progress: "_Progress") -> None:
     """Settle the copies that have ended (waiting a few seconds at most for one)."""
-    try:
-        ended = [done.get(timeout=settings.RECONCILE_PROGRESS_SECONDS)]
+    ended = []
+    try:  # none may end in time (a large object's copy): the job reports all the same
+        ended.append(done.get(timeout=settings.RECONCILE_PROGRESS_SECONDS))
         while True:
             ended.append(done.get_nowait())
     except queue.Empty:
