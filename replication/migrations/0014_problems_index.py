@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('replication', '0012_kept_keys'),
+        ('replication', '0013_lacking_counted_from_indexes'),
     ]
 
     operations = [

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('replication', '0012_kept_keys'),
+        ('replication', '0014_problems_index'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
