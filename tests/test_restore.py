@@ -444,3 +444,19 @@ def test_the_admin_shows_restores_and_drills_read_only(admin_client, s3, pair, h
     assert admin_client.get(f"/admin/replication/restorejob/{job.pk}/change/").status_code == 200
     assert admin_client.get("/admin/replication/restorejob/add/").status_code == 403
     assert admin_client.get("/admin/replication/restoredrill/").status_code == 200
+
+
+def test_a_redelivered_task_knows_how_long_until_the_running_attempt_is_stale(
+    s3, pair, history, settings
+):
+    request = restores.make_request(pair, at=timezone.now(), to="restored")
+    job = restores.create_job(request, restores.count_plan(restores_client(), request))
+    assert restores.seconds_until_stale(job.pk) is None  # queued: nobody holds it
+
+    claimed = restores.claim_job(job.pk)
+    later = claimed.heartbeat_at + timedelta(seconds=60)
+
+    assert restores.seconds_until_stale(job.pk, now=later) == (
+        settings.RECONCILE_HEARTBEAT_TIMEOUT - 60
+    )
+    assert restores.seconds_until_stale(job.pk, now=later + timedelta(days=1)) == 0
