@@ -79,6 +79,22 @@ def percentiles_of_sorted(
     return tuple(result)
 
 
+def merged(indexes: Sequence[int], counts: Sequence[int]) -> tuple[list[int], list[int]]:
+    """Buckets in index order with equal neighbours summed (one bucket counted in several
+    rows: shards, statuses, hours), as ``percentiles_of_sorted`` reads them."""
+    if len(set(indexes)) == len(indexes):
+        return list(indexes), list(counts)
+    summed_indexes: list[int] = []
+    summed_counts: list[int] = []
+    for index, count in zip(indexes, counts, strict=True):
+        if summed_indexes and summed_indexes[-1] == index:
+            summed_counts[-1] += count
+        else:
+            summed_indexes.append(index)
+            summed_counts.append(count)
+    return summed_indexes, summed_counts
+
+
 def _interpolate(index: int, share: float) -> float:
     """The value ``share`` (0 to 1) of the way through bucket ``index``."""
     if index >= OVERFLOW:
