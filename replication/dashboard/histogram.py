@@ -60,7 +60,7 @@ def percentiles_of_sorted(
     in one pass for all the fractions."""
     if any(not 0 <= f <= 1 for f in fractions):
         raise ValueError(f"a percentile is a fraction from 0 to 1, not {fractions}")
-    total = sum(n for n in counts if n > 0)
+    total = sum(counts) if min(counts, default=0) > 0 else sum(n for n in counts if n > 0)
     if total <= 0:
         return None
     ranks = sorted((fraction * total, k) for k, fraction in enumerate(fractions))
