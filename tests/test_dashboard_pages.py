@@ -167,11 +167,11 @@ def test_overview_runs_a_bounded_number_of_queries(client, viewer, django_assert
             pair
         )
     # Whatever the number of pairs: the session and user, the pairs' facts (their latest
-    # runs among them, so the page does not read those again) and two for each room's
-    # findings (freshness, protection, restore drills), the page's sparklines (which give
+    # runs among them, so the page does not read those again) and the rooms' findings
+    # (freshness 1, protection 2, restore drills 1), the page's sparklines (which give
     # its rows' day totals: only pairs off the page are counted apart, none here) and
     # active runs; its freshness column is what health read.
-    with django_assert_max_num_queries(15):
+    with django_assert_max_num_queries(13):
         assert client.get("/").status_code == 200
 
 
@@ -236,7 +236,7 @@ def test_pair_page_runs_a_bounded_number_of_queries(
         # counts, one per partial index), its series and its health timeline; the freshness
         # panel's two; the Protection panel's four (the checks, the
         # guard's open hold, its latest audit entries, its kept keys' count).
-        with django_assert_max_num_queries(32):
+        with django_assert_max_num_queries(30):
             assert client.get(f"/pairs/photos/?window={window}").status_code == 200
 
 
