@@ -13,8 +13,9 @@ What it does:
    ingest would have kept (counted in SQL);
    a reconcile run per pair per day, the last one out of sync on a few pairs; then VACUUM
    ANALYZE;
-3. logs a superuser in with Django's test Client (in this process: server time, no network)
-   and times ``/`` and ``/pairs/<name>/?window=7d``, after two warm-up requests each;
+3. starts as a web worker does (imports backupsite/wsgi.py, which freezes what start-up
+   loaded), logs a superuser in with Django's test Client (in this process: server time, no
+   network) and times ``/`` and ``/pairs/<name>/?window=7d``, after two warm-up requests each;
 4. prints p50/p95 in milliseconds and the number of SQL queries of each page.
 
 Not a test: filling takes a few minutes and the figures are from a shared machine.
@@ -275,6 +276,8 @@ def main() -> None:
     user, _ = User.objects.get_or_create(
         username="bench", defaults={"is_staff": True, "is_superuser": True}
     )
+    import backupsite.wsgi  # noqa: F401  (start as a web worker does: it freezes start-up)
+
     client = Client()
     client.force_login(user)
     print(f"{args.requests} requests each (after 2 warm-up), server time in ms:")

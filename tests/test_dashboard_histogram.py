@@ -66,3 +66,8 @@ def test_a_rank_in_the_overflow_bucket_reads_as_the_last_bound():
 def test_a_fraction_outside_zero_to_one_is_refused():
     with pytest.raises(ValueError, match="fraction"):
         histogram.percentiles({1: 1}, fractions=(1.5,))
+
+
+def test_merged_sums_a_bucket_counted_in_several_rows_and_keeps_the_order():
+    assert histogram.merged([3, 3, 5, 7, 7, 7], [1, 2, 4, 1, 1, 1]) == ([3, 5, 7], [3, 4, 3])
+    assert histogram.merged([2, 4], [5, 6]) == ([2, 4], [5, 6])

@@ -130,9 +130,10 @@ def test_overview_pages_its_rows_worst_first_and_counts_every_pair(client, viewe
     # worst, while its totals still count every pair.
     monkeypatch.setattr("replication.dashboard.views.PAIRS_PER_PAGE", 2)
     for name in ("a", "b", "c", "d"):
-        record_events(make_pair(name=name), {})
+        record_events(make_pair(name=name), {"event_time": recent(6), "finished_at": recent(5)})
     failing = make_pair(name="z-failing")
-    record_events(failing, *[{"status": "failed", "event_time": recent(90)} for _ in range(3)])
+    failed = {"status": "failed", "event_time": recent(90), "finished_at": recent(89)}
+    record_events(failing, *[failed for _ in range(3)])
 
     def pair_names(body):
         return re.findall(r'class="pair-name" href="/pairs/([^/]+)/"', body)
@@ -145,6 +146,9 @@ def test_overview_pages_its_rows_worst_first_and_counts_every_pair(client, viewe
     last = client.get("/?page=3").content.decode()
     assert pair_names(last) == ["d"]
     assert re.search(lacking, last), "the totals count the pairs of every page"
+    for body in (first, last):  # the day's copies too: the page's rows and the others'
+        assert re.search(r'figure">4</span><span class="label">copies, 24 h', body)
+        assert re.search(r'figure[^"]*">3</span><span class="label">failures, 24 h', body)
     found = client.get("/?q=FAIL").content.decode()
     assert pair_names(found) == ["z-failing"] and "Pairs 1 to 1 of 1" in found
     none = client.get("/?q=nothing-like-it&page=x").content.decode()
@@ -163,10 +167,11 @@ def test_overview_runs_a_bounded_number_of_queries(client, viewer, django_assert
             pair
         )
     # Whatever the number of pairs: the session and user, the pairs' facts (their latest
-    # runs among them, so the page does not read those again) and two for each room's
-    # findings (freshness, protection, restore drills), the day's totals, the page's
-    # sparklines and active runs; its freshness column is what health read.
-    with django_assert_max_num_queries(16):
+    # runs among them, so the page does not read those again) and the rooms' findings
+    # (freshness 1, protection 2, restore drills 1), the page's sparklines (which give
+    # its rows' day totals: only pairs off the page are counted apart, none here) and
+    # active runs; its freshness column is what health read.
+    with django_assert_max_num_queries(13):
         assert client.get("/").status_code == 200
 
 
@@ -231,7 +236,7 @@ def test_pair_page_runs_a_bounded_number_of_queries(
         # counts, one per partial index), its series and its health timeline; the freshness
         # panel's two; the Protection panel's four (the checks, the
         # guard's open hold, its latest audit entries, its kept keys' count).
-        with django_assert_max_num_queries(32):
+        with django_assert_max_num_queries(30):
             assert client.get(f"/pairs/photos/?window={window}").status_code == 200
 
 

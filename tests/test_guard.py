@@ -219,7 +219,7 @@ def test_a_hold_makes_the_pair_critical_with_its_reason(db):
     pair = make_pair(guard_min_changes=5)
     deletes(pair, 6)
     evaluate_guards()
-    (severity, reason), *_ = health_findings([pair.pk], timezone.now())[pair.pk]
+    (severity, reason), *_ = health_findings([pair], timezone.now())[pair.pk]
     assert severity == "critical"
     assert "destructive-change guard holds since" in reason
     assert "6 deletes and overwrites in 5 min" in reason
@@ -237,7 +237,7 @@ def test_releasing_with_keep_clears_the_hold_and_is_audited(db, admin_user):
     assert not GuardHold.objects.filter(released_at__isnull=True).exists()
     assert GuardAudit.objects.filter(pair=pair, action="released_keep", by=admin_user).exists()
     assert guard.release(pair, admin_user, "keep") is None  # nothing left to release
-    assert health_findings([pair.pk], timezone.now()) == {}
+    assert health_findings([pair], timezone.now()) == {}
 
 
 def test_releasing_with_apply_starts_a_reconcile_with_repair(db, admin_user, monkeypatch):

@@ -158,3 +158,17 @@ def test_folding_sums_closed_hours_shards_into_one_row_and_keeps_the_open_ones()
     folded = HourlyTally.objects.get(pair=pair, hour=closed)
     assert (folded.shard, folded.copies) == (0, sum(range(1, SHARDS + 1)))
     assert HourlyTally.objects.filter(pair=pair, hour=current).count() == SHARDS
+
+
+@pytest.mark.django_db
+def test_charts_read_a_lag_bucket_counted_by_several_shards_and_statuses_as_one():
+    pair = make_pair()
+    hour = NOW.replace(minute=0) - timedelta(hours=1)
+    rows = [("copied", 8, 0, 3), ("copied", 8, 1, 2), ("deleted", 8, 0, 5), ("copied", 12, 2, 10)]
+    HourlyTally.objects.bulk_create(
+        HourlyTally(pair=pair, hour=hour, status=status, lag_bucket=b, shard=shard, copies=n)
+        for status, b, shard, n in rows
+    )
+    (bucket,) = [b for b in sparklines([pair.pk], NOW)[pair.pk] if b.start == hour]
+    assert (bucket.copies, bucket.failures) == (15, 0)
+    assert (bucket.p50, bucket.p95, bucket.p99) == histogram.percentiles({8: 10, 12: 10})

@@ -258,7 +258,7 @@ def test_a_scrape_takes_the_same_number_of_queries_whatever_the_number_of_pairs(
     for _ in range(5):
         busy_pair()
     # Health with the rooms' findings, the totals, freshness, protection and drills.
-    assert queries() == one <= 15
+    assert queries() == one <= 13
 
 
 def test_the_scrape_is_written_byte_for_byte_as_prometheus_client_writes_it():

@@ -190,7 +190,7 @@ def test_access_denied_makes_a_check_unknown_with_the_reason_never_ok(pair):
     assert by_id["encryption"].state.value == "unknown"
     assert by_id["backup_public_access"].state.value == "ok"
     assert by_id["source_trigger"].state.value == "ok"
-    assert health.health_findings([pair.pk], datetime.now(UTC))[pair.pk][0][0] == "warning"
+    assert health.health_findings([pair], datetime.now(UTC))[pair.pk][0][0] == "warning"
 
 
 def test_a_gone_backup_bucket_is_unknown_everywhere_not_ok(aws, pair):
@@ -284,7 +284,7 @@ def test_health_findings_for_many_pairs_in_two_queries(aws, db, django_assert_nu
     for pair in (good, bad):
         store.run_checks(pair, now=NOW)
     with django_assert_num_queries(2):
-        found = health.health_findings([good.pk, bad.pk, never.pk], NOW + timedelta(minutes=5))
+        found = health.health_findings([good, bad, never], NOW + timedelta(minutes=5))
     assert list(found) == [bad.pk]
     assert found[bad.pk][0] == (
         "critical",

@@ -240,7 +240,7 @@ def test_health_findings_reads_each_pairs_latest_finished_drill(db):
     RestoreDrill.objects.create(pair=failing, status="running")  # not finished: not read
     RestoreDrill.objects.create(pair=fine, status="passed", finished_at=timezone.now())
 
-    findings = health_findings([failing.pk, fine.pk], timezone.now())
+    findings = health_findings([failing, fine], timezone.now())
 
     assert [state for state, _ in findings[failing.pk]] == ["critical"]
     assert findings[fine.pk] == []

@@ -131,8 +131,9 @@ def test_health_of_many_pairs_takes_a_fixed_number_of_queries(django_assert_max_
         finished_run(pair, verdict="out_of_sync", missing=n)
         record_events(pair, {"status": "failed"}, {})
     # 5 of the pairs' own facts (what the backup lacks is two counts, each served by one
-    # index alone), 2 each for the rooms' findings (freshness, protection, restore drills).
-    with django_assert_max_num_queries(11):
+    # index alone), and the rooms' findings, given the pairs: freshness 1, protection 2
+    # (latest results, open holds), restore drills 1.
+    with django_assert_max_num_queries(9):
         assert len(pair_health()) == 12
 
 
@@ -158,12 +159,12 @@ def test_lag_percentiles_cover_copies_in_the_window_only():
     )
 
 
-def findings_of_another_room(pair_ids, now):
+def findings_of_another_room(pairs, now):
     """A room's health_findings, as protection or restore drills deliver them."""
-    return {pair_id: [("critical", "the destructive-change guard holds")] for pair_id in pair_ids}
+    return {pair.pk: [("critical", "the destructive-change guard holds")] for pair in pairs}
 
 
-def a_room_that_fails(pair_ids, now):
+def a_room_that_fails(pairs, now):
     raise RuntimeError("protection table missing")
 
 

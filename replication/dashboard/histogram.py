@@ -11,6 +11,7 @@ bucket, and the linear interpolation inside it is usually much closer: over 50 s
 """
 
 import bisect
+import functools
 import math
 from collections.abc import Mapping, Sequence
 
@@ -58,14 +59,12 @@ def percentiles_of_sorted(
 ) -> tuple[float, ...] | None:
     """``percentiles`` for buckets already in index order (as the database returns them),
     in one pass for all the fractions."""
-    if any(not 0 <= f <= 1 for f in fractions):
-        raise ValueError(f"a percentile is a fraction from 0 to 1, not {fractions}")
-    total = sum(n for n in counts if n > 0)
+    order = _in_order(tuple(fractions))
+    total = sum(counts) if min(counts, default=0) > 0 else sum(n for n in counts if n > 0)
     if total <= 0:
         return None
-    ranks = sorted((fraction * total, k) for k, fraction in enumerate(fractions))
-    result = [0.0] * len(ranks)
-    pending = iter(ranks)
+    result = [0.0] * len(order)
+    pending = iter([(fraction * total, k) for fraction, k in order])
     rank, k = next(pending)
     below = 0
     for index, count in zip(indexes, counts, strict=True):
@@ -74,9 +73,36 @@ def percentiles_of_sorted(
         while below + count >= rank:
             result[k] = _interpolate(index, max(rank - below, 0) / count)
             rank, k = next(pending, (math.inf, -1))
+        if k < 0:
+            break  # every rank found: the buckets above change nothing
         below += count
     # No rank is left over: a fraction of at most 1 times the total is at most the total.
     return tuple(result)
+
+
+@functools.cache
+def _in_order(fractions: tuple[float, ...]) -> tuple[tuple[float, int], ...]:
+    """The fractions, checked once, smallest first with their positions (the charts ask
+    for the same few on every call)."""
+    if any(not 0 <= f <= 1 for f in fractions):
+        raise ValueError(f"a percentile is a fraction from 0 to 1, not {fractions}")
+    return tuple(sorted((fraction, k) for k, fraction in enumerate(fractions)))
+
+
+def merged(indexes: Sequence[int], counts: Sequence[int]) -> tuple[list[int], list[int]]:
+    """Buckets in index order with equal neighbours summed (one bucket counted in several
+    rows: shards, statuses, hours), as ``percentiles_of_sorted`` reads them."""
+    if len(set(indexes)) == len(indexes):
+        return list(indexes), list(counts)
+    summed_indexes: list[int] = []
+    summed_counts: list[int] = []
+    for index, count in zip(indexes, counts, strict=True):
+        if summed_indexes and summed_indexes[-1] == index:
+            summed_counts[-1] += count
+        else:
+            summed_indexes.append(index)
+            summed_counts.append(count)
+    return summed_indexes, summed_counts
 
 
 def _interpolate(index: int, share: float) -> float:

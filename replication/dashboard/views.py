@@ -49,7 +49,16 @@ def overview(request):
     # Health, the order and the totals are over every pair; the page draws only its rows
     # (rendering a thousand rows alone would take longer than the whole page may).
     rows = facts.pair_health(now=now)
-    day = series.day_totals([row.pair.pk for row in rows], now)
+    query = request.GET.get("q", "").strip()[:200]
+    found = [row for row in rows if query.lower() in row.pair.name.lower()] if query else rows
+    page = Paginator(found, PAIRS_PER_PAGE).get_page(request.GET.get("page"))
+    shown = list(page.object_list)
+    ids = [row.pair.pk for row in shown]
+    spark = series.sparklines(ids, now)
+    # The day's copies and failures: the shown rows' are their sparklines' sums; only the
+    # pairs off this page are counted apart (no histograms).
+    day = {pk: (sum(b.copies for b in bs), sum(b.failures for b in bs)) for pk, bs in spark.items()}
+    day |= series.day_totals([row.pair.pk for row in rows if row.pair.pk not in spark], now)
     totals = {
         "pairs": len(rows),
         "by_state": {},
@@ -62,12 +71,6 @@ def overview(request):
     for row in rows:
         state = row.health.state.value
         totals["by_state"][state] = totals["by_state"].get(state, 0) + 1
-    query = request.GET.get("q", "").strip()[:200]
-    found = [row for row in rows if query.lower() in row.pair.name.lower()] if query else rows
-    page = Paginator(found, PAIRS_PER_PAGE).get_page(request.GET.get("page"))
-    shown = list(page.object_list)
-    ids = [row.pair.pk for row in shown]
-    spark = series.sparklines(ids, now)
     active = dict(
         ReconcileRun.objects.filter(pair_id__in=ids, status__in=ReconcileRun.ACTIVE).values_list(
             "pair_id", "id"

@@ -198,15 +198,11 @@ def summaries(pairs: Iterable[BucketPair], now: datetime) -> dict[int, Summary]:
     return result
 
 
-def health_findings(pair_ids: Iterable[int], now: datetime) -> dict[int, list[tuple[str, str]]]:
+def health_findings(pairs: Iterable[BucketPair], now: datetime) -> dict[int, list[tuple[str, str]]]:
     """Per pair, the freshness findings for the health function: ("warning", reason) when
-    the last 30 days fall below the target. Two queries whatever the number of pairs; pairs
+    the last 30 days fall below the target. One query whatever the number of pairs; pairs
     without a finding map to an empty list."""
-    pairs = list(
-        BucketPair.objects.filter(pk__in=list(pair_ids)).only(
-            "pk", "lag_objective_seconds", "freshness_target"
-        )
-    )
+    pairs = list(pairs)
     figures = summaries(pairs, now)
     findings: dict[int, list[tuple[str, str]]] = {}
     for pair in pairs:

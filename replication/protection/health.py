@@ -7,7 +7,7 @@ critical; a warning or a check that could not be read (``unknown``) makes it a w
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
-from replication.models import GuardHold, ProtectionCheck, ProtectionResult
+from replication.models import BucketPair, GuardHold, ProtectionCheck, ProtectionResult
 
 # Hourly checks: results older than this mean the checks stopped running.
 STALE_AFTER = timedelta(hours=3)
@@ -39,7 +39,7 @@ def findings(
     return found
 
 
-def health_findings(pair_ids: Iterable[int], now: datetime) -> dict[int, list[tuple[str, str]]]:
+def health_findings(pairs: Iterable[BucketPair], now: datetime) -> dict[int, list[tuple[str, str]]]:
     """Findings by pair id for the pairs that have any (two queries, by the latest-check
     and open-hold indexes).
 
@@ -47,10 +47,10 @@ def health_findings(pair_ids: Iterable[int], now: datetime) -> dict[int, list[tu
     A pair whose destructive-change guard holds is critical with the hold's reason (a
     second query).
     """
-    pair_ids = list(pair_ids)
+    pair_ids = [pair.pk for pair in pairs]
     by_pair: dict[int, list[tuple[str, str, str]]] = {}
     checked: dict[int, datetime] = {}
-    rows = ProtectionResult.objects.filter(pair_id__in=list(pair_ids), is_latest=True).values_list(
+    rows = ProtectionResult.objects.filter(pair_id__in=pair_ids, is_latest=True).values_list(
         "pair_id", "check_id", "state", "reason", "checked_at"
     )
     for pair_id, check_id, state, reason, checked_at in rows:
@@ -62,7 +62,7 @@ def health_findings(pair_ids: Iterable[int], now: datetime) -> dict[int, list[tu
         found = findings(results, checked[pair_id], now)
         if found:
             result[pair_id] = found
-    holds = GuardHold.objects.filter(pair_id__in=list(pair_ids), released_at__isnull=True)
+    holds = GuardHold.objects.filter(pair_id__in=pair_ids, released_at__isnull=True)
     for pair_id, since, reason in holds.values_list("pair_id", "since", "reason"):
         result.setdefault(pair_id, []).insert(0, ("critical", hold_reason(since, reason)))
     return result

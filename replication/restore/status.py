@@ -65,15 +65,13 @@ def last_drills(pair_ids: Iterable[int] | None = None) -> dict[int, RestoreDrill
     return {drill.pair_id: drill for drill in drills}
 
 
-def health_findings(pair_ids: Iterable[int], now: datetime) -> dict[int, list[tuple[str, str]]]:
+def health_findings(pairs: Iterable[BucketPair], now: datetime) -> dict[int, list[tuple[str, str]]]:
     """Each pair's drill findings (``(state, reason)``; empty when all is well)."""
-    pair_ids = list(pair_ids)
-    drills = last_drills(pair_ids)
+    pairs = list(pairs)
+    drills = last_drills([pair.pk for pair in pairs])
     findings = {}
-    for pair_id, every, created in BucketPair.objects.filter(id__in=pair_ids).values_list(
-        "id", "restore_drill_every_days", "created_at"
-    ):
-        drill = drills.get(pair_id)
+    for pair in pairs:
+        drill = drills.get(pair.pk)
         last = (
             LastDrill(
                 drill.status,
@@ -85,7 +83,9 @@ def health_findings(pair_ids: Iterable[int], now: datetime) -> dict[int, list[tu
             if drill
             else None
         )
-        findings[pair_id] = drill_findings(every, created, last, now)
+        findings[pair.pk] = drill_findings(
+            pair.restore_drill_every_days, pair.created_at, last, now
+        )
     return findings
 
 

@@ -33,7 +33,7 @@ LAG_STATUSES = (CopyStatus.COPIED, CopyStatus.DELETED)
 
 # The extension point for rooms with health findings of their own (protection checks,
 # restore drills, evidence): dotted paths of functions
-# ``health_findings(pair_ids: list[int], now: datetime) -> dict[int, list[(state, reason)]]``
+# ``health_findings(pairs: list[BucketPair], now: datetime) -> dict[int, list[(state, reason)]]``
 # with state "critical" or "warning". Each is called once per gathering, for all pairs, and
 # its findings join the pair's own in PairFacts.extra_findings. One line per room, e.g.
 # "replication.protection.health.health_findings".
@@ -79,7 +79,7 @@ def pair_facts(
     runs = {pk: _run_facts(r) for pk, r in (runs or _latest_runs(pairs)).items()}
     lacking = lacking_by_pair(ids)
     lags = lag_percentiles(ids, since=now - LAG_WINDOW)
-    extra = extra_findings(ids, now)
+    extra = extra_findings(pairs, now)
     facts = {}
     for p in pairs:
         lacked, unreported, oldest_unreported = lacking.get(p.pk, (NOTHING, 0, None))
@@ -170,8 +170,9 @@ def _combined(name: str, so_far, value):
     return min(so_far, value) if name in ("since", "oldest_unreported") else so_far + value
 
 
-def extra_findings(pair_ids: list[int], now: datetime) -> dict[int, list[tuple[str, str]]]:
-    """The findings of the rooms in FINDING_SOURCES, by pair id.
+def extra_findings(pairs: list[BucketPair], now: datetime) -> dict[int, list[tuple[str, str]]]:
+    """The findings of the rooms in FINDING_SOURCES, by pair id (given the pairs, loaded
+    whole, so no room reads them again).
 
     A room that fails to answer is a warning on every pair, not an error on every page,
     scrape and alert: its checks cannot be read, which is itself worth knowing.
@@ -179,11 +180,11 @@ def extra_findings(pair_ids: list[int], now: datetime) -> dict[int, list[tuple[s
     found: dict[int, list[tuple[str, str]]] = defaultdict(list)
     for path in FINDING_SOURCES:
         try:
-            answer = import_string(path)(pair_ids, now)
+            answer = import_string(path)(pairs, now)
         except Exception as exc:
             logger.exception("health findings of %s could not be read", path)
-            for pair_id in pair_ids:
-                found[pair_id].append(("warning", f"checks of {path} could not be read: {exc}"))
+            for pair in pairs:
+                found[pair.pk].append(("warning", f"checks of {path} could not be read: {exc}"))
             continue
         for pair_id, findings in answer.items():
             found[pair_id] += [(str(state), reason) for state, reason in findings]
