@@ -903,6 +903,22 @@ def sign(secret: str, timestamp: int | str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
 
 
+def signed_request(config: Config, url: str, body: bytes | None = None) -> urllib.request.Request:
+    """A request to the site signed with the report key: a POST of ``body``, or a GET."""
+    timestamp = str(int(time.time()))
+    headers = {
+        "X-Backup-Key": config.report_key_id,
+        "X-Backup-Timestamp": timestamp,
+        "X-Backup-Signature": sign(config.report_secret, timestamp, body or b""),
+    }
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+    # The scheme is checked in load_config (and of a redirect, in follow_redirect).
+    return urllib.request.Request(  # noqa: S310
+        url, data=body, method="GET" if body is None else "POST", headers=headers
+    )
+
+
 def report_bodies(entries: list[dict], extra: dict | None = None) -> Iterator[bytes]:
     """Request bodies within the API's limits: 1,000 events and 1 MiB each. ``extra``
     (top-level fields) goes into the first body, which exists even without entries."""
@@ -989,19 +1005,7 @@ def _post(config: Config, body: bytes, *, remaining_s, urlopen, sleep) -> bool:
         # Signed afresh each attempt: the server refuses timestamps older than 300 s. The
         # signature covers the timestamp and the body, not the URL, so a redirected report
         # is the same request sent on.
-        timestamp = str(int(time.time()))
-        # The scheme is checked in load_config (and of a redirect, in follow_redirect).
-        request = urllib.request.Request(  # noqa: S310
-            url,
-            data=body,
-            method="POST",
-            headers={
-                "Content-Type": "application/json",
-                "X-Backup-Key": config.report_key_id,
-                "X-Backup-Timestamp": timestamp,
-                "X-Backup-Signature": sign(config.report_secret, timestamp, body),
-            },
-        )
+        request = signed_request(config, url, body)
         try:
             with urlopen(request, timeout=max(0.1, min(5.0, budget))) as response:
                 reply = response.read(4096).decode("utf-8", "replace")
@@ -1094,16 +1098,7 @@ def current_holds(
     if not config.guard_url:
         _holds = Holds(read_at=now)
         return _holds
-    timestamp = str(int(time.time()))
-    request = urllib.request.Request(  # noqa: S310  (scheme checked in load_config)
-        config.guard_url,
-        method="GET",
-        headers={
-            "X-Backup-Key": config.report_key_id,
-            "X-Backup-Timestamp": timestamp,
-            "X-Backup-Signature": sign(config.report_secret, timestamp, b""),
-        },
-    )
+    request = signed_request(config, config.guard_url)
     try:
         with urlopen(request, timeout=_GUARD_TIMEOUT_S) as response:
             document = json.loads(response.read(1024 * 1024).decode("utf-8"))
@@ -1156,18 +1151,7 @@ def restore_writes(
         url = urllib.parse.urljoin(config.guard_url, f"pairs/{urllib.parse.quote(name)}/restored")
         objects = [{"key": e.key, "etag": e.etag} for e in candidates]
         body = json.dumps({"objects": objects}).encode()
-        timestamp = str(int(time.time()))
-        request = urllib.request.Request(  # noqa: S310  (scheme checked in load_config)
-            url,
-            data=body,
-            method="POST",
-            headers={
-                "Content-Type": "application/json",
-                "X-Backup-Key": config.report_key_id,
-                "X-Backup-Timestamp": timestamp,
-                "X-Backup-Signature": sign(config.report_secret, timestamp, body),
-            },
-        )
+        request = signed_request(config, url, body)
         buckets = {(e.key, e.etag): e.bucket for e in candidates}
         try:
             with urlopen(request, timeout=_GUARD_TIMEOUT_S) as response:

@@ -57,9 +57,8 @@ def holds(request: HttpRequest) -> JsonResponse:
 @database_errors_as_503
 @signed_by_ingest_key
 def pair_hold(request: HttpRequest, name: str) -> JsonResponse:
-    scope = request.ingest_key.scope
-    pair = BucketPair.objects.filter(name=name).first()
-    if pair is None or (scope is not None and pair.pk not in scope):
+    pair = _pair_in_scope(request, name)
+    if pair is None:
         return error(404, f"no pair named {name!r} for this key")
     hold = guard.open_holds([pair.pk]).first()
     return JsonResponse(
@@ -79,9 +78,8 @@ def pair_hold(request: HttpRequest, name: str) -> JsonResponse:
 @signed_by_ingest_key
 def restored(request: HttpRequest, name: str) -> JsonResponse:
     """{"objects": [{"key", "etag"}]} -> {"pair", "restored": [{"key", "etag"}]}."""
-    scope = request.ingest_key.scope
-    pair = BucketPair.objects.filter(name=name).first()
-    if pair is None or (scope is not None and pair.pk not in scope):
+    pair = _pair_in_scope(request, name)
+    if pair is None:
         return error(404, f"no pair named {name!r} for this key")
     try:
         objects = _objects(request.body)
@@ -128,3 +126,12 @@ def _storable(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return "\x00" not in text
+
+
+def _pair_in_scope(request: HttpRequest, name: str) -> BucketPair | None:
+    """The pair named, if the signing key may speak of it."""
+    scope = request.ingest_key.scope
+    pair = BucketPair.objects.filter(name=name).first()
+    if pair is None or (scope is not None and pair.pk not in scope):
+        return None
+    return pair
