@@ -353,8 +353,15 @@ def _savepoint_if_in_transaction() -> AbstractContextManager:
 # and column names come from model metadata; every value is a parameter.
 
 
-def _columns(model: type[models.Model]) -> list[models.Field]:
-    return [f for f in model._meta.concrete_fields if not f.primary_key]
+@functools.cache  # a model's columns never change while the process runs; asked on every post
+def _columns(model: type[models.Model]) -> tuple[models.Field, ...]:
+    return tuple(f for f in model._meta.concrete_fields if not f.primary_key)
+
+
+@functools.cache
+def _json_names(model: type[models.Model]) -> tuple[tuple[str, str], ...]:
+    """(column, attribute) per column: a row's values are read by attribute, sent by column."""
+    return tuple((f.column, f.attname) for f in _columns(model))
 
 
 def _insert_from_json(model: type[models.Model], on_conflict: str) -> str:
@@ -373,9 +380,10 @@ def _insert_from_json(model: type[models.Model], on_conflict: str) -> str:
 
 
 def _as_json(model: type[models.Model], rows: list[dict]) -> str:
-    fields = _columns(model)
+    names = _json_names(model)
     return json.dumps(
-        [{f.column: row[f.attname] for f in fields} for row in rows], default=_json_value
+        [{column: row[attname] for column, attname in names} for row in rows],
+        default=_json_value,
     )
 
 
