@@ -2,6 +2,7 @@
 is free again; from the job's page (permission, POST, CSRF) and from the command line."""
 
 import re
+from datetime import timedelta
 from io import StringIO
 
 import pytest
@@ -227,3 +228,30 @@ def test_a_restore_cancelled_after_its_last_copy_stays_cancelled(pair, monkeypat
     job = run(job)
 
     assert (job.status, job.restored, job.error) == ("cancelled", OBJECTS, "")
+
+
+def test_each_copy_keeps_its_own_outcome_and_time_when_saved(pair):
+    """Outcomes go to the database in one batch, but each row with its own values."""
+    job = queued_job(pair)
+    rows = [
+        RestoredObject(
+            job=job, key=f"img/{n}.jpg", version_id="v", size=1, etag="e", target_key=f"t/{n}"
+        )
+        for n in range(3)
+    ]
+    RestoredObject.objects.bulk_create(rows)
+    rows = list(job.outcomes.order_by("id"))
+    now = timezone.now()
+    for n, (row, outcome) in enumerate(zip(rows, ["restored", "failed", "restored"], strict=True)):
+        row.outcome, row.verified_by = outcome, "copy"
+        row.error_code, row.error = ("AccessDenied", "denied") if outcome == "failed" else ("", "")
+        row.finished_at = now - timedelta(seconds=n)
+
+    restores.save_outcomes(rows)
+
+    saved = list(job.outcomes.order_by("id").values_list("outcome", "error_code", "finished_at"))
+    assert saved == [
+        ("restored", "", now),
+        ("failed", "AccessDenied", now - timedelta(seconds=1)),
+        ("restored", "", now - timedelta(seconds=2)),
+    ]

@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from itertools import islice
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 
@@ -539,10 +539,7 @@ class _Progress:
         self.saved_at = time.monotonic()
 
     def save_rows(self, rows: list[RestoredObject]) -> None:
-        if rows:
-            RestoredObject.objects.bulk_update(
-                rows, ["outcome", "verified_by", "error_code", "error", "finished_at"]
-            )
+        save_outcomes(rows)
 
     def _report(self, **changes) -> None:
         """Update the job with its heartbeat; Cancelled or Superseded when it is no longer
@@ -555,6 +552,30 @@ class _Progress:
             if RestoreJob.objects.filter(id=job.id, status=Status.CANCELLED).exists():
                 raise Cancelled
             raise Superseded
+
+
+_OUTCOME_FIELDS = ("outcome", "verified_by", "error_code", "error", "finished_at")
+
+
+def save_outcomes(rows: list[RestoredObject]) -> None:
+    """Write the rows' outcomes: one UPDATE by id, executed for every row at once.
+
+    Not ``bulk_update``: its CASE with a WHEN per row and field cost the job more CPU than
+    all its copies (profiled on a restore of 2,000 objects)."""
+    if not rows:
+        return
+    fields = [RestoredObject._meta.get_field(name) for name in _OUTCOME_FIELDS]
+    quote = connection.ops.quote_name
+    assignments = ", ".join(f"{quote(field.column)} = %s" for field in fields)
+    # Only the model's own table and column names are spliced in; every value is a parameter.
+    sql = f"UPDATE {quote(RestoredObject._meta.db_table)} SET {assignments} WHERE id = %s"  # noqa: S608
+    params = [
+        [field.get_db_prep_save(getattr(row, field.attname), connection) for field in fields]
+        + [row.pk]
+        for row in rows
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, params)
 
 
 def reap_stalled_jobs(now: datetime | None = None) -> list[int]:
