@@ -51,7 +51,7 @@ def evaluate(pairs: QuerySet[BucketPair] | None = None, now: datetime | None = N
         locked = list(
             pairs.select_for_update(no_key=True).order_by("pk").values_list("pk", flat=True)
         )
-        return _evaluate_locked(BucketPair.objects.filter(pk__in=locked), now or timezone.now())
+        return _evaluate_locked(BucketPair.objects.filter(pk__any=locked), now or timezone.now())
 
 
 def _evaluate_locked(pairs: QuerySet[BucketPair], now: datetime) -> Evaluation:
@@ -80,7 +80,7 @@ def _evaluate_locked(pairs: QuerySet[BucketPair], now: datetime) -> Evaluation:
 def latest_changes(pair_ids: list[int]) -> dict[int, HealthChange]:
     """Each pair's latest change, in one query served by the timeline index."""
     latest = HealthChange.objects.filter(pair=OuterRef("pair_id")).order_by("-sequence")
-    rows = HealthChange.objects.filter(pair_id__in=pair_ids, id=Subquery(latest.values("id")[:1]))
+    rows = HealthChange.objects.filter(pair_id__any=pair_ids, id=Subquery(latest.values("id")[:1]))
     return {c.pair_id: c for c in rows}
 
 

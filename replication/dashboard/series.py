@@ -203,7 +203,7 @@ def day_totals(pair_ids: list[int], now: datetime) -> dict[int, tuple[int, int]]
         return {}
     start, last = SPARKLINE_WINDOW.buckets(now)[0], SPARKLINE_WINDOW.buckets(now)[-1]
     rows = (
-        HourlyTally.objects.filter(pair_id__in=pair_ids, hour__gte=start, hour__lte=last)
+        HourlyTally.objects.filter(pair_id__any=pair_ids, hour__gte=start, hour__lte=last)
         .values("pair_id")
         .annotate(
             copied=Sum("copies", filter=Q(status=COPIED), default=0),

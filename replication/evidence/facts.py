@@ -34,7 +34,7 @@ def daily_counts(pair_ids: Iterable[int], first: date, end: date) -> Days:
     one query (shards and objectives summed)."""
     days: Days = defaultdict(dict)
     rows = (
-        FreshnessTally.objects.filter(pair_id__in=list(pair_ids), day__gte=first, day__lt=end)
+        FreshnessTally.objects.filter(pair_id__any=list(pair_ids), day__gte=first, day__lt=end)
         .values_list("pair_id", "day")
         .annotate(n=Sum("copies"), w=Sum("within"))
         .order_by()

@@ -1,5 +1,6 @@
 """The data model, split by feature. Each module imports nothing above replication.models."""
 
+from replication.models import lookups  # noqa: F401  (registers __any)
 from replication.models.alerts import AlertChannel, HealthChange, HealthState, Notification
 from replication.models.events import CopyEvent, CopyStatus, Finding, ObjectState
 from replication.models.evidence import FreshnessTally, ObjectiveChange

@@ -50,7 +50,7 @@ def health_findings(pairs: Iterable[BucketPair], now: datetime) -> dict[int, lis
     pair_ids = [pair.pk for pair in pairs]
     by_pair: dict[int, list[tuple[str, str, str]]] = {}
     checked: dict[int, datetime] = {}
-    rows = ProtectionResult.objects.filter(pair_id__in=pair_ids, is_latest=True).values_list(
+    rows = ProtectionResult.objects.filter(pair_id__any=pair_ids, is_latest=True).values_list(
         "pair_id", "check_id", "state", "reason", "checked_at"
     )
     for pair_id, check_id, state, reason, checked_at in rows:
@@ -62,7 +62,7 @@ def health_findings(pairs: Iterable[BucketPair], now: datetime) -> dict[int, lis
         found = findings(results, checked[pair_id], now)
         if found:
             result[pair_id] = found
-    holds = GuardHold.objects.filter(pair_id__in=pair_ids, released_at__isnull=True)
+    holds = GuardHold.objects.filter(pair_id__any=pair_ids, released_at__isnull=True)
     for pair_id, since, reason in holds.values_list("pair_id", "since", "reason"):
         result.setdefault(pair_id, []).insert(0, ("critical", hold_reason(since, reason)))
     return result

@@ -59,7 +59,7 @@ def last_drills(pair_ids: Iterable[int] | None = None) -> dict[int, RestoreDrill
     """Each pair's latest finished drill (with its pair), in one query."""
     finished = RestoreDrill.objects.exclude(status=Status.RUNNING)
     if pair_ids is not None:
-        finished = finished.filter(pair_id__in=list(pair_ids))
+        finished = finished.filter(pair_id__any=list(pair_ids))
     latest = finished.order_by().values("pair_id").annotate(last=Max("id")).values("last")
     drills = RestoreDrill.objects.filter(id__in=Subquery(latest)).select_related("pair")
     return {drill.pair_id: drill for drill in drills}
