@@ -77,15 +77,20 @@ def overview(request):
         )
     )
     freshness = evidence.summaries([row.pair for row in shown], now)
+    # Health read every pair's latest run as facts; the rows shown describe theirs in full.
+    last_runs = ReconcileRun.objects.in_bulk(
+        [row.facts.last_run.id for row in shown if row.facts.last_run]
+    )
     pair_url, run_url = _url_maker("dashboard:pair", "x"), _url_maker("dashboard:run", 0)
     table = []
     for row in shown:
         copies, failures = day.get(row.pair.pk, (0, 0))
+        last_run = last_runs.get(row.facts.last_run.id) if row.facts.last_run else None
         table.append(
             {
                 "pair": row.pair,
                 "url": pair_url(row.pair.name),
-                "run_url": run_url(row.last_run.pk) if row.last_run else None,
+                "run_url": run_url(last_run.pk) if last_run else None,
                 "active_run_url": run_url(active[row.pair.pk]) if row.pair.pk in active else None,
                 "health": row.health,
                 "facts": row.facts,
@@ -93,7 +98,7 @@ def overview(request):
                 "failures": failures,
                 "lag": row.facts.lag,
                 "spark": charts.sparkline([b.p95 for b in spark.get(row.pair.pk, [])]),
-                "last_run": row.last_run,
+                "last_run": last_run,
                 "behind": _behind(row.facts, now),
                 "freshness": freshness[row.pair.pk],
             }

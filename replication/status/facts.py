@@ -10,7 +10,7 @@ FINDING_SOURCES.
 import logging
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 
 from django.db import connection
@@ -49,8 +49,6 @@ class PairHealth:
     pair: BucketPair
     facts: PairFacts
     health: Health
-    # The latest finished run itself, for pages that link and describe it.
-    last_run: ReconcileRun | None = None
 
 
 def pair_health(
@@ -59,24 +57,17 @@ def pair_health(
     """Every pair (or those of ``pairs``) with its facts and health, worst first."""
     now = now or timezone.now()
     annotated = list(_with_latest_runs(pairs if pairs is not None else BucketPair.objects.all()))
-    runs = _latest_runs(annotated)
-    facts = pair_facts(annotated, now, runs)
-    result = [
-        PairHealth(p, facts[p.pk], evaluate(facts[p.pk], now), runs.get(p.last_run_id))
-        for p in annotated
-    ]
+    facts = pair_facts(annotated, now)
+    result = [PairHealth(p, facts[p.pk], evaluate(facts[p.pk], now)) for p in annotated]
     result.sort(key=lambda h: (h.health.state.rank, h.pair.name))
     return result
 
 
-def pair_facts(
-    pairs: Iterable[BucketPair], now: datetime, runs: dict[int, ReconcileRun] | None = None
-) -> dict[int, PairFacts]:
-    """PairFacts by pair id, for pairs loaded through ``_with_latest_runs`` (and their
-    latest runs, when already read)."""
+def pair_facts(pairs: Iterable[BucketPair], now: datetime) -> dict[int, PairFacts]:
+    """PairFacts by pair id, for pairs loaded through ``_with_latest_runs``."""
     pairs = list(pairs)
     ids = [p.pk for p in pairs]
-    runs = {pk: _run_facts(r) for pk, r in (runs or _latest_runs(pairs)).items()}
+    runs = _latest_runs(pairs)
     lacking = lacking_by_pair(ids)
     lags = lag_percentiles(ids, since=now - LAG_WINDOW)
     extra = extra_findings(pairs, now)
@@ -119,7 +110,7 @@ def lacking_by_pair(pair_ids: list[int]) -> dict[int, tuple[Lacking, int, dateti
     if not pair_ids:
         return {}
     found: dict[int, dict] = {}
-    for part in ObjectState.objects.filter(pair_id__in=pair_ids).lacking_in_parts():
+    for part in ObjectState.objects.filter(pair_id__any=pair_ids).lacking_in_parts():
         for row in _lacking_counts(part):
             total = found.setdefault(row.pop("pair_id"), dict.fromkeys(row))
             for name, value in row.items():
@@ -207,26 +198,17 @@ def _with_latest_runs(pairs: QuerySet[BucketPair]) -> QuerySet[BucketPair]:
     )
 
 
-def _latest_runs(pairs: list[BucketPair]) -> dict[int, ReconcileRun]:
+# RunFacts' fields, read as plain rows: a thousand pairs' runs as model instances cost more
+# than the page's queries.
+_RUN_FIELDS = [f.name for f in fields(RunFacts)]
+
+
+def _latest_runs(pairs: list[BucketPair]) -> dict[int, RunFacts]:
     """The latest finished and latest succeeded runs of pairs loaded through
     ``_with_latest_runs``, by id (one query)."""
     ids = {p.last_run_id for p in pairs} | {p.last_verdict_run_id for p in pairs}
-    return {r.id: r for r in ReconcileRun.objects.filter(id__in=ids - {None})}
-
-
-def _run_facts(run: ReconcileRun) -> RunFacts:
-    return RunFacts(
-        id=run.id,
-        status=run.status,
-        verdict=run.verdict,
-        created_at=run.created_at,
-        finished_at=run.finished_at,
-        missing=run.missing,
-        mismatched=run.mismatched,
-        extra=run.extra,
-        unverified=run.unverified,
-        error=run.error,
-    )
+    rows = ReconcileRun.objects.filter(id__any=ids - {None}).values_list(*_RUN_FIELDS)
+    return {row[0]: RunFacts(*row) for row in rows}
 
 
 def lag_percentiles(
@@ -241,7 +223,7 @@ def lag_percentiles(
     if not pair_ids:
         return {}
     events = CopyEvent.objects.filter(
-        pair_id__in=pair_ids, finished_at__gte=since, status__in=LAG_STATUSES
+        pair_id__any=pair_ids, finished_at__gte=since, status__in=LAG_STATUSES
     )
     if until is not None:
         events = events.filter(finished_at__lt=until)
