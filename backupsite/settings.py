@@ -219,6 +219,13 @@ CELERY_BEAT_SCHEDULE["purge-expired-events"] = {
     "options": {"expires": 3300},
 }
 
+# Ingest: closed hours' tallies rolled up into one row per pair and hour, for the overview.
+CELERY_BEAT_SCHEDULE["fold-closed-hours"] = {
+    "task": "replication.tasks.fold_closed_hours",
+    "schedule": 300.0,
+    "options": {"expires": 290},
+}
+
 # Reconcile: objects found in flight are settled once their grace has passed.
 CELERY_BEAT_SCHEDULE["settle-in-flight"] = {
     "task": "replication.tasks.settle_in_flight",

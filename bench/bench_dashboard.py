@@ -10,7 +10,7 @@ What it does:
    last ``--days`` days and over the pairs, inside PostgreSQL (INSERT ... SELECT from
    generate_series: no rows travel through Python), with lags of a few seconds and 0.5%
    failures; one object state per event's key; the hourly tallies and running totals
-   ingest would have kept (counted in SQL);
+   ingest would have kept (counted in SQL), closed hours folded and rolled up as beat does;
    a reconcile run per pair per day, the last one out of sync on a few pairs; then VACUUM
    ANALYZE;
 3. starts as a web worker does (imports backupsite/wsgi.py, which freezes what start-up
@@ -189,6 +189,12 @@ def fill(pairs: int, events: int, days: int) -> None:
             cursor.execute(sql)
             elapsed = time.perf_counter() - step
             print(f"  {label}: {cursor.rowcount:,} rows in {elapsed:.0f} s", flush=True)
+        # As beat would have: closed hours folded and rolled up (replication/ingest/folding.py).
+        from replication.ingest.folding import fold_closed_hours
+
+        step = time.perf_counter()
+        hours = fold_closed_hours()
+        print(f"  folded {hours:,} closed hours in {time.perf_counter() - step:.0f} s", flush=True)
         # As a live database would be: statistics current and the visibility map set (index
         # only scans depend on it).
         cursor.execute("VACUUM ANALYZE")

@@ -14,7 +14,7 @@ from django.utils import timezone
 from replication import retention as record_retention
 from replication.alerts.tasks import deliver_notification, evaluate_health
 from replication.evidence import counting as evidence_counting
-from replication.ingest import retention
+from replication.ingest import folding, retention
 from replication.models import BucketPair, ReconcileRun, RestoreDrill
 from replication.protection.tasks import (
     check_all_protection,
@@ -47,10 +47,14 @@ log = logging.getLogger(__name__)
 
 
 @shared_task(ignore_result=True)
+def fold_closed_hours() -> int:
+    """Fold closed hours' tallies and roll them up into HourlyTotal (beat, every 5 minutes)."""
+    return folding.fold_closed_hours()
+
+
+@shared_task(ignore_result=True)
 def purge_expired_events() -> int:
-    """Delete per-event rows older than EVENT_RETENTION_DAYS and fold closed hours' tally
-    shards (scheduled by beat, hourly)."""
-    retention.fold_hourly_shards()
+    """Delete per-event rows older than EVENT_RETENTION_DAYS (scheduled by beat, hourly)."""
     evidence_counting.upkeep(timezone.now())  # kept 13 months, whatever EVENT_RETENTION_DAYS
     return retention.purge_expired_events()
 

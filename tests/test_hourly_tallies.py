@@ -4,8 +4,8 @@ the charts that span days read them instead of the events."""
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.db import connection
 
+from replication import tasks
 from replication.dashboard import histogram
 from replication.dashboard.series import (
     day_totals,
@@ -15,9 +15,10 @@ from replication.dashboard.series import (
 )
 from replication.dashboard.windows import WINDOWS
 from replication.ingest import retention
+from replication.ingest.folding import fold_closed_hours
 from replication.ingest.tallies import rebuild_hourly
-from replication.models import CopyEvent, HourlyTally
-from replication.models.tallies import SHARDS
+from replication.models import CopyEvent, HourlyTally, HourlyTotal
+from replication.models.tallies import FOLDED, SHARDS
 from tests.factories import make_pair, record_events
 
 NOW = datetime(2026, 11, 28, 12, 30, tzinfo=UTC)
@@ -136,15 +137,27 @@ def test_retention_deletes_the_tallies_of_hours_wholly_past_it(settings):
         copy_at(NOW - timedelta(days=1, minutes=10), 1.0),  # its hour straddles the cutoff
         copy_at(NOW, 1.0),
     )
+    fold_closed_hours(now=NOW)
     retention.purge_expired_events(now=NOW)
     hours = sorted({hour for (hour, _, _) in tallies(pair)})
     assert hours == [datetime(2026, 11, 27, 12, tzinfo=UTC), datetime(2026, 11, 28, 12, tzinfo=UTC)]
+    totals = HourlyTotal.objects.filter(pair=pair).values_list("hour", flat=True)
+    assert list(totals) == [datetime(2026, 11, 27, 12, tzinfo=UTC)]
+
+
+# --- Folding closed hours and their roll-up ---------------------------------------------------
+
+
+def overview_figures(pair) -> tuple:
+    """What the overview reads of a pair's day: its sparkline's buckets and its day totals."""
+    day = sparklines([pair.pk], NOW)[pair.pk]
+    return [(b.start, b.copies, b.failures, b.p50, b.p95, b.p99) for b in day], day_totals(
+        [pair.pk], NOW
+    )[pair.pk]
 
 
 @pytest.mark.django_db
-def test_folding_sums_closed_hours_shards_into_one_row_and_keeps_the_open_ones():
-    if connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL (DATABASE_URL): only PostgreSQL's ingest writes shards")
+def test_folding_sums_closed_hours_shards_into_one_folded_row_and_leaves_the_current_hour():
     pair = make_pair()
     closed, current = datetime(2026, 11, 28, 9, tzinfo=UTC), datetime(2026, 11, 28, 12, tzinfo=UTC)
     for hour in (closed, current):
@@ -152,12 +165,85 @@ def test_folding_sums_closed_hours_shards_into_one_row_and_keeps_the_open_ones()
             HourlyTally(pair=pair, hour=hour, status="copied", lag_bucket=8, shard=s, copies=s + 1)
             for s in range(SHARDS)
         )
-    removed = retention.fold_hourly_shards(now=NOW)
 
-    assert removed == SHARDS - 1
+    assert fold_closed_hours(now=NOW) == 1
+
     folded = HourlyTally.objects.get(pair=pair, hour=closed)
-    assert (folded.shard, folded.copies) == (0, sum(range(1, SHARDS + 1)))
+    assert (folded.shard, folded.copies) == (FOLDED, sum(range(1, SHARDS + 1)))
     assert HourlyTally.objects.filter(pair=pair, hour=current).count() == SHARDS
+    assert not HourlyTotal.objects.filter(hour=current).exists()
+    assert fold_closed_hours(now=NOW) == 0  # nothing left to fold
+
+
+@pytest.mark.django_db
+def test_folding_rolls_each_closed_hour_up_into_its_pairs_copies_failures_and_lag():
+    pair, other = make_pair(), make_pair()
+    hour = datetime(2026, 11, 28, 10, tzinfo=UTC)
+    record_events(
+        pair,
+        *(copy_at(hour + timedelta(minutes=m), 2.0) for m in range(10)),
+        copy_at(hour + timedelta(minutes=30), 40.0),
+        copy_at(hour + timedelta(minutes=31), 1.0, status="deleted"),
+        copy_at(hour + timedelta(minutes=40), 0.5, status="failed"),
+    )
+    record_events(other, copy_at(hour + timedelta(minutes=5), 3.0))
+
+    fold_closed_hours(now=NOW)
+
+    total = HourlyTotal.objects.get(pair=pair, hour=hour)
+    assert (total.copies, total.failures) == (11, 1)
+    expected = histogram.percentiles(
+        {
+            histogram.bucket_index(2.0): 10,
+            histogram.bucket_index(40.0): 1,
+            histogram.bucket_index(1.0): 1,
+        }
+    )
+    assert (total.lag_p50, total.lag_p95, total.lag_p99) == pytest.approx(expected)
+    assert HourlyTotal.objects.get(pair=other, hour=hour).copies == 1
+
+
+@pytest.mark.django_db
+def test_the_overview_reads_the_same_day_before_and_after_folding():
+    pair = make_pair()
+    record_events(
+        pair,
+        *(copy_at(NOW - timedelta(hours=h, minutes=m), 1.0 + h) for h in range(26) for m in (1, 7)),
+        copy_at(NOW - timedelta(hours=4), 300.0, status="failed"),
+        copy_at(NOW - timedelta(minutes=3), 0.2),  # the current hour, never folded
+    )
+    before = overview_figures(pair)
+
+    fold_closed_hours(now=NOW)
+
+    assert HourlyTotal.objects.filter(pair=pair).exists()
+    assert overview_figures(pair) == before
+    assert before[1] == (24 * 2 + 1, 1)  # two copies in each of the day's hours, one more now
+
+
+@pytest.mark.django_db
+def test_a_late_report_for_a_folded_hour_counts_at_once_and_is_folded_into_it_next_time():
+    pair = make_pair()
+    hour = datetime(2026, 11, 28, 8, tzinfo=UTC)
+    record_events(pair, copy_at(hour + timedelta(minutes=10), 1.0))
+    fold_closed_hours(now=NOW)
+
+    record_events(pair, copy_at(hour + timedelta(minutes=50), 20.0))  # reported late
+    late = overview_figures(pair)
+    (bucket,) = [b for b in late[0] if b[0] == hour]
+    assert bucket[1:3] == (2, 0)
+    assert late[1] == (2, 0)
+
+    assert fold_closed_hours(now=NOW) == 1
+    assert HourlyTotal.objects.get(pair=pair, hour=hour).copies == 2
+    assert HourlyTally.objects.filter(pair=pair, hour=hour).exclude(shard=FOLDED).count() == 0
+    assert overview_figures(pair) == late
+
+
+def test_beat_folds_closed_hours_every_five_minutes(settings):
+    entry = settings.CELERY_BEAT_SCHEDULE["fold-closed-hours"]
+    assert entry["task"] == tasks.fold_closed_hours.name
+    assert entry["schedule"] == 300.0
 
 
 @pytest.mark.django_db

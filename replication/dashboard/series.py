@@ -1,9 +1,11 @@
 """Time series for the charts: one grouped query per chart, whatever the number of events.
 
-Windows cut into whole hours (the overview's 24 h sparkline, a pair's 7 and 30 days) read
-the hourly tallies ingest keeps (a lag histogram per pair, hour and status): at most a few
-rows per hour, however many events there were, and percentiles estimated from the
-histogram (replication/dashboard/histogram.py).
+Windows cut into whole hours (a pair's 7 and 30 days) read the hourly tallies ingest keeps
+(a lag histogram per pair, hour and status): at most a few rows per hour, however many
+events there were, and percentiles estimated from the histogram
+(replication/dashboard/histogram.py). The overview, which reads every pair's day, takes
+closed hours from their roll-up (HourlyTotal, one row per pair and hour) and only what is
+not folded yet from the tallies.
 
 Finer windows (1 h, 24 h) read the events themselves, exactly. On PostgreSQL the database
 buckets the rows and computes the percentiles (``percentile_cont``), reading only the window
@@ -29,7 +31,8 @@ from replication.dashboard.windows import (
     Window,
     bucketise,
 )
-from replication.models import CopyEvent, HourlyTally
+from replication.models import CopyEvent, HourlyTally, HourlyTotal
+from replication.models.tallies import FOLDED
 from replication.status.facts import lag_percentiles
 
 HOUR = timedelta(hours=1)
@@ -145,17 +148,26 @@ SELECT pair_id,
        coalesce(array_agg(lag_bucket ORDER BY lag_bucket) FILTER (WHERE {lagged}), '{{}}'),
        coalesce(array_agg(copies ORDER BY lag_bucket) FILTER (WHERE {lagged}), '{{}}')
 FROM {table}
-WHERE pair_id = ANY(%(pairs)s) AND hour >= %(start)s AND hour <= %(now)s
+WHERE pair_id = ANY(%(pairs)s) AND hour >= %(start)s AND hour <= %(now)s {unfolded}
 GROUP BY 1, 2
+"""
+# Only the pair-hours with rows not folded yet, read whole (folded rows too).
+_UNFOLDED = """AND (pair_id, hour) IN (
+    SELECT pair_id, hour FROM {table}
+    WHERE shard < %(folded)s AND pair_id = ANY(%(pairs)s) AND hour >= %(start)s AND hour <= %(now)s)
 """
 _LAGGED = "status IN (%(copied)s, %(deleted)s) AND copies > 0"
 
 
-def _tally_rows(pair_ids: list[int], start: datetime, now: datetime, size: int) -> list[tuple]:
-    """(pair_id, slot, copies, failures, lag bucket indexes, their counts) per pair and slot."""
+def _tally_rows(
+    pair_ids: list[int], start: datetime, now: datetime, size: int, unfolded: bool = False
+) -> list[tuple]:
+    """(pair_id, slot, copies, failures, lag bucket indexes, their counts) per pair and slot;
+    with ``unfolded``, only from the pair-hours that have rows not folded yet."""
     if connection.vendor == "postgresql":
         table = connection.ops.quote_name(HourlyTally._meta.db_table)
-        sql = _TALLY_SQL.format(table=table, lagged=_LAGGED)
+        only = _UNFOLDED.format(table=table) if unfolded else ""
+        sql = _TALLY_SQL.format(table=table, lagged=_LAGGED, unfolded=only)
         params = {
             "pairs": list(pair_ids),
             "start": start,
@@ -164,6 +176,7 @@ def _tally_rows(pair_ids: list[int], start: datetime, now: datetime, size: int) 
             "copied": COPIED,
             "failed": FAILED,
             "deleted": DELETED,
+            "folded": FOLDED,
         }
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
@@ -173,10 +186,15 @@ def _tally_rows(pair_ids: list[int], start: datetime, now: datetime, size: int) 
             ]
     # Elsewhere (SQLite, small local databases): the same sums in Python.
     slots: dict[tuple[int, int], list] = {}
-    rows = HourlyTally.objects.filter(pair_id__in=pair_ids, hour__gte=start, hour__lte=now)
-    for pair_id, hour, status, lag_bucket, copies in rows.values_list(
-        "pair_id", "hour", "status", "lag_bucket", "copies"
-    ).order_by():
+    rows = list(
+        HourlyTally.objects.filter(pair_id__any=pair_ids, hour__gte=start, hour__lte=now)
+        .values_list("pair_id", "hour", "status", "lag_bucket", "copies", "shard")
+        .order_by()
+    )
+    if unfolded:
+        wanted = {(pair_id, hour) for pair_id, hour, *_, shard in rows if shard < FOLDED}
+        rows = [row for row in rows if (row[0], row[1]) in wanted]
+    for pair_id, hour, status, lag_bucket, copies, _ in rows:
         slot = int((hour - start).total_seconds() // size)
         entry = slots.setdefault((pair_id, slot), [0, 0, Counter()])
         entry[0] += copies if status == COPIED else 0
@@ -191,24 +209,64 @@ def _tally_rows(pair_ids: list[int], start: datetime, now: datetime, size: int) 
 
 
 def sparklines(pair_ids: list[int], now: datetime) -> dict[int, list[Bucket]]:
-    """The overview's 24 h: hourly buckets per pair, from one query."""
-    return series_by_pair(pair_ids, SPARKLINE_WINDOW, now)
+    """The overview's 24 h: hourly buckets per pair, oldest first (empty ones included).
+
+    Closed hours come from HourlyTotal, one row per pair and hour; an hour that has tally
+    rows not folded yet (the current one, or late reports) is read from its tallies whole,
+    so every bucket is exact at every moment (replication/ingest/folding.py).
+    """
+    if not pair_ids:
+        return {}
+    starts = SPARKLINE_WINDOW.buckets(now)
+    slot_of = {start: i for i, start in enumerate(starts)}
+    result = {pair_id: [Bucket(start) for start in starts] for pair_id in pair_ids}
+    totals = HourlyTotal.objects.filter(pair_id__any=pair_ids, hour__gte=starts[0], hour__lte=now)
+    for pair_id, hour, copies, failures, *lags in totals.values_list(
+        "pair_id", "hour", "copies", "failures", "lag_p50", "lag_p95", "lag_p99"
+    ).order_by():
+        slot = slot_of.get(hour)
+        if slot is not None:
+            bucket = result[pair_id][slot]
+            bucket.copies, bucket.failures = copies, failures
+            bucket.p50, bucket.p95, bucket.p99 = lags
+    for pair_id, slot, copies, failures, indexes, counts in _tally_rows(
+        pair_ids, starts[0], now, SPARKLINE_WINDOW.bucket_seconds, unfolded=True
+    ):
+        if 0 <= slot < len(starts):
+            bucket = result[pair_id][slot]
+            bucket.copies, bucket.failures = copies, failures
+            bucket.p50, bucket.p95, bucket.p99 = histogram.percentiles_of_sorted(
+                indexes, counts
+            ) or (None, None, None)
+    return result
 
 
 def day_totals(pair_ids: list[int], now: datetime) -> dict[int, tuple[int, int]]:
     """Copies and failures per pair over the sparkline's 24 h (the same hours, so a row's
-    figures are the sum of its sparkline's buckets): one grouped sum of the hourly tallies,
-    no histograms, so the overview can count every pair and draw only the page's."""
+    figures are the sum of its sparkline's buckets), no histograms, so the overview can
+    count every pair and draw only the page's: the closed hours' HourlyTotal rows plus the
+    tallies not folded yet (two disjoint parts, each summed in the database)."""
     if not pair_ids:
         return {}
     start, last = SPARKLINE_WINDOW.buckets(now)[0], SPARKLINE_WINDOW.buckets(now)[-1]
-    rows = (
-        HourlyTally.objects.filter(pair_id__any=pair_ids, hour__gte=start, hour__lte=last)
+    folded = (
+        HourlyTotal.objects.filter(pair_id__any=pair_ids, hour__gte=start, hour__lte=last)
+        .values("pair_id")
+        .annotate(copied=Sum("copies"), failed=Sum("failures"))
+    )
+    unfolded = (
+        HourlyTally.objects.filter(
+            pair_id__any=pair_ids, hour__gte=start, hour__lte=last, shard__lt=FOLDED
+        )
         .values("pair_id")
         .annotate(
             copied=Sum("copies", filter=Q(status=COPIED), default=0),
             failed=Sum("copies", filter=Q(status=FAILED), default=0),
         )
-        .order_by()
     )
-    return {row["pair_id"]: (int(row["copied"]), int(row["failed"])) for row in rows}
+    totals: dict[int, tuple[int, int]] = {}
+    for part in (folded, unfolded):
+        for row in part.order_by():
+            copied, failed = totals.get(row["pair_id"], (0, 0))
+            totals[row["pair_id"]] = (copied + int(row["copied"]), failed + int(row["failed"]))
+    return totals

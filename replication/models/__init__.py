@@ -27,7 +27,7 @@ from replication.models.restore import (
     RestorePoint,
 )
 from replication.models.runs import Discrepancy, ReconcileRange, ReconcileRun
-from replication.models.tallies import CopyTally, HourlyTally, IngestTally
+from replication.models.tallies import CopyTally, HourlyTally, HourlyTotal, IngestTally
 
 __all__ = [
     "AlertChannel",
@@ -47,6 +47,7 @@ __all__ = [
     "HealthChange",
     "HealthState",
     "HourlyTally",
+    "HourlyTotal",
     "IngestKey",
     "IngestTally",
     "Notification",
