@@ -278,7 +278,12 @@ def test_the_scrape_is_written_byte_for_byte_as_prometheus_client_writes_it():
     stamped.add_metric(["x"], 3, created=1700000000.0)
     odd = Family("histogram", "backupsite_odd", 'a "histogram"', ["pair", "shard"])
     odd.add_metric(['a"b', "7"], [("0.5", 1), ("+Inf", 3)], 4.25)
-    collected = [*metrics.collected(), awkward, stamped, odd]
+    counts = Family("gauge", "backupsite_counts", "integers around Go's exponent", ["pair"])
+    for n in (0, 7, -3, 999_999, 10**6, 1_234_567, 10**16 + 1, 2**63):
+        counts.add_metric([str(n)], n)
+    early = Family("histogram", "backupsite_early", "a label sorting before le", ["check"])
+    early.add_metric(["c"], [("1.0", 2), ("+Inf", 2)], 1.0)
+    collected = [*metrics.collected(), awkward, stamped, odd, counts, early]
     assert any(isinstance(f, Family) for f in collected)
 
     class Collected:

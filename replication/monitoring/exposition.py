@@ -9,6 +9,7 @@ values are escaped. The bytes are those ``generate_latest`` writes for the same 
 (tests/test_metrics.py compares them, through ``Family.metric``).
 """
 
+import functools
 from collections.abc import Iterable
 
 from prometheus_client.core import (
@@ -59,25 +60,47 @@ class Family:
     def lines(self) -> Iterable[str]:
         names = self.labels
         if self.type != "histogram":
+            braces = _braces_for(names)
             for values, value, _ in self.rows:
-                yield f"{self._sample}{_braces(names, values)} {floatToGoString(value)}\n"
+                yield f"{self._sample}{braces(values)} {_number(value)}\n"
             return
-        with_le = [*names, "le"]
+        braces, with_le = _braces_for(names), _braces_for([*names, "le"])
+        # When "le" sorts first (it does before "pair"), a bucket's labels are the row's with
+        # le="..." in front: the row's part is written once, not once per bucket.
+        le_first = all(name > "le" for name in names)
+        bucket = f"{self.name}_bucket"
         for values, buckets, sum_value in self.rows:
+            labels = braces(values)
+            rest = "," + labels[1:] if labels else "}"
             for le, count in buckets:
-                labels = _braces(with_le, [*values, le])
-                yield f"{self.name}_bucket{labels} {floatToGoString(count)}\n"
+                if le_first:
+                    yield f'{bucket}{{le="{_escape(le)}"{rest} {_number(count)}\n'
+                else:
+                    yield f"{bucket}{with_le([*values, le])} {_number(count)}\n"
             if float(buckets[0][0]) >= 0 and sum_value is not None:
-                labels = _braces(names, values)
-                yield f"{self.name}_count{labels} {floatToGoString(buckets[-1][1])}\n"
-                yield f"{self.name}_sum{labels} {floatToGoString(sum_value)}\n"
+                yield f"{self.name}_count{labels} {_number(buckets[-1][1])}\n"
+                yield f"{self.name}_sum{labels} {_number(sum_value)}\n"
 
 
-def _braces(names: list[str], values: list[str]) -> str:
+def _braces_for(names: list[str]):
+    """A function writing label values (in ``names``' order) as ``{name="value",...}``,
+    names sorted as the text format has them; the order is worked out once per family."""
     if not names:
-        return ""
-    pairs = sorted(zip(names, values, strict=True))
-    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in pairs) + "}"
+        return lambda values: ""
+    order = sorted(range(len(names)), key=names.__getitem__)
+    return lambda values: "{" + ",".join(f'{names[i]}="{_escape(values[i])}"' for i in order) + "}"
+
+
+# Counts are integers, tens of thousands a scrape. From 0 up to this one, the Go float
+# format is the digits and ".0", as floatToGoString writes it (at several times the cost);
+# from 1e+06 on, Go writes an exponent, so larger ones go through floatToGoString.
+_PLAIN_BELOW = 1_000_000
+
+
+def _number(value) -> str:
+    if type(value) is int and 0 <= value < _PLAIN_BELOW:
+        return f"{value}.0"
+    return floatToGoString(value)
 
 
 def text(metrics: Iterable[Metric | Family]) -> bytes:
@@ -118,5 +141,7 @@ def _line(sample: Sample) -> str:
     return f"{sample.name}{labels} {floatToGoString(sample.value)}{timestamp}\n"
 
 
+@functools.lru_cache(maxsize=8192)
 def _escape(value: str) -> str:
+    # Cached: a pair's name is written in some forty samples of a scrape.
     return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
