@@ -194,8 +194,16 @@ def main() -> None:
         assert response.status_code == 200
     times.sort()
     p95 = statistics.quantiles(times, n=20, method="inclusive")[18]
+    # What the database holds (with --keep, not what the arguments say).
+    from replication.models import BucketPair
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT reltuples::bigint FROM pg_class WHERE relname = 'replication_copyevent'"
+        )
+        events = cursor.fetchone()[0]
     print(
-        f"scrape of {args.pairs} pairs, {args.events:,} events: "
+        f"scrape of {BucketPair.objects.count()} pairs, about {events:,} events: "
         f"p50 {statistics.median(times) * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms, "
         f"max {times[-1] * 1000:.1f} ms over {len(times)} scrapes; "
         f"{len(queries)} queries, {samples} samples, {len(first.content):,} bytes; "
