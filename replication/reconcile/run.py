@@ -41,7 +41,8 @@ from replication.reconcile.repair import Repaired, delete_extras, repairing
 from replication.reconcile.settle import settle_earlier_runs
 from replication.reconcile.verdict import verdict
 from replication.reconcile.verify import second_opinion
-from replication.reconcile.writer import FLUSH_ROWS, DiscrepancyWriter
+from replication.reconcile.writer import DiscrepancyWriter
+from replication.rows import update_rows
 
 log = logging.getLogger(__name__)
 
@@ -395,9 +396,7 @@ def _delete_extras(s3, run, key_range, heartbeat, tally, findings, repaired) -> 
         threads=settings.RECONCILE_REPAIR_THREADS,
         on_done=lambda: heartbeat.beat(tally.scanned),
     )
-    Discrepancy.objects.bulk_update(
-        rows, ["repaired", "repair_outcome", "repair_error"], batch_size=FLUSH_ROWS
-    )
+    update_rows(Discrepancy, rows, ["repaired", "repair_outcome", "repair_error"])
     for row in rows:
         repaired.record(Discrepancy.Kind.EXTRA, Repaired(row.repair_outcome, row.repair_error))
         if row.repaired:

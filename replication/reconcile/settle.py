@@ -27,6 +27,7 @@ from replication.models.events import Finding
 from replication.reconcile import checksums
 from replication.reconcile.checksums import ObjectChecksum, from_head
 from replication.reconcile.findings import upsert_findings
+from replication.rows import update_rows
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +162,7 @@ def _record(
             "lacking_since": now if lacking else None,
         }
     with transaction.atomic():
-        Discrepancy.objects.bulk_update(rows, ["settled"], batch_size=_BATCH)
+        update_rows(Discrepancy, rows, ["settled"])
         if findings:
             upsert_findings(pair.id, run.id, now, list(findings.values()))
         ReconcileRun.objects.filter(id=run.id).update(

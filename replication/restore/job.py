@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from itertools import islice
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 
@@ -46,6 +46,7 @@ from replication.restore.plan import (
     target_problem,
     time_problem,
 )
+from replication.rows import update_rows
 
 log = logging.getLogger(__name__)
 
@@ -558,24 +559,9 @@ _OUTCOME_FIELDS = ("outcome", "verified_by", "error_code", "error", "finished_at
 
 
 def save_outcomes(rows: list[RestoredObject]) -> None:
-    """Write the rows' outcomes: one UPDATE by id, executed for every row at once.
-
-    Not ``bulk_update``: its CASE with a WHEN per row and field cost the job more CPU than
-    all its copies (profiled on a restore of 2,000 objects)."""
-    if not rows:
-        return
-    fields = [RestoredObject._meta.get_field(name) for name in _OUTCOME_FIELDS]
-    quote = connection.ops.quote_name
-    assignments = ", ".join(f"{quote(field.column)} = %s" for field in fields)
-    # Only the model's own table and column names are spliced in; every value is a parameter.
-    sql = f"UPDATE {quote(RestoredObject._meta.db_table)} SET {assignments} WHERE id = %s"  # noqa: S608
-    params = [
-        [field.get_db_prep_save(getattr(row, field.attname), connection) for field in fields]
-        + [row.pk]
-        for row in rows
-    ]
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, params)
+    """Write the rows' outcomes (replication/rows.py: not ``bulk_update``, whose CASE per row
+    and field cost the job more CPU than all its copies)."""
+    update_rows(RestoredObject, rows, _OUTCOME_FIELDS)
 
 
 def reap_stalled_jobs(now: datetime | None = None) -> list[int]:
