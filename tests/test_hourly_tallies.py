@@ -1,9 +1,12 @@
 """Hourly tallies: ingest counts every new result into its pair's hour and lag bucket, and
 the charts that span days read them instead of the events."""
 
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import connection, transaction
 
 from replication import tasks
 from replication.dashboard import histogram
@@ -15,7 +18,7 @@ from replication.dashboard.series import (
 )
 from replication.dashboard.windows import WINDOWS
 from replication.ingest import retention
-from replication.ingest.folding import fold_closed_hours
+from replication.ingest.folding import fold_closed_hours, fold_hour
 from replication.ingest.tallies import rebuild_hourly
 from replication.models import CopyEvent, HourlyTally, HourlyTotal
 from replication.models.tallies import FOLDED, SHARDS
@@ -238,6 +241,51 @@ def test_a_late_report_for_a_folded_hour_counts_at_once_and_is_folded_into_it_ne
     assert HourlyTotal.objects.get(pair=pair, hour=hour).copies == 2
     assert HourlyTally.objects.filter(pair=pair, hour=hour).exclude(shard=FOLDED).count() == 0
     assert overview_figures(pair) == late
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_report_counted_while_its_hour_is_being_folded_is_neither_lost_nor_counted_twice():
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (DATABASE_URL): two connections writing at once")
+    pair = make_pair()
+    hour = datetime(2026, 11, 28, 9, tzinfo=UTC)
+    HourlyTally.objects.create(
+        pair=pair, hour=hour, status="copied", lag_bucket=3, shard=2, copies=5
+    )
+    taken, errors = threading.Event(), []
+
+    def fold_slowly():
+        try:
+            with transaction.atomic():
+                fold_hour(hour)
+                taken.set()
+                time.sleep(0.5)  # the fold holds the rows it took until it commits
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    folder = threading.Thread(target=fold_slowly)
+    folder.start()
+    assert taken.wait(timeout=10)
+    # Ingest's upsert of the same shard and bucket, as its statement makes it.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO replication_hourlytally (pair_id, hour, status, lag_bucket, shard, copies) "
+            "VALUES (%s, %s, 'copied', 3, 2, 4) "
+            "ON CONFLICT (pair_id, hour, status, lag_bucket, shard) "
+            "DO UPDATE SET copies = replication_hourlytally.copies + excluded.copies",
+            [pair.pk, hour],
+        )
+    folder.join(timeout=10)
+
+    assert errors == []
+    assert HourlyTotal.objects.get(pair=pair, hour=hour).copies == 5  # what the fold took
+    assert overview_figures(pair)[1] == (9, 0)  # and the late 4, counted unfolded
+    fold_closed_hours(now=NOW)
+    assert HourlyTotal.objects.get(pair=pair, hour=hour).copies == 9
+    assert overview_figures(pair)[1] == (9, 0)
 
 
 def test_beat_folds_closed_hours_every_five_minutes(settings):
