@@ -272,8 +272,8 @@ def test_a_report_counted_while_its_hour_is_being_folded_is_neither_lost_nor_cou
     # Ingest's upsert of the same shard and bucket, as its statement makes it.
     with connection.cursor() as cursor:
         cursor.execute(
-            "INSERT INTO replication_hourlytally (pair_id, hour, status, lag_bucket, shard, copies) "
-            "VALUES (%s, %s, 'copied', 3, 2, 4) "
+            "INSERT INTO replication_hourlytally "
+            "(pair_id, hour, status, lag_bucket, shard, copies) VALUES (%s, %s, 'copied', 3, 2, 4) "
             "ON CONFLICT (pair_id, hour, status, lag_bucket, shard) "
             "DO UPDATE SET copies = replication_hourlytally.copies + excluded.copies",
             [pair.pk, hour],
