@@ -3,7 +3,7 @@
 Pages, /metrics and the evaluator ask about every pair at once. With ``__in``, each of a
 thousand ids is a placeholder Django prepares and psycopg splits out of a query too long to
 cache: about 5 ms of CPU a query, nine queries a page. ``= ANY(%s)`` sends the list as one
-array. Elsewhere (SQLite) it is a plain ``IN``.
+array parameter, written as text. Elsewhere (SQLite) it is a plain ``IN``.
 """
 
 from django.core.exceptions import EmptyResultSet
@@ -26,7 +26,9 @@ class AnyOf(Lookup):
 
     def as_postgresql(self, compiler, connection):
         lhs, params = self.process_lhs(compiler, connection)
-        return f"{lhs} = ANY(%s::bigint[])", (*params, self.rhs)
+        # The array as its text: psycopg's list adapter inspects each value in Python (0.7 ms
+        # for a thousand ids, a query); these are integers, so the text is plain.
+        return f"{lhs} = ANY(%s::bigint[])", (*params, "{" + ",".join(map(str, self.rhs)) + "}")
 
 
 models.IntegerField.register_lookup(AnyOf)
