@@ -139,10 +139,12 @@ def families(snapshot: Snapshot) -> Iterator[Metric | Family]:
         "When the latest successful reconcile finished (Unix time).",
         ["pair"],
     )
+    # Read once: each is rebuilt on every access, and a thousand pairs ask for them.
+    statuses, states, verdicts = CopyStatus.values, list(State), ReconcileRun.Verdict.values
     for item in sorted(snapshot.pairs, key=lambda p: p.pair.name):
         name, facts = item.pair.name, item.facts
         by_status = snapshot.copies.get(item.pair.pk, {})
-        for status in CopyStatus.values:
+        for status in statuses:
             copies.add_metric([name, status], sum(n for n, _ in by_status.get(status, {}).values()))
         lag_counts: dict[int, int] = defaultdict(int)
         lag_sum = 0.0
@@ -155,13 +157,13 @@ def families(snapshot: Snapshot) -> Iterator[Metric | Family]:
         behind.add_metric([name], facts.lacking.total)
         behind_by = facts.lacking.behind_by(snapshot.now)
         behind_seconds.add_metric([name], behind_by.total_seconds() if behind_by else 0)
-        for state in State:
+        for state in states:
             health.add_metric([name, state.value], 1 if item.health.state == state else 0)
         run = facts.last_verdict_run
         if run is not None:
             for kind in RECONCILE_KINDS:
                 run_objects.add_metric([name, kind], getattr(run, kind))
-            for value in ReconcileRun.Verdict.values:
+            for value in verdicts:
                 verdict.add_metric([name, value], 1 if run.verdict == value else 0)
             finished.add_metric([name], (run.finished_at or run.created_at).timestamp())
     requests = CounterMetricFamily(
@@ -202,9 +204,10 @@ def protection_family(snapshot: Snapshot) -> Family:
         "others (unknown: the setting could not be read).",
         ["pair", "check", "state"],
     )
+    states = ProtectionState.values
     for item in sorted(snapshot.pairs, key=lambda p: p.pair.name):
         for check, current in sorted(snapshot.protection.get(item.pair.pk, {}).items()):
-            for state in ProtectionState.values:
+            for state in states:
                 family.add_metric([item.pair.name, check, state], 1 if current == state else 0)
     return family
 
