@@ -87,8 +87,17 @@ def _braces_for(names: list[str]):
     names sorted as the text format has them; the order is worked out once per family."""
     if not names:
         return lambda values: ""
+    if len(names) == 1:
+        return lambda values: _one_label(names[0], values[0])
     order = sorted(range(len(names)), key=names.__getitem__)
     return lambda values: "{" + ",".join(f'{names[i]}="{_escape(values[i])}"' for i in order) + "}"
+
+
+@functools.lru_cache(maxsize=8192)
+def _one_label(name: str, value: str) -> str:
+    # Cached: most families are labelled by pair alone, and a scrape writes each pair's in
+    # a dozen of them.
+    return f'{{{name}="{_escape(value)}"}}'
 
 
 # Counts are integers, tens of thousands a scrape. From 0 up to this one, the Go float
