@@ -110,8 +110,13 @@ def lacking_by_pair(pair_ids: list[int]) -> dict[int, tuple[Lacking, int, dateti
     if not pair_ids:
         return {}
     found: dict[int, dict] = {}
-    for part in ObjectState.objects.filter(pair_id__any=pair_ids).lacking_in_parts():
-        for row in _lacking_counts(part):
+    failed, found_lacking = ObjectState.objects.filter(pair_id__any=pair_ids).lacking_in_parts()
+    # A failed row holds a reported event, so it is never unreported: counting that part
+    # without the test spares it a join with the pairs (a third of its time).
+    for part, reportless in ((failed, False), (found_lacking, True)):
+        for row in _lacking_counts(part, unreported=reportless):
+            row.setdefault("unreported", 0)
+            row.setdefault("oldest_unreported", None)
             total = found.setdefault(row.pop("pair_id"), dict.fromkeys(row))
             for name, value in row.items():
                 total[name] = _combined(name, total[name], value)
@@ -132,26 +137,24 @@ def lacking_by_pair(pair_ids: list[int]) -> dict[int, tuple[Lacking, int, dateti
     }
 
 
-def _lacking_counts(rows: QuerySet[ObjectState]) -> QuerySet:
-    unreported = Q(sequencer_order__isnull=True, source_modified_at__gt=F("pair__created_at"))
+def _lacking_counts(rows: QuerySet[ObjectState], unreported: bool) -> QuerySet:
     missing = Q(finding=Finding.MISSING)
     mismatched = Q(finding=Finding.MISMATCHED)
+    counts = {
+        "total": Count("pair_id"),
+        "failed": Count("pair_id", filter=OPEN_FAILURE),
+        "missing": Count("pair_id", filter=missing),
+        "missing_failed": Count("pair_id", filter=missing & OPEN_FAILURE),
+        "mismatched": Count("pair_id", filter=mismatched),
+        "mismatched_failed": Count("pair_id", filter=mismatched & OPEN_FAILURE),
+        "since": Min("lacking_from"),
+    }
+    if unreported:
+        written = Q(sequencer_order__isnull=True, source_modified_at__gt=F("pair__created_at"))
+        counts["unreported"] = Count("pair_id", filter=written)
+        counts["oldest_unreported"] = Min("source_modified_at", filter=written)
     # Counted by pair_id (never null), not by the primary key: the indexes hold no id.
-    return (
-        rows.values("pair_id")
-        .annotate(
-            total=Count("pair_id"),
-            failed=Count("pair_id", filter=OPEN_FAILURE),
-            missing=Count("pair_id", filter=missing),
-            missing_failed=Count("pair_id", filter=missing & OPEN_FAILURE),
-            mismatched=Count("pair_id", filter=mismatched),
-            mismatched_failed=Count("pair_id", filter=mismatched & OPEN_FAILURE),
-            since=Min("lacking_from"),
-            unreported=Count("pair_id", filter=unreported),
-            oldest_unreported=Min("source_modified_at", filter=unreported),
-        )
-        .order_by()
-    )
+    return rows.values("pair_id").annotate(**counts).order_by()
 
 
 def _combined(name: str, so_far, value):
