@@ -590,7 +590,8 @@ def test_database_error_rolls_back_the_batch_and_asks_for_a_retry(
 def _ingest_statements_prepared() -> int:
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE %s", ["ingest\\_batch\\_%"]
+            "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s",
+            ["WITH new\\_events AS%"],
         )
         return cursor.fetchone()[0]
 
@@ -607,15 +608,32 @@ def test_a_connection_prepares_the_batch_statement_once_for_all_its_posts(client
     assert CopyEvent.objects.count() == 3
 
 
+def _forget_ingest_statement_by_name() -> None:
+    # Unseen by psycopg, which only notices DEALLOCATE ALL and DISCARD ALL go by.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT name FROM pg_prepared_statements WHERE statement LIKE %s",
+            ["WITH new\\_events AS%"],
+        )
+        (name,) = cursor.fetchone()
+        cursor.execute(f"DEALLOCATE {connection.ops.quote_name(name)}")
+
+
+def _forget_all_statements() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")  # as a connection pooler's reset would
+
+
 @pytest.mark.postgres
+@pytest.mark.parametrize("forget", [_forget_all_statements, _forget_ingest_statement_by_name])
+@pytest.mark.django_db(transaction=True)  # as served: each post its own transaction
 def test_a_prepared_statement_the_server_forgot_is_prepared_again_and_the_post_stored(
-    client, pair, ingest_key
+    client, pair, ingest_key, forget
 ):
     if connection.vendor != "postgresql":
         pytest.skip("needs PostgreSQL (set DATABASE_URL; CI does): SQLite prepares nothing")
     assert post(client, ingest_key, events(event_payload(key="before"))).status_code == 202
-    with connection.cursor() as cursor:
-        cursor.execute("DEALLOCATE ALL")  # as a connection pooler's reset would
+    forget()
 
     response = post(client, ingest_key, events(event_payload(key="after")))
 
