@@ -341,9 +341,18 @@ def _execute_prepared(sql: str, params: list) -> int:
         raw = connection.connection
         if raw.prepare_threshold is None:
             raw.prepare_threshold = _ONLY_WHEN_ASKED
-        with psycopg.Cursor(raw) as cursor:
-            cursor.execute(sql, params, prepare=True)
+        with psycopg.RawCursor(raw) as cursor:
+            cursor.execute(_numbered(sql, len(params)), params, prepare=True)
             return cursor.fetchone()[0]
+
+
+@functools.cache
+def _numbered(sql: str, count: int) -> str:
+    """``sql`` with PostgreSQL's own placeholders ($1, $2...) for psycopg's raw cursor: the
+    ordinary cursor rewrites ``%s`` on every execution, by a regular expression over the
+    whole text once a statement is longer than its cache takes (4,096 characters; ingest's
+    is 6,800)."""
+    return sql % tuple(f"${n}" for n in range(1, count + 1))
 
 
 def _savepoint_if_in_transaction() -> AbstractContextManager:
