@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
-from django.db import close_old_connections, connection, connections
+from django.db import DatabaseError, close_old_connections, connection, connections, transaction
 from django.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -641,6 +641,23 @@ def test_a_prepared_statement_the_server_forgot_is_prepared_again_and_the_post_s
     assert response.json()["accepted"] == 1
     assert state_of(pair, "after").status == CopyStatus.COPIED
     assert _ingest_statements_prepared() == 1
+
+
+@pytest.mark.postgres
+def test_a_batch_that_fails_inside_a_callers_transaction_leaves_that_transaction_usable(
+    pair, monkeypatch
+):
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (set DATABASE_URL; CI does)")
+    monkeypatch.setattr(store, "_STATE_UPSERT", "ON CONFLICT (no_such_column) DO NOTHING")
+    batch = schema.parse_batch(json.dumps(events(event_payload())).encode(), max_events=10)
+
+    with transaction.atomic():
+        with pytest.raises(DatabaseError):
+            store.store_batch(batch, received_at=datetime.now(UTC))
+        # Without the batch's own savepoint this query would meet an aborted transaction.
+        assert BucketPair.objects.filter(pk=pair.pk).exists()
+    assert not CopyEvent.objects.exists()
 
 
 def test_a_post_spends_no_round_trip_on_checking_the_connection(
