@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
-from django.db import close_old_connections, connection, connections
+from django.db import DatabaseError, close_old_connections, connection, connections, transaction
 from django.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -590,7 +590,8 @@ def test_database_error_rolls_back_the_batch_and_asks_for_a_retry(
 def _ingest_statements_prepared() -> int:
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE %s", ["ingest\\_batch\\_%"]
+            "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s",
+            ["WITH new\\_events AS%"],
         )
         return cursor.fetchone()[0]
 
@@ -607,15 +608,32 @@ def test_a_connection_prepares_the_batch_statement_once_for_all_its_posts(client
     assert CopyEvent.objects.count() == 3
 
 
+def _forget_ingest_statement_by_name() -> None:
+    # Unseen by psycopg, which only notices DEALLOCATE ALL and DISCARD ALL go by.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT name FROM pg_prepared_statements WHERE statement LIKE %s",
+            ["WITH new\\_events AS%"],
+        )
+        (name,) = cursor.fetchone()
+        cursor.execute(f"DEALLOCATE {connection.ops.quote_name(name)}")
+
+
+def _forget_all_statements() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")  # as a connection pooler's reset would
+
+
 @pytest.mark.postgres
+@pytest.mark.parametrize("forget", [_forget_all_statements, _forget_ingest_statement_by_name])
+@pytest.mark.django_db(transaction=True)  # as served: each post its own transaction
 def test_a_prepared_statement_the_server_forgot_is_prepared_again_and_the_post_stored(
-    client, pair, ingest_key
+    client, pair, ingest_key, forget
 ):
     if connection.vendor != "postgresql":
         pytest.skip("needs PostgreSQL (set DATABASE_URL; CI does): SQLite prepares nothing")
     assert post(client, ingest_key, events(event_payload(key="before"))).status_code == 202
-    with connection.cursor() as cursor:
-        cursor.execute("DEALLOCATE ALL")  # as a connection pooler's reset would
+    forget()
 
     response = post(client, ingest_key, events(event_payload(key="after")))
 
@@ -623,6 +641,23 @@ def test_a_prepared_statement_the_server_forgot_is_prepared_again_and_the_post_s
     assert response.json()["accepted"] == 1
     assert state_of(pair, "after").status == CopyStatus.COPIED
     assert _ingest_statements_prepared() == 1
+
+
+@pytest.mark.postgres
+def test_a_batch_that_fails_inside_a_callers_transaction_leaves_that_transaction_usable(
+    pair, monkeypatch
+):
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (set DATABASE_URL; CI does)")
+    monkeypatch.setattr(store, "_STATE_UPSERT", "ON CONFLICT (no_such_column) DO NOTHING")
+    batch = schema.parse_batch(json.dumps(events(event_payload())).encode(), max_events=10)
+
+    with transaction.atomic():
+        with pytest.raises(DatabaseError):
+            store.store_batch(batch, received_at=datetime.now(UTC))
+        # Without the batch's own savepoint this query would meet an aborted transaction.
+        assert BucketPair.objects.filter(pk=pair.pk).exists()
+    assert not CopyEvent.objects.exists()
 
 
 def test_a_post_spends_no_round_trip_on_checking_the_connection(

@@ -16,14 +16,13 @@ Both writes let the database settle races, with no read-then-write:
 """
 
 import functools
-import itertools
 import json
-import weakref
 from collections.abc import Iterable, Sequence, Set
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 from django.db import IntegrityError, ProgrammingError, connection, models, transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
@@ -309,11 +308,13 @@ def _postgresql_batch(state_upsert: str) -> str:
 
 # Parsing and planning the statement cost PostgreSQL more than running it for a one-event
 # post (1.7 of 3.1 ms of its CPU, measured): each connection prepares it once and executes
-# it by name thereafter. Per connection, the statements prepared on it: {sql: name}. Weak,
-# so a closed connection's entry goes with it.
-_prepared: weakref.WeakKeyDictionary[object, dict[str, str]] = weakref.WeakKeyDictionary()
-_statement_names = itertools.count(1)
+# it by name thereafter. psycopg prepares it and binds the parameters (server-side, sent
+# as they are): Django's cursors bind on the client, quoting every parameter in Python
+# into an EXECUTE statement the server then parses again.
 _NO_SUCH_STATEMENT = "26000"  # SQLSTATE invalid_sql_statement_name
+# Django turns psycopg's preparing off (prepare_threshold None); ingest turns it on for its
+# connections, for the statements that ask (prepare=True) and no others.
+_ONLY_WHEN_ASKED = 2**62
 
 
 def _run_prepared(sql: str, params: list) -> int:
@@ -324,24 +325,34 @@ def _run_prepared(sql: str, params: list) -> int:
     except ProgrammingError as error:
         if getattr(error.__cause__, "sqlstate", None) != _NO_SUCH_STATEMENT:
             raise
-        # The server forgot it (DEALLOCATE, DISCARD ALL): nothing ran, so prepare it again.
-        _prepared.pop(connection.connection, None)
+        # The server forgot it (DEALLOCATE, DISCARD ALL, a pooler's reset) and nothing ran.
+        # psycopg forgets its own statements when it sees this command go by, so the retry
+        # prepares it again.
+        with connection.cursor() as cursor:
+            cursor.execute("DEALLOCATE ALL")
         return _execute_prepared(sql, params)
 
 
 def _execute_prepared(sql: str, params: list) -> int:
     # Inside a caller's transaction, a savepoint, so that a failure here leaves the caller's
     # transaction usable.
-    with _savepoint_if_in_transaction(), connection.cursor() as cursor:
-        statements = _prepared.setdefault(connection.connection, {})
-        name = statements.get(sql)
-        if name is None:
-            name = f"ingest_batch_{next(_statement_names)}"
-            numbered = sql % tuple(f"${n}" for n in range(1, len(params) + 1))
-            cursor.execute(f"PREPARE {name} AS {numbered}")  # kept by a rollback
-            statements[sql] = name
-        cursor.execute(f"EXECUTE {name} ({', '.join(['%s'] * len(params))})", params)
-        return cursor.fetchone()[0]
+    with _savepoint_if_in_transaction(), connection.wrap_database_errors:
+        connection.ensure_connection()
+        raw = connection.connection
+        if raw.prepare_threshold is None:
+            raw.prepare_threshold = _ONLY_WHEN_ASKED
+        with psycopg.RawCursor(raw) as cursor:
+            cursor.execute(_numbered(sql, len(params)), params, prepare=True)
+            return cursor.fetchone()[0]
+
+
+@functools.cache
+def _numbered(sql: str, count: int) -> str:
+    """``sql`` with PostgreSQL's own placeholders ($1, $2...) for psycopg's raw cursor: the
+    ordinary cursor rewrites ``%s`` on every execution, by a regular expression over the
+    whole text once a statement is longer than its cache takes (4,096 characters; ingest's
+    is 6,800)."""
+    return sql % tuple(f"${n}" for n in range(1, count + 1))
 
 
 def _savepoint_if_in_transaction() -> AbstractContextManager:
