@@ -1,7 +1,7 @@
 """Server time of the dashboard's overview and of a pair page, on a big PostgreSQL database.
 
     .venv/bin/python bench/bench_dashboard.py [--pairs 50] [--events 2000000] [--days 30]
-                                              [--requests 40] [--keep]
+                                              [--requests 40] [--keep [--top-up N]]
 
 What it does:
 1. recreates a PostgreSQL database of its own (default ``bench_dashboard`` on 127.0.0.1,
@@ -56,9 +56,10 @@ SELECT p.id,
        CASE WHEN mod(g, 200) = 0 THEN 'AccessDenied' ELSE '' END,
        CASE WHEN mod(g, 200) = 0 THEN 'Access Denied' ELSE '' END,
        e.finished_at, e.finished_at - e.lag / 2, e.lag, 'req-' || g, e.finished_at
-FROM generate_series(1, %(events)s) AS g
+FROM generate_series(%(first)s, %(first)s + %(events)s - 1) AS g
 JOIN LATERAL (
-    SELECT now() - make_interval(secs => %(span)s * (g::double precision / %(events)s))
+    SELECT now() - make_interval(secs => %(span)s * ((g - %(first)s + 1)::double precision
+                                                      / %(events)s))
                AS finished_at,
            make_interval(secs => 0.2 + mod(g, 97) * 0.08
                                  + CASE WHEN mod(g, 1000) = 0 THEN 600 ELSE 0 END) AS lag
@@ -97,9 +98,10 @@ FROM replication_bucketpair AS p, generate_series(0, %(days)s - 1) AS d
 """
 
 
-def tally_sqls() -> list[tuple[str, str]]:
+def tally_sqls(after_id: int = 0) -> list[tuple[str, str]]:
     """The totals ingest keeps as it stores events (hourly lag histograms for the charts,
-    running totals for /metrics), counted from the filled events in SQL, all in shard 0."""
+    running totals for /metrics), counted in SQL from the events after ``after_id`` and
+    added to what is there, all in shard 0."""
     from replication.dashboard import histogram
     from replication.monitoring.lag import bucket_index_sql
 
@@ -108,12 +110,17 @@ def tally_sqls() -> list[tuple[str, str]]:
         "INSERT INTO replication_hourlytally (pair_id, hour, status, lag_bucket, shard, copies) "  # noqa: S608 (our own figures)
         "SELECT pair_id, date_bin('1 hour', finished_at, 'epoch'::timestamptz), status, "
         f"{histogram.bucket_index_sql(seconds)}, 0, count(*) FROM replication_copyevent "
-        "GROUP BY 1, 2, 3, 4"
+        f"WHERE id > {int(after_id)} GROUP BY 1, 2, 3, 4 "
+        "ON CONFLICT (pair_id, hour, status, lag_bucket, shard) DO UPDATE SET "
+        "copies = replication_hourlytally.copies + EXCLUDED.copies"
     )
     totals = (
         "INSERT INTO replication_copytally (pair_id, status, lag_bucket, shard, copies, "  # noqa: S608 (our own figures)
         f"lag_seconds_sum) SELECT pair_id, status, {bucket_index_sql(seconds)}, 0, count(*), "
-        f"sum({seconds}) FROM replication_copyevent GROUP BY 1, 2, 3"
+        f"sum({seconds}) FROM replication_copyevent WHERE id > {int(after_id)} "
+        "GROUP BY 1, 2, 3 ON CONFLICT (pair_id, status, lag_bucket, shard) DO UPDATE SET "
+        "copies = replication_copytally.copies + EXCLUDED.copies, "
+        "lag_seconds_sum = replication_copytally.lag_seconds_sum + EXCLUDED.lag_seconds_sum"
     )
     return [("hourly tallies", hourly), ("copy totals", totals)]
 
@@ -170,7 +177,7 @@ def fill(pairs: int, events: int, days: int) -> None:
         )
         for i in range(pairs)
     )
-    params = {"events": events, "pairs": pairs, "span": days * 86_400, "days": days}
+    params = {"events": events, "pairs": pairs, "span": days * 86_400, "days": days, "first": 1}
     with connection.cursor() as cursor:
         steps = [("events", EVENTS_SQL), ("states", STATES_SQL), ("runs", RUNS_SQL)]
         # The rows are made from the pairs just created, so their foreign keys hold by
@@ -199,6 +206,31 @@ def fill(pairs: int, events: int, days: int) -> None:
         # only scans depend on it).
         cursor.execute("VACUUM ANALYZE")
     print(f"filled in {time.perf_counter() - started:.0f} s")
+
+
+def top_up(per_hour: int) -> None:
+    """Add the last hour's events (and the totals ingest would have kept), so that a
+    database filled earlier has a live last hour again: health's exact lag percentiles and
+    the hour not folded yet cost what they cost on a running site."""
+    from django.db import connection
+
+    from replication.models import BucketPair
+
+    started = time.perf_counter()
+    pairs = BucketPair.objects.count()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT coalesce(max(id), 0) FROM replication_copyevent")
+        before = cursor.fetchone()[0]
+        params = {"events": per_hour, "pairs": pairs, "span": 3600, "first": before + 1}
+        cursor.execute(EVENTS_SQL, params)
+        for _, sql in tally_sqls(after_id=before):
+            cursor.execute(sql)
+        cursor.execute("ANALYZE replication_copyevent")
+    from replication.ingest.folding import fold_closed_hours
+
+    fold_closed_hours()  # as beat would have within five minutes
+    elapsed = time.perf_counter() - started
+    print(f"topped up: {per_hour:,} events in the last hour, in {elapsed:.0f} s")
 
 
 def measure(client, url: str, requests: int) -> dict[str, float]:
@@ -274,6 +306,13 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--user", default="postgres")
     parser.add_argument("--keep", action="store_true", help="reuse a database already filled")
+    parser.add_argument(
+        "--top-up",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --keep: first add N events over the last hour (a filled database ages)",
+    )
     args = parser.parse_args()
 
     open_database(args.database, args.host, args.user, fresh=not args.keep)
@@ -283,6 +322,8 @@ def main() -> None:
     if not args.keep:
         print(f"filling: {args.pairs} pairs, {args.events:,} events over {args.days} days")
         fill(args.pairs, args.events, args.days)
+    elif args.top_up:
+        top_up(args.top_up)
     user, _ = User.objects.get_or_create(
         username="bench", defaults={"is_staff": True, "is_superuser": True}
     )
