@@ -14,7 +14,7 @@ upsert of a row being folded waits for the fold's commit, then inserts the row a
 """
 
 from collections import Counter, defaultdict
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -25,7 +25,7 @@ from replication.models import HourlyTally, HourlyTotal
 from replication.models.tallies import FOLDED
 from replication.rows import insert_rows
 
-HOUR = timedelta(hours=1)
+_TALLY_COLUMNS = ["pair", "hour", "status", "lag_bucket", "shard", "copies"]
 
 
 def fold_closed_hours(now: datetime | None = None) -> int:
@@ -83,9 +83,6 @@ def fold_hour(hour: datetime) -> None:
         unique_fields=["pair", "hour"],
         update_fields=["copies", "failures", "lag_p50", "lag_p95", "lag_p99"],
     )
-
-
-_TALLY_COLUMNS = ["pair", "hour", "status", "lag_bucket", "shard", "copies"]
 
 
 def totals(hour: datetime, rows) -> list[HourlyTotal]:
