@@ -8,17 +8,12 @@ from django.db import connection
 
 from replication.models import HealthChange
 from tests.factories import make_pair
+from tests.postgresql import requires_postgresql
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def postgresql():
-    if connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL (DATABASE_URL): the loader is PostgreSQL's")
+pytestmark = [pytest.mark.django_db, requires_postgresql("the loader is PostgreSQL's")]
 
 
-def test_timestamps_come_back_exact_and_in_utc(postgresql):
+def test_timestamps_come_back_exact_and_in_utc():
     moments = [
         datetime(2026, 12, 6, 13, 11, 46, 383989, tzinfo=UTC),
         datetime(1969, 7, 20, 20, 17, 40, 1, tzinfo=UTC),
@@ -34,7 +29,7 @@ def test_timestamps_come_back_exact_and_in_utc(postgresql):
                for value in read)  # fmt: skip
 
 
-def test_every_connection_reads_timestamps_with_the_compiled_loader(postgresql):
+def test_every_connection_reads_timestamps_with_the_compiled_loader():
     connection.ensure_connection()
     with connection.cursor() as cursor:
         cursor.execute("SELECT now()")

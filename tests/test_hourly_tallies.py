@@ -23,6 +23,7 @@ from replication.ingest.tallies import rebuild_hourly
 from replication.models import CopyEvent, HourlyTally, HourlyTotal
 from replication.models.tallies import FOLDED, SHARDS
 from tests.factories import make_pair, record_events
+from tests.postgresql import requires_postgresql
 
 NOW = datetime(2026, 11, 28, 12, 30, tzinfo=UTC)
 
@@ -243,11 +244,10 @@ def test_a_late_report_for_a_folded_hour_counts_at_once_and_is_folded_into_it_ne
     assert overview_figures(pair) == late
 
 
+@requires_postgresql("two connections writing at once")
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_report_counted_while_its_hour_is_being_folded_is_neither_lost_nor_counted_twice():
-    if connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL (DATABASE_URL): two connections writing at once")
     pair = make_pair()
     hour = datetime(2026, 11, 28, 9, tzinfo=UTC)
     HourlyTally.objects.create(

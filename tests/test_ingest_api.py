@@ -26,6 +26,7 @@ from replication.models import (
     ObjectState,
 )
 from tests.factories import event_payload, make_ingest_key, make_pair
+from tests.postgresql import requires_postgresql
 
 URL = "/api/v1/events"
 
@@ -412,14 +413,10 @@ def _post_concurrently(bodies: list[dict], key) -> list[dict]:
     return answers
 
 
+@requires_postgresql("SQLite lets one writer in at a time, so two posts cannot race")
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_identical_posts_racing_are_stored_once(pair, ingest_key):
-    if connection.vendor != "postgresql":
-        pytest.skip(
-            "needs PostgreSQL (set DATABASE_URL; CI does): SQLite lets one writer in at a "
-            "time, so two posts cannot race"
-        )
     for round_ in range(5):
         batch = events(*[event_payload(key=f"r{round_}/{i}") for i in range(100)])
         answers = _post_concurrently([batch] * 4, ingest_key)
@@ -429,11 +426,10 @@ def test_identical_posts_racing_are_stored_once(pair, ingest_key):
     assert ObjectState.objects.count() == 500
 
 
+@requires_postgresql("SQLite serialises writers")
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_racing_results_for_one_object_leave_the_newest_as_its_state(pair, ingest_key):
-    if connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL (set DATABASE_URL; CI does): SQLite serialises writers")
     for round_ in range(5):
         key = f"contended-{round_}"
         bodies = [
@@ -596,10 +592,9 @@ def _ingest_statements_prepared() -> int:
         return cursor.fetchone()[0]
 
 
+@requires_postgresql("SQLite prepares nothing")
 @pytest.mark.postgres
 def test_a_connection_prepares_the_batch_statement_once_for_all_its_posts(client, pair, ingest_key):
-    if connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL (set DATABASE_URL; CI does): SQLite prepares nothing")
     for n in range(3):
         response = post(client, ingest_key, events(event_payload(key=f"k{n}")))
         assert response.json()["accepted"] == 1
@@ -624,14 +619,13 @@ def _forget_all_statements() -> None:
         cursor.execute("DEALLOCATE ALL")  # as a connection pooler's reset would
 
 
+@requires_postgresql("SQLite prepares nothing")
 @pytest.mark.postgres
 @pytest.mark.parametrize("forget", [_forget_all_statements, _forget_ingest_statement_by_name])
 @pytest.mark.django_db(transaction=True)  # as served: each post its own transaction
 def test_a_prepared_statement_the_server_forgot_is_prepared_again_and_the_post_stored(
     client, pair, ingest_key, forget
 ):
-    if connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL (set DATABASE_URL; CI does): SQLite prepares nothing")
     assert post(client, ingest_key, events(event_payload(key="before"))).status_code == 202
     forget()
 
@@ -643,12 +637,11 @@ def test_a_prepared_statement_the_server_forgot_is_prepared_again_and_the_post_s
     assert _ingest_statements_prepared() == 1
 
 
+@requires_postgresql("the statement it breaks is PostgreSQL's single batch statement")
 @pytest.mark.postgres
 def test_a_batch_that_fails_inside_a_callers_transaction_leaves_that_transaction_usable(
     pair, monkeypatch
 ):
-    if connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL (set DATABASE_URL; CI does)")
     monkeypatch.setattr(store, "_STATE_UPSERT", "ON CONFLICT (no_such_column) DO NOTHING")
     batch = schema.parse_batch(json.dumps(events(event_payload())).encode(), max_events=10)
 
@@ -674,13 +667,11 @@ def test_a_post_spends_no_round_trip_on_checking_the_connection(
     assert checks == []
 
 
+@requires_postgresql(
+    "SQLite is a file opened in-process, whose connection no server restart can cut"
+)
 @pytest.mark.django_db(transaction=True)
 def test_a_connection_that_died_answers_503_and_is_replaced_for_the_next_post(pair, ingest_key):
-    if connection.vendor != "postgresql":
-        pytest.skip(
-            "needs PostgreSQL (set DATABASE_URL; CI does): SQLite is a file opened in-process, "
-            "whose connection no server restart can cut"
-        )
     client = Client()
     assert post(client, ingest_key, events(event_payload(key="before"))).status_code == 202
     connections["default"].connection.close()  # as a database restart leaves it
