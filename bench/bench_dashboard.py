@@ -42,6 +42,8 @@ def psql(sql: str, host: str, user: str) -> None:
     )
 
 
+# Failures and slow copies go by an event's number within its pair (g / pairs), so that every
+# pair gets its share whatever the number of pairs.
 EVENTS_SQL = """
 INSERT INTO replication_copyevent (
     pair_id, key, version_id, event_name, event_time, sequencer, sequencer_order, attempt,
@@ -52,9 +54,9 @@ SELECT p.id,
        e.finished_at - e.lag, lpad(to_hex(g), 18, '0'),
        upper(rpad(lpad(to_hex(g), 18, '0'), 32, '0')),
        1, 1024 + mod(g, 100000), '"' || md5(g::text) || '"',
-       CASE WHEN mod(g, 200) = 0 THEN 'failed' ELSE 'copied' END,
-       CASE WHEN mod(g, 200) = 0 THEN 'AccessDenied' ELSE '' END,
-       CASE WHEN mod(g, 200) = 0 THEN 'Access Denied' ELSE '' END,
+       CASE WHEN mod(g / %(pairs)s, 200) = 0 THEN 'failed' ELSE 'copied' END,
+       CASE WHEN mod(g / %(pairs)s, 200) = 0 THEN 'AccessDenied' ELSE '' END,
+       CASE WHEN mod(g / %(pairs)s, 200) = 0 THEN 'Access Denied' ELSE '' END,
        e.finished_at, e.finished_at - e.lag / 2, e.lag, 'req-' || g, e.finished_at
 FROM generate_series(%(first)s, %(first)s + %(events)s - 1) AS g
 JOIN LATERAL (
@@ -62,7 +64,8 @@ JOIN LATERAL (
                                                       / %(events)s))
                AS finished_at,
            make_interval(secs => 0.2 + mod(g, 97) * 0.08
-                                 + CASE WHEN mod(g, 1000) = 0 THEN 600 ELSE 0 END) AS lag
+                                 + CASE WHEN mod(g / %(pairs)s, 1000) = 0 THEN 600 ELSE 0 END)
+               AS lag
 ) AS e ON true
 JOIN (SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM replication_bucketpair) AS p
   ON p.n = mod(g, %(pairs)s)

@@ -72,9 +72,12 @@ def fill(pairs: int, events: int) -> None:
             "'r-' || i, f "
             "FROM (SELECT i, now() - (interval '30 days' * (1 - i::float8 / "
             f"{events})) AS f, "
-            "CASE WHEN i % 100 = 0 THEN 'failed' WHEN i % 50 = 1 THEN 'deleted' "
-            "WHEN i % 100 = 2 THEN 'skipped' ELSE 'copied' END AS s, "
-            "CASE WHEN i % 1000 = 3 THEN interval '1 second' * (i % 3600) "
+            # Statuses and slow copies by the event's number within its pair (i / pairs),
+            # so every pair gets its share, whatever the number of pairs.
+            f"CASE WHEN (i / {pairs}) % 100 = 0 THEN 'failed' "
+            f"WHEN (i / {pairs}) % 50 = 1 THEN 'deleted' "
+            f"WHEN (i / {pairs}) % 100 = 2 THEN 'skipped' ELSE 'copied' END AS s, "
+            f"CASE WHEN (i / {pairs}) % 1000 = 3 THEN interval '1 second' * (i % 3600) "
             "ELSE interval '1 millisecond' * (200 + i % 5000) END AS lag "
             f"FROM generate_series(1, {events}) i) e "
             f"JOIN (SELECT id, row_number() OVER (ORDER BY id) - 1 AS n "

@@ -3,10 +3,11 @@
 import csv
 import io
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import time_machine
 from django.contrib.auth.models import Permission, User
 from django.urls import reverse
 from django.utils import timezone
@@ -147,12 +148,33 @@ def test_overview_pages_its_rows_worst_first_and_counts_every_pair(client, viewe
     assert pair_names(last) == ["d"]
     assert re.search(lacking, last), "the totals count the pairs of every page"
     for body in (first, last):  # the day's copies too: the page's rows and the others'
-        assert re.search(r'figure">4</span><span class="label">copies, 24 h', body)
-        assert re.search(r'figure[^"]*">3</span><span class="label">failures, 24 h', body)
+        assert re.search(r'figure">4</span><span class="label"[^>]*>copies since \d\d:00', body)
+        assert re.search(r'figure[^"]*">3</span><span class="label"[^>]*>failures since', body)
     found = client.get("/?q=FAIL").content.decode()
     assert pair_names(found) == ["z-failing"] and "Pairs 1 to 1 of 1" in found
     none = client.get("/?q=nothing-like-it&page=x").content.decode()
     assert "No pair named like" in none and "No bucket pair yet" not in none
+
+
+def test_overview_day_figures_name_the_hour_they_count_from(client, viewer):
+    # The overview's day is its sparkline's 24 hourly buckets, this one so far included; a
+    # pair page's 24 hours are 96 quarter-hours. Each label says where its count begins.
+    now = datetime(2026, 12, 6, 15, 40, tzinfo=UTC)
+    pair = make_pair(name="photos")
+    with time_machine.travel(now, tick=False):
+        for finished in (
+            datetime(2026, 12, 5, 15, 55, tzinfo=UTC),
+            datetime(2026, 12, 5, 16, 5, tzinfo=UTC),
+        ):
+            record_events(
+                pair, {"event_time": finished - timedelta(seconds=1), "finished_at": finished}
+            )
+        overview = client.get("/").content.decode()
+        page = client.get("/pairs/photos/?window=24h").content.decode()
+    assert re.search(r'figure">1</span><span class="label"[^>]*>copies since 16:00<', overview)
+    assert "Since 2026-12-05 16:00 UTC" in overview
+    assert re.search(r'figure">2</span><span class="label">copies, 24 hours<', page)
+    assert "from 2026-12-05 15:45 UTC to now" in page
 
 
 def test_overview_runs_a_bounded_number_of_queries(client, viewer, django_assert_max_num_queries):

@@ -113,6 +113,13 @@ def overview(request):
             "totals": totals,
             "now": now,
             "spark_window": SPARKLINE_WINDOW,
+            # The day's figures are the sparkline's hours, the current one so far included:
+            # their labels name the first (a pair page's 24 hours begin elsewhere).
+            "day_since": f"{SPARKLINE_WINDOW.start(now):%H:%M}",
+            "day_since_title": (
+                f"Since {SPARKLINE_WINDOW.start(now):%Y-%m-%d %H:%M} UTC: the sparkline's 24 "
+                "hours, this one so far included"
+            ),
         },
     )
 
