@@ -104,24 +104,34 @@ FROM replication_bucketpair AS p, generate_series(0, %(days)s - 1) AS d
 def tally_sqls(after_id: int = 0) -> list[tuple[str, str]]:
     """The totals ingest keeps as it stores events (hourly lag histograms for the charts,
     running totals for /metrics), counted in SQL from the events after ``after_id`` and
-    added to what is there, all in shard 0."""
+    added to what is there.
+
+    Spread over the shards as a site's web processes spread them (each connection writes
+    to its own): the running totals, and the current hour, which is not folded yet. Closed
+    hours go to shard 0, since the fold that follows leaves one row for them whatever the
+    shard."""
     from replication.dashboard import histogram
+    from replication.models.tallies import SHARDS
     from replication.monitoring.lag import bucket_index_sql
 
     seconds = "EXTRACT(EPOCH FROM lag)::double precision"
+    current_hour = "date_bin('1 hour', now(), 'epoch'::timestamptz)"
+    shard = f"mod(abs(hashint8(id)), {SHARDS})"
     hourly = (
         "INSERT INTO replication_hourlytally (pair_id, hour, status, lag_bucket, shard, copies) "  # noqa: S608 (our own figures)
         "SELECT pair_id, date_bin('1 hour', finished_at, 'epoch'::timestamptz), status, "
-        f"{histogram.bucket_index_sql(seconds)}, 0, count(*) FROM replication_copyevent "
-        f"WHERE id > {int(after_id)} GROUP BY 1, 2, 3, 4 "
+        f"{histogram.bucket_index_sql(seconds)}, "
+        f"CASE WHEN finished_at >= {current_hour} THEN {shard} ELSE 0 END, "
+        f"count(*) FROM replication_copyevent WHERE id > {int(after_id)} GROUP BY 1, 2, 3, 4, 5 "
         "ON CONFLICT (pair_id, hour, status, lag_bucket, shard) DO UPDATE SET "
         "copies = replication_hourlytally.copies + EXCLUDED.copies"
     )
     totals = (
         "INSERT INTO replication_copytally (pair_id, status, lag_bucket, shard, copies, "  # noqa: S608 (our own figures)
-        f"lag_seconds_sum) SELECT pair_id, status, {bucket_index_sql(seconds)}, 0, count(*), "
-        f"sum({seconds}) FROM replication_copyevent WHERE id > {int(after_id)} "
-        "GROUP BY 1, 2, 3 ON CONFLICT (pair_id, status, lag_bucket, shard) DO UPDATE SET "
+        f"lag_seconds_sum) SELECT pair_id, status, {bucket_index_sql(seconds)}, "
+        f"{shard}, count(*), sum({seconds}) FROM replication_copyevent "
+        f"WHERE id > {int(after_id)} GROUP BY 1, 2, 3, 4 "
+        "ON CONFLICT (pair_id, status, lag_bucket, shard) DO UPDATE SET "
         "copies = replication_copytally.copies + EXCLUDED.copies, "
         "lag_seconds_sum = replication_copytally.lag_seconds_sum + EXCLUDED.lag_seconds_sum"
     )
