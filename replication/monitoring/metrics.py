@@ -16,7 +16,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.db.models import Sum
+from django.db.models import BigIntegerField, Sum
+from django.db.models.functions import Cast
 from django.utils import timezone
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -57,12 +58,15 @@ class Snapshot:
 def read_snapshot(now: datetime | None = None) -> Snapshot:
     now = now or timezone.now()
     copies: dict = defaultdict(lambda: defaultdict(dict))
-    for row in (
+    # Tuples, not dictionaries: a row per pair, status and lag bucket, tens of thousands. A
+    # sum of bigints is numeric in PostgreSQL, each read as a Decimal: cast back, it is not.
+    for pair_id, status, lag_bucket, n, seconds in (
         CopyTally.objects.values("pair_id", "status", "lag_bucket")
-        .annotate(n=Sum("copies"), seconds=Sum("lag_seconds_sum"))
+        .annotate(n=Cast(Sum("copies"), BigIntegerField()), seconds=Sum("lag_seconds_sum"))
+        .values_list("pair_id", "status", "lag_bucket", "n", "seconds")
         .order_by()
     ):
-        copies[row["pair_id"]][row["status"]][row["lag_bucket"]] = (row["n"], row["seconds"])
+        copies[pair_id][status][lag_bucket] = (n, seconds)
     ingest: dict = defaultdict(dict)
     for row in IngestTally.objects.values("counter", "label").annotate(n=Sum("count")).order_by():
         ingest[row["counter"]][row["label"]] = row["n"]
