@@ -54,6 +54,12 @@ class GroupCommit(Generic[T, R]):
         self._queue: list[_Entry[T, R]] = []
         self._running = False
 
+    @property
+    def queued(self) -> int:
+        """How many posts wait for the next group."""
+        with self._changed:
+            return len(self._queue)
+
     def submit(self, item: T) -> R:
         entry: _Entry[T, R] = _Entry(item)
         with self._changed:
