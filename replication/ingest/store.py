@@ -1,7 +1,9 @@
 """Storing a validated batch of copy results (the ORM edge of the ingest API).
 
 One batch, one transaction: every event row and every current-state change of a batch is
-committed together or not at all, so a sender that sees an error can simply send again.
+committed together or not at all, so a sender that sees an error can simply send again. On
+PostgreSQL that is one statement, which the batches posted at once to one process share
+(group commit, grouping.py), each told only about its own events.
 Both writes let the database settle races, with no read-then-write:
 
 - events:  INSERT ... ON CONFLICT DO NOTHING; the unique constraint drops repeats, and the
@@ -118,7 +120,7 @@ class _Post:
     counts: RequestCounts
 
 
-@dataclass
+@dataclass(slots=True)
 class _Row:
     pair_id: int
     event: Event
@@ -203,7 +205,10 @@ def _insert_batch(rows: list[_Row], counts: RequestCounts) -> list[tuple]:
         add_hourly(hourly_tally_rows(results))
         add_freshness(results)
         add_requests(counts)
-    return [(r[0], r[4], r[9], r[5], r[1], r[10]) for r in new]
+    return [
+        (pair_id, key, order, name, status, attempt)
+        for pair_id, status, _, _, key, name, _, _, _, order, attempt in new
+    ]
 
 
 def match_pair(pairs: Iterable[BucketPair], event: Event) -> BucketPair | None:
