@@ -848,6 +848,25 @@ def test_a_post_that_fails_its_statement_fails_alone_and_the_rest_of_it_is_store
     assert (_requests_counted("202"), _requests_counted("503")) == (4, 1)
 
 
+@requires_postgresql("posts are grouped on PostgreSQL only; SQLite takes one writer at a time")
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_post_of_many_events_is_stored_alone_without_waiting_for_a_statement(
+    pair, ingest_key, monkeypatch
+):
+    held = HeldStatements(monkeypatch)
+    (first,) = _post_while_the_first_is_held(held, ingest_key, events(event_payload()))
+    too_many = store.GROUP_MAX_EVENTS + 1
+    big = Sender(ingest_key, events(*[event_payload() for _ in range(too_many)]))
+    big.start()
+
+    assert big.answer() == (202, {"accepted": too_many, "duplicates": 0, "rejected": []})
+    assert first.is_alive()  # its statement is still held
+    held.release()
+    assert first.answer()[0] == 202
+    assert held.events == [1, too_many]
+
+
 # --- Never a 500 -----------------------------------------------------------------------------
 
 json_values = st.recursive(
