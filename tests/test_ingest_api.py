@@ -23,6 +23,7 @@ from replication.models import (
     FreshnessTally,
     HourlyTally,
     IngestKey,
+    IngestTally,
     ObjectState,
 )
 from tests.factories import event_payload, make_ingest_key, make_pair
@@ -684,6 +685,186 @@ def test_a_connection_that_died_answers_503_and_is_replaced_for_the_next_post(pa
     assert retried.status_code == 202
     assert retried.json()["accepted"] == 1
     assert CopyEvent.objects.filter(key="after").count() == 1
+
+
+# --- Posts made at once share a statement (group commit) ----------------------------------
+
+# Generous: only a broken implementation waits this long (no test measures time).
+PATIENCE = 30
+
+
+class HeldStatements:
+    """Records the events of each ingest statement and holds the first until released, as a
+    slow statement would: the posts made meanwhile queue for the next one."""
+
+    def __init__(self, monkeypatch):
+        self.events: list[int] = []
+        self.first_may_run = threading.Event()
+        insert = store._insert_batch
+
+        def held(rows, counts):
+            self.events.append(len(rows))
+            if len(self.events) == 1:
+                assert self.first_may_run.wait(PATIENCE)
+            return insert(rows, counts)
+
+        monkeypatch.setattr(store, "_insert_batch", held)
+
+    def release(self):
+        self.first_may_run.set()
+
+
+class Sender(threading.Thread):
+    """One post on a thread (and database connection) of its own, as gunicorn's threads."""
+
+    def __init__(self, key, body):
+        super().__init__(daemon=True)
+        self.key, self.body, self.response = key, body, None
+
+    def run(self):
+        try:
+            self.response = post(Client(), self.key, self.body)
+        finally:
+            connections.close_all()
+
+    def answer(self) -> tuple[int, dict]:
+        self.join(PATIENCE)
+        assert not self.is_alive()
+        return self.response.status_code, self.response.json()
+
+
+def _until(condition) -> None:
+    pause = threading.Event()
+    for _ in range(PATIENCE * 1000):
+        if condition():
+            return
+        pause.wait(0.001)
+    raise AssertionError("never happened")
+
+
+def _post_while_the_first_is_held(held: HeldStatements, key, *bodies) -> list[Sender]:
+    """The first body's statement is held; the others are posted meanwhile, in this order."""
+    senders = [Sender(key, body) for body in bodies]
+    senders[0].start()
+    _until(lambda: held.events)
+    for n, sender in enumerate(senders[1:], start=1):
+        sender.start()
+        _until(lambda n=n: store._groups.queued == n)
+    return senders
+
+
+def _requests_counted(code: str) -> int:
+    return sum(
+        IngestTally.objects.filter(counter="requests", label=code).values_list("count", flat=True)
+    )
+
+
+@requires_postgresql("posts are grouped on PostgreSQL only; SQLite takes one writer at a time")
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_posts_made_while_a_statement_runs_are_stored_together_each_told_its_own_counts(
+    pair, ingest_key, monkeypatch
+):
+    held = HeldStatements(monkeypatch)
+    senders = _post_while_the_first_is_held(
+        held,
+        ingest_key,
+        events(event_payload(key="a")),
+        events(event_payload(key="b"), event_payload(key="c")),
+        events(event_payload(key="d")),
+        events(event_payload(key="e")),
+    )
+
+    held.release()
+
+    assert [s.answer() for s in senders] == [
+        (202, {"accepted": 1, "duplicates": 0, "rejected": []}),
+        (202, {"accepted": 2, "duplicates": 0, "rejected": []}),
+        (202, {"accepted": 1, "duplicates": 0, "rejected": []}),
+        (202, {"accepted": 1, "duplicates": 0, "rejected": []}),
+    ]
+    assert held.events == [1, 4]  # the first post, then the three made meanwhile together
+    assert sorted(CopyEvent.objects.values_list("key", flat=True)) == ["a", "b", "c", "d", "e"]
+    assert ObjectState.objects.count() == 5
+    assert _requests_counted("202") == 4
+
+
+@requires_postgresql("posts are grouped on PostgreSQL only; SQLite takes one writer at a time")
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_an_event_in_two_posts_of_one_statement_is_stored_once_and_new_for_the_first(
+    pair, ingest_key, monkeypatch
+):
+    held = HeldStatements(monkeypatch)
+    shared = event_payload(key="shared")
+    senders = _post_while_the_first_is_held(
+        held,
+        ingest_key,
+        events(event_payload(key="first")),
+        events(shared),
+        events(shared, event_payload(key="other")),
+    )
+
+    held.release()
+
+    assert [s.answer() for s in senders] == [
+        (202, {"accepted": 1, "duplicates": 0, "rejected": []}),
+        (202, {"accepted": 1, "duplicates": 0, "rejected": []}),
+        (202, {"accepted": 1, "duplicates": 1, "rejected": []}),
+    ]
+    assert held.events == [1, 3]
+    assert CopyEvent.objects.filter(key="shared").count() == 1
+    assert sum(CopyTally.objects.values_list("copies", flat=True)) == 3
+
+
+@requires_postgresql("posts are grouped on PostgreSQL only; SQLite takes one writer at a time")
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_post_that_fails_its_statement_fails_alone_and_the_rest_of_it_is_stored(
+    pair, ingest_key, monkeypatch
+):
+    doomed = make_pair(name="doomed", source_bucket="doomed-src", backup_bucket="doomed-bak")
+    assert post(Client(), ingest_key, events(event_payload(key="earlier"))).status_code == 202
+    # Deleted by another process (no signal here) while this one still holds it.
+    BucketPair.objects.filter(pk=doomed.pk)._raw_delete(using="default")
+    for_doomed = event_payload(source_bucket="doomed-src", destination_bucket="doomed-bak")
+    held = HeldStatements(monkeypatch)
+    senders = _post_while_the_first_is_held(
+        held,
+        ingest_key,
+        events(event_payload(key="first")),
+        events(event_payload(key="b")),
+        events(for_doomed),
+        events(event_payload(key="d")),
+    )
+
+    held.release()
+
+    answers = [s.answer() for s in senders]
+    assert [status for status, _ in answers] == [202, 202, 503, 202]
+    assert [body.get("accepted") for _, body in answers] == [1, 1, None, 1]
+    assert held.events[:2] == [1, 3]  # then each of the three alone
+    assert sorted(CopyEvent.objects.values_list("key", flat=True)) == ["b", "d", "earlier", "first"]
+    assert (_requests_counted("202"), _requests_counted("503")) == (4, 1)
+
+
+@requires_postgresql("posts are grouped on PostgreSQL only; SQLite takes one writer at a time")
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_post_of_many_events_is_stored_alone_without_waiting_for_a_statement(
+    pair, ingest_key, monkeypatch
+):
+    held = HeldStatements(monkeypatch)
+    (first,) = _post_while_the_first_is_held(held, ingest_key, events(event_payload()))
+    too_many = store.GROUP_MAX_EVENTS + 1
+    big = Sender(ingest_key, events(*[event_payload() for _ in range(too_many)]))
+    big.start()
+
+    assert big.answer() == (202, {"accepted": too_many, "duplicates": 0, "rejected": []})
+    assert first.is_alive()  # its statement is still held
+    held.release()
+    assert first.answer()[0] == 202
+    assert held.events == [1, too_many]
 
 
 # --- Never a 500 -----------------------------------------------------------------------------

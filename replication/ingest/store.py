@@ -1,7 +1,9 @@
 """Storing a validated batch of copy results (the ORM edge of the ingest API).
 
 One batch, one transaction: every event row and every current-state change of a batch is
-committed together or not at all, so a sender that sees an error can simply send again.
+committed together or not at all, so a sender that sees an error can simply send again. On
+PostgreSQL that is one statement, which the batches posted at once to one process share
+(group commit, grouping.py), each told only about its own events.
 Both writes let the database settle races, with no read-then-write:
 
 - events:  INSERT ... ON CONFLICT DO NOTHING; the unique constraint drops repeats, and the
@@ -29,7 +31,8 @@ from django.dispatch import receiver
 
 from replication.evidence.counting import add_freshness, freshness_tally_cte
 from replication.ingest.cache import ExpiringCache
-from replication.ingest.ordering import newest_per_object
+from replication.ingest.grouping import GroupCommit
+from replication.ingest.ordering import Precedence, newest_per_object
 from replication.ingest.schema import Event
 from replication.ingest.tallies import (
     OUT_OF_SCOPE,
@@ -93,12 +96,12 @@ def store_batch(
         add_requests(counts)
         return result
 
-    # Rows in one order for every request: two batches touching the same rows then wait for
-    # each other in the same order and cannot deadlock.
-    matched.sort(key=lambda m: (m[0], m[1].key, m[1].precedence, m[1].event_name, m[1].status))
-    newest = newest_per_object(((pair_id, event.key), event) for pair_id, event in matched)
     try:
-        inserted = _insert_batch(matched, newest, received_at, counts)
+        if _joins_a_group(len(matched)):
+            # Joined with the small posts other threads of this process make meanwhile.
+            inserted = _groups.submit(_Post(matched, received_at, counts))
+        else:
+            inserted = len(_insert_batch(_rows(_Post(matched, received_at, counts)), counts))
     except IntegrityError:
         # Most likely a pair deleted since it was cached: the sender's retry must not meet it.
         _pairs.clear()
@@ -108,16 +111,83 @@ def store_batch(
     return result
 
 
-def _insert_batch(
-    matched: list[tuple[int, Event]],
-    newest: dict[tuple[int, str], Event],
-    received_at: datetime,
-    counts: RequestCounts,
-) -> int:
+@dataclass
+class _Post:
+    """A post's events matched to their pairs, on their way to the database."""
+
+    matched: list[tuple[int, Event]]
+    received_at: datetime
+    counts: RequestCounts
+
+
+@dataclass(slots=True)
+class _Row:
+    pair_id: int
+    event: Event
+    received_at: datetime
+
+    @property
+    def precedence(self) -> Precedence:
+        return self.event.precedence
+
+
+def _rows(*posts: _Post) -> list[_Row]:
+    # Rows in one order for every statement: two statements touching the same rows then wait
+    # for each other in the same order and cannot deadlock.
+    rows = [_Row(pair_id, event, p.received_at) for p in posts for pair_id, event in p.matched]
+    rows.sort(
+        key=lambda r: (r.pair_id, r.event.key, r.precedence, r.event.event_name, r.event.status)
+    )
+    return rows
+
+
+def _store_together(posts: Sequence[_Post]) -> list[int]:
+    """PostgreSQL: store several posts in one statement; return each post's new events."""
+    inserted = set(_insert_batch(_rows(*posts), RequestCounts.summed(p.counts for p in posts)))
+    accepted = []
+    for post in posts:
+        new = 0
+        for pair_id, event in post.matched:
+            unique = (
+                pair_id,
+                event.key,
+                event.sequencer_order,
+                event.event_name,
+                event.status,
+                event.attempt,
+            )
+            if unique in inserted:  # an event in two posts of a group is new for the first
+                inserted.remove(unique)
+                new += 1
+        accepted.append(new)
+    return accepted
+
+
+# The threads of a process that post at once share a statement (grouping.py). A thread waits
+# at most this long for its group, then stores its post alone.
+GROUP_WAIT_SECONDS = 1.0
+# Only posts this small join: a commit is most of a one-event post's cost, little of a
+# 100-event post's, which would only queue behind each other (7% fewer events/s, measured).
+GROUP_MAX_EVENTS = 10
+_groups: GroupCommit[_Post, int] = GroupCommit(_store_together, wait_seconds=GROUP_WAIT_SECONDS)
+
+
+def _joins_a_group(events: int) -> bool:
+    # Never inside a caller's transaction (its statements must stay in it), nor on SQLite.
+    return (
+        events <= GROUP_MAX_EVENTS
+        and connection.vendor == "postgresql"
+        and not connection.in_atomic_block
+    )
+
+
+def _insert_batch(rows: list[_Row], counts: RequestCounts) -> list[tuple]:
     """Insert the events, advance the objects' state and the totals, all or nothing; return
-    rows new."""
-    event_rows = [_event_row(pair_id, event, received_at) for pair_id, event in matched]
-    state_rows = [_state_row(pair_id, event, received_at) for (pair_id, _), event in newest.items()]
+    the unique key of each row new: (pair_id, key, sequencer_order, event_name, status,
+    attempt), as ``event_unique_result``."""
+    event_rows = [_event_row(r.pair_id, r.event, r.received_at) for r in rows]
+    newest = newest_per_object(((r.pair_id, r.event.key), r) for r in rows)
+    state_rows = [_state_row(r.pair_id, r.event, r.received_at) for r in newest.values()]
     if connection.vendor == "postgresql":
         # Every write in one statement, atomic on its own: one round trip instead of six
         # (BEGIN, four INSERTs, COMMIT), which is most of the cost of a one-event post.
@@ -132,8 +202,9 @@ def _insert_batch(
         new = _insert_values(CopyEvent, event_rows, f"ON CONFLICT DO NOTHING {_RETURNING}")
         guarded = [
             (pair_id, key, name, status, etag, code, message, _sqlite_datetime(finished_at))
-            for pair_id, status, _, finished_at, key, name, etag, code, message in new
+            for pair_id, status, _, finished_at, key, name, etag, code, message, *_ in new
         ]
+        received_at = rows[0].received_at  # one post: groups are PostgreSQL's
         before = guard.old_states(guarded)  # the guard compares with the state before this batch
         _insert_values(ObjectState, state_rows, _STATE_UPSERT)
         restored = guard.restore_writes(guarded, before)  # a restore's own writes are not counted
@@ -146,7 +217,10 @@ def _insert_batch(
         add_hourly(hourly_tally_rows(results))
         add_freshness(results)
         add_requests(counts)
-    return len(new)
+    return [
+        (pair_id, key, order, name, status, attempt)
+        for pair_id, status, _, _, key, name, _, _, _, order, attempt in new
+    ]
 
 
 def match_pair(pairs: Iterable[BucketPair], event: Event) -> BucketPair | None:
@@ -285,8 +359,10 @@ def _state_upsert() -> str:
 
 _STATE_UPSERT = _state_upsert()
 # What the totals need of each event really inserted; from key on, what the guard needs.
+# Then the rest of the unique key, for telling each post of a group what was new.
 _RETURNING = (
-    "RETURNING pair_id, status, lag, finished_at, key, event_name, etag, error_code, error_message"
+    "RETURNING pair_id, status, lag, finished_at, key, event_name, etag, error_code, "
+    "error_message, sequencer_order, attempt"
 )
 
 
@@ -302,7 +378,7 @@ def _postgresql_batch(state_upsert: str) -> str:
         f"new_freshness AS ({freshness_tally_cte('new_events')}), "
         f"new_requests AS ({ingest_tally_cte()}), "
         f"new_guard AS ({guard.guard_tally_cte('new_events')}) "
-        "SELECT count(*) FROM new_events"
+        "SELECT pair_id, key, sequencer_order, event_name, status, attempt FROM new_events"
     )
 
 
@@ -317,9 +393,9 @@ _NO_SUCH_STATEMENT = "26000"  # SQLSTATE invalid_sql_statement_name
 _ONLY_WHEN_ASKED = 2**62
 
 
-def _run_prepared(sql: str, params: list) -> int:
+def _run_prepared(sql: str, params: list) -> list[tuple]:
     """PostgreSQL: run ``sql`` (``%s`` placeholders) with ``params`` as a statement prepared
-    on this connection; return the first column of its one row."""
+    on this connection; return its rows."""
     try:
         return _execute_prepared(sql, params)
     except ProgrammingError as error:
@@ -333,7 +409,7 @@ def _run_prepared(sql: str, params: list) -> int:
         return _execute_prepared(sql, params)
 
 
-def _execute_prepared(sql: str, params: list) -> int:
+def _execute_prepared(sql: str, params: list) -> list[tuple]:
     # Inside a caller's transaction, a savepoint, so that a failure here leaves the caller's
     # transaction usable.
     with _savepoint_if_in_transaction(), connection.wrap_database_errors:
@@ -343,7 +419,7 @@ def _execute_prepared(sql: str, params: list) -> int:
             raw.prepare_threshold = _ONLY_WHEN_ASKED
         with psycopg.RawCursor(raw) as cursor:
             cursor.execute(_numbered(sql, len(params)), params, prepare=True)
-            return cursor.fetchone()[0]
+            return cursor.fetchall()
 
 
 @functools.cache

@@ -52,6 +52,16 @@ class RequestCounts:
             counts.rejections[REJECTION_REASONS[status]] += 1
         return counts
 
+    @classmethod
+    def summed(cls, many: Iterable["RequestCounts"]) -> "RequestCounts":
+        """What several requests add together (a group of posts stored by one statement)."""
+        total = cls()
+        for counts in many:
+            total.requests.update(counts.requests)
+            total.rejections.update(counts.rejections)
+            total.guard_lookup_failures += counts.guard_lookup_failures
+        return total
+
     def rows(self) -> list[dict]:
         """Rows for IngestTally, in one fixed order (two requests never lock in opposite order)."""
         rows = [
