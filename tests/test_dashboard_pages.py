@@ -148,7 +148,7 @@ def test_overview_pages_its_rows_worst_first_and_counts_every_pair(client, viewe
     assert pair_names(last) == ["d"]
     assert re.search(lacking, last), "the totals count the pairs of every page"
     for body in (first, last):  # the day's copies too: the page's rows and the others'
-        assert re.search(r'figure">4</span><span class="label"[^>]*>copies since \d\d:00', body)
+        assert re.search(r'figure">4</span><span class="label"[^>]*>copies since <time', body)
         assert re.search(r'figure[^"]*">3</span><span class="label"[^>]*>failures since', body)
     found = client.get("/?q=FAIL").content.decode()
     assert pair_names(found) == ["z-failing"] and "Pairs 1 to 1 of 1" in found
@@ -171,8 +171,13 @@ def test_overview_day_figures_name_the_hour_they_count_from(client, viewer):
             )
         overview = client.get("/").content.decode()
         page = client.get("/pairs/photos/?window=24h").content.decode()
-    assert re.search(r'figure">1</span><span class="label"[^>]*>copies since 16:00<', overview)
-    assert "Since 2026-12-05 16:00 UTC" in overview
+    # The hour as a <time>, shown in the viewer's zone like every time of the page.
+    since = (
+        '<time datetime="2026-12-05T16:00:00Z" title="2026-12-05 16:00:00 UTC" '
+        'data-style="hour">16:00 UTC</time>'
+    )
+    assert re.search(rf'figure">1</span><span class="label"[^>]*>copies since {since}<', overview)
+    assert 'data-label="Copies since 16:00 UTC"' in overview
     assert re.search(r'figure">2</span><span class="label">copies, 24 hours<', page)
     assert "from 2026-12-05 15:45 UTC to now" in page
 

@@ -53,3 +53,11 @@ def test_reasons_on_pages_go_through_the_filter():
     template = Template("{% load dashboard %}{{ reason|localtimes:at }}")
     html = template.render(Context({"reason": "OK since 14:02 UTC", "at": WRITTEN}))
     assert 'title="2026-11-27 14:02:00 UTC"' in html
+
+
+def test_utctime_in_the_hour_style_shows_the_hour_alone_and_the_date_on_hover():
+    html = utctime(datetime(2026, 11, 27, 14, 0, tzinfo=UTC), "hour")
+    assert html == (
+        '<time datetime="2026-11-27T14:00:00Z" title="2026-11-27 14:00:00 UTC" '
+        'data-style="hour">14:00 UTC</time>'
+    )

@@ -115,11 +115,9 @@ def overview(request):
             "spark_window": SPARKLINE_WINDOW,
             # The day's figures are the sparkline's hours, the current one so far included:
             # their labels name the first (a pair page's 24 hours begin elsewhere).
-            "day_since": f"{SPARKLINE_WINDOW.start(now):%H:%M}",
-            "day_since_title": (
-                f"Since {SPARKLINE_WINDOW.start(now):%Y-%m-%d %H:%M} UTC: the sparkline's 24 "
-                "hours, this one so far included"
-            ),
+            "day_since": SPARKLINE_WINDOW.start(now),
+            # The same as text for the cells' labels on a phone (an attribute holds no <time>).
+            "day_since_utc": f"{SPARKLINE_WINDOW.start(now):%H:%M} UTC",
         },
     )
 

@@ -18,13 +18,13 @@ register = template.Library()
 @register.filter
 def utctime(value: datetime | None, style: str = "datetime"):
     """A ``<time>`` in UTC with UTC on hover; static/dashboard/localtime.js shows it in the
-    viewer's time zone."""
+    viewer's time zone. ``style`` "hour" shows the hour and minute alone (the date on hover)."""
     if value is None:
         return ""
     value = value.astimezone(UTC)
     iso = value.isoformat().replace("+00:00", "Z")
     full = f"{value:%Y-%m-%d %H:%M:%S} UTC"
-    shown = f"{value:%Y-%m-%d %H:%M} UTC"
+    shown = f"{value:%H:%M} UTC" if style == "hour" else f"{value:%Y-%m-%d %H:%M} UTC"
     return format_html(
         '<time datetime="{}" title="{}" data-style="{}">{}</time>', iso, full, style, shown
     )

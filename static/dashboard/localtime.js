@@ -22,7 +22,8 @@
       var when = new Date(node.getAttribute("datetime"));
       if (isNaN(when.getTime())) continue;
       var style = node.getAttribute("data-style");
-      node.textContent = style === "short" ? short(when) : (style === "time" ? timeOnly : full).format(when);
+      node.textContent = style === "short" ? short(when)
+        : (style === "time" ? timeOnly : style === "hour" ? hourMinute : full).format(when);
       node.setAttribute("data-local", "");
     }
   }
