@@ -28,6 +28,7 @@ from replication.models import (
 )
 from tests.factories import event_payload, make_ingest_key, make_pair
 from tests.postgresql import requires_postgresql
+from tests.waiting import PATIENCE, until
 
 URL = "/api/v1/events"
 
@@ -689,9 +690,6 @@ def test_a_connection_that_died_answers_503_and_is_replaced_for_the_next_post(pa
 
 # --- Posts made at once share a statement (group commit) ----------------------------------
 
-# Generous: only a broken implementation waits this long (no test measures time).
-PATIENCE = 30
-
 
 class HeldStatements:
     """Records the events of each ingest statement and holds the first until released, as a
@@ -733,23 +731,14 @@ class Sender(threading.Thread):
         return self.response.status_code, self.response.json()
 
 
-def _until(condition) -> None:
-    pause = threading.Event()
-    for _ in range(PATIENCE * 1000):
-        if condition():
-            return
-        pause.wait(0.001)
-    raise AssertionError("never happened")
-
-
 def _post_while_the_first_is_held(held: HeldStatements, key, *bodies) -> list[Sender]:
     """The first body's statement is held; the others are posted meanwhile, in this order."""
     senders = [Sender(key, body) for body in bodies]
     senders[0].start()
-    _until(lambda: held.events)
+    until(lambda: held.events)
     for n, sender in enumerate(senders[1:], start=1):
         sender.start()
-        _until(lambda n=n: store._groups.queued == n)
+        until(lambda n=n: store._groups.queued == n)
     return senders
 
 

@@ -6,9 +6,7 @@ import threading
 import pytest
 
 from replication.ingest.grouping import GroupCommit
-
-# Generous: only a broken implementation waits this long (no test measures time).
-PATIENCE = 30
+from tests.waiting import PATIENCE, until
 
 
 class Statements:
@@ -50,15 +48,6 @@ class Poster(threading.Thread):
         self.join(PATIENCE)
         assert not self.is_alive()
         return self
-
-
-def until(condition) -> None:
-    pause = threading.Event()
-    for _ in range(PATIENCE * 1000):
-        if condition():
-            return
-        pause.wait(0.001)
-    raise AssertionError("never happened")
 
 
 def a_statement_running(grouping: GroupCommit, statements: Statements) -> Poster:
