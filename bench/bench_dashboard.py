@@ -222,9 +222,15 @@ def fill(pairs: int, events: int, days: int) -> None:
 
 
 def top_up(per_hour: int) -> None:
-    """Add the last hour's events (and the totals ingest would have kept), so that a
-    database filled earlier has a live last hour again: health's exact lag percentiles and
-    the hour not folded yet cost what they cost on a running site."""
+    """Let the site go on receiving ``per_hour`` events an hour from its newest event (at
+    most the last hour) to now, with the totals ingest would have kept: a database filled
+    earlier then has a live last hour again, where health's exact lag percentiles and the
+    hour not folded yet cost what they cost on a running site.
+
+    The events are appended in the order a site receives them, by finish time: the last
+    hour's rows then lie together at the end of the table, as they do on a site. (Events
+    spread over an hour that already holds some would interleave with them, one table page
+    per row, which no site's table does.)"""
     from django.db import connection
 
     from replication.models import BucketPair
@@ -232,18 +238,25 @@ def top_up(per_hour: int) -> None:
     started = time.perf_counter()
     pairs = BucketPair.objects.count()
     with connection.cursor() as cursor:
-        cursor.execute("SELECT coalesce(max(id), 0) FROM replication_copyevent")
-        before = cursor.fetchone()[0]
-        params = {"events": per_hour, "pairs": pairs, "span": 3600, "first": before + 1}
-        cursor.execute(EVENTS_SQL, params)
-        for _, sql in tally_sqls(after_id=before):
-            cursor.execute(sql)
-        cursor.execute("ANALYZE replication_copyevent")
+        cursor.execute(
+            "SELECT coalesce(max(id), 0), "
+            "extract(epoch FROM now() - greatest(max(finished_at), now() - interval '1 hour')) "
+            "FROM replication_copyevent"
+        )
+        before, span = cursor.fetchone()
+        span = float(span if span is not None else 3600)
+        events = int(per_hour * span / 3600)
+        if events:
+            params = {"events": events, "pairs": pairs, "span": span, "first": before + 1}
+            cursor.execute(EVENTS_SQL + " ORDER BY e.finished_at", params)
+            for _, sql in tally_sqls(after_id=before):
+                cursor.execute(sql)
+            cursor.execute("ANALYZE replication_copyevent")
     from replication.ingest.folding import fold_closed_hours
 
     fold_closed_hours()  # as beat would have within five minutes
     elapsed = time.perf_counter() - started
-    print(f"topped up: {per_hour:,} events in the last hour, in {elapsed:.0f} s")
+    print(f"topped up: {events:,} events over the last {span:,.0f} s, in {elapsed:.0f} s")
 
 
 def measure(client, url: str, requests: int) -> dict[str, float]:
@@ -324,7 +337,8 @@ def main() -> None:
         type=int,
         default=0,
         metavar="N",
-        help="with --keep: first add N events over the last hour (a filled database ages)",
+        help="with --keep: first let the site receive N events an hour from its newest "
+        "event to now (at most the last hour): a filled database ages",
     )
     args = parser.parse_args()
 
