@@ -89,6 +89,11 @@ def _braces_for(names: list[str]):
         return lambda values: ""
     if len(names) == 1:
         return lambda values: _one_label(names[0], values[0])
+    if len(names) == 2:
+        # Most families with a series per pair have two labels: written without a join.
+        first, second = sorted(range(2), key=names.__getitem__)
+        a, b = names[first], names[second]
+        return lambda values: f'{{{a}="{_escape(values[first])}",{b}="{_escape(values[second])}"}}'
     order = sorted(range(len(names)), key=names.__getitem__)
     return lambda values: "{" + ",".join(f'{names[i]}="{_escape(values[i])}"' for i in order) + "}"
 

@@ -2,6 +2,7 @@
 /metrics (which reports). No Django."""
 
 import bisect
+from itertools import accumulate
 
 # Upper bounds in seconds, chosen for replication lag: a healthy Lambda copy takes a second
 # or two, S3 Replication Time Control promises 15 minutes, and beyond an hour the exact
@@ -24,13 +25,8 @@ def bucket_index_sql(seconds: str) -> str:
 
 def cumulative(counts: dict[int, int]) -> list[tuple[str, int]]:
     """(le, count) pairs as Prometheus wants them, from counts per bucket index."""
-    result, total = [], 0
-    for i, bound in enumerate(LAG_BUCKETS):
-        total += counts.get(i, 0)
-        result.append((_le(bound), total))
-    result.append(("+Inf", total + counts.get(OVERFLOW, 0)))
-    return result
+    return list(zip(_LE, accumulate(counts.get(i, 0) for i in range(OVERFLOW + 1)), strict=True))
 
 
-def _le(bound: float) -> str:
-    return repr(bound)
+# The buckets' "le" labels, written once: a scrape writes them for every pair.
+_LE = (*(repr(bound) for bound in LAG_BUCKETS), "+Inf")

@@ -144,7 +144,8 @@ def families(snapshot: Snapshot) -> Iterator[Metric | Family]:
         ["pair"],
     )
     # Read once: each is rebuilt on every access, and a thousand pairs ask for them.
-    statuses, states, verdicts = CopyStatus.values, list(State), ReconcileRun.Verdict.values
+    statuses, verdicts = CopyStatus.values, ReconcileRun.Verdict.values
+    states = [(state, state.value) for state in State]
     for item in sorted(snapshot.pairs, key=lambda p: p.pair.name):
         name, facts = item.pair.name, item.facts
         by_status = snapshot.copies.get(item.pair.pk, {})
@@ -161,8 +162,9 @@ def families(snapshot: Snapshot) -> Iterator[Metric | Family]:
         behind.add_metric([name], facts.lacking.total)
         behind_by = facts.lacking.behind_by(snapshot.now)
         behind_seconds.add_metric([name], behind_by.total_seconds() if behind_by else 0)
-        for state in states:
-            health.add_metric([name, state.value], 1 if item.health.state == state else 0)
+        current = item.health.state
+        for state, value in states:
+            health.add_metric([name, value], 1 if current == state else 0)
         run = facts.last_verdict_run
         if run is not None:
             for kind in RECONCILE_KINDS:
