@@ -23,6 +23,7 @@ from tests.restore_support import at, moments, versioned
 
 GOOD = "9d5ed678fe57bcca610140957afab571"  # the ETag of the content a restore brings back
 BAD = "6f1ed002ab5595859014ebf0951522d9"  # the ETag of the damage
+KMS = "e4b6d0a1f3c2b5a7d9e8f1c0b3a2d5e6"  # the ETag a source that encrypts with KMS gave it
 
 
 @pytest.fixture(autouse=True)
@@ -41,9 +42,16 @@ def a_restore(pair, *objects, into_source=True, status=RestoreJob.Status.RUNNING
         status=status,
         **fields,
     )
-    for key, etag, outcome in objects:
+    for key, etag, outcome, *written in objects:
         RestoredObject.objects.create(
-            job=job, key=key, version_id="v1", size=3, etag=etag, target_key=key, outcome=outcome
+            job=job,
+            key=key,
+            version_id="v1",
+            size=3,
+            etag=etag,
+            target_key=key,
+            outcome=outcome,
+            written_etag=written[0] if written else "",
         )
     return job
 
@@ -95,6 +103,21 @@ def test_a_restores_own_write_copied_back_is_not_counted(client, pair, ingest_ke
     report(client, ingest_key, copied("a.jpg", GOOD, "02"), copied("b.jpg", f'"{GOOD}"', "02"))
 
     assert changes(pair) == 0
+
+
+@pytest.mark.parametrize("outcome", ["restored", "failed"], ids=["proven", "unproven"])
+def test_a_restores_write_into_a_kms_source_is_known_by_the_etag_its_copy_wrote(
+    client, pair, ingest_key, outcome
+):
+    # The copy's ETag is not the version's, so the Lambda reports another ETag; a copy that
+    # no checksum proved is failed, yet it wrote the object all the same.
+    report(client, ingest_key, copied("a.jpg", BAD, "01"))
+    a_restore(pair, ("a.jpg", GOOD, outcome, KMS))
+
+    report(client, ingest_key, copied("a.jpg", KMS, "02"))
+
+    assert changes(pair) == 0
+    assert writes.recognise(pair.pk, [("a.jpg", f'"{KMS}"')], timezone.now()) == {("a.jpg", KMS)}
 
 
 def test_the_same_key_with_other_content_is_counted(client, pair, ingest_key):
@@ -172,16 +195,27 @@ def test_a_hold_says_restoring_while_a_restore_into_the_source_may_see_copies_ba
 
 
 def test_the_restored_lookup_names_exactly_the_restores_writes(client, pair, ingest_key):
-    a_restore(pair, ("a.jpg", GOOD, "restored"), ("b.jpg", GOOD, "failed"))
+    a_restore(
+        pair,
+        ("a.jpg", GOOD, "restored"),
+        ("b.jpg", GOOD, "failed"),
+        ("d.jpg", GOOD, "restored", KMS),
+    )
     asked = [
         {"key": "a.jpg", "etag": GOOD},
         {"key": "a.jpg", "etag": BAD},
         {"key": "b.jpg", "etag": GOOD},
         {"key": "c.jpg", "etag": GOOD},
+        {"key": "d.jpg", "etag": KMS},
+        {"key": "d.jpg", "etag": BAD},
     ]
     response = signed_post(client, ingest_key, "/api/v1/pairs/photos/restored", {"objects": asked})
     assert response.status_code == 200
-    assert response.json() == {"pair": "photos", "restored": [{"key": "a.jpg", "etag": GOOD}]}
+    restored = response.json()["restored"]
+    assert sorted(restored, key=lambda o: o["key"]) == [
+        {"key": "a.jpg", "etag": GOOD},
+        {"key": "d.jpg", "etag": KMS},
+    ]
 
 
 @pytest.mark.parametrize(

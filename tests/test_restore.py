@@ -259,6 +259,41 @@ def test_a_restore_whose_copies_outlast_the_progress_interval_reports_and_goes_o
     assert held(s3, "restored") == states[3]
 
 
+def test_a_copy_that_wrote_another_etag_is_recorded_with_it(s3, pair, history, monkeypatch):
+    # As into a target that encrypts with KMS: the copy's ETag is not the version's.
+    s3.create_bucket(Bucket="restored")
+    real_copy = copier.copy_version
+
+    def kms_copy(*args):
+        done = real_copy(*args)
+        return copier.Restored(done.ok, f"kms-{done.etag}", "checksum")
+
+    monkeypatch.setattr(restores, "copy_version", kms_copy)
+
+    job = restore(pair, timezone.now(), "restored")
+
+    assert job.status == RestoreJob.Status.SUCCEEDED, job.error
+    rows = list(job.outcomes.all())
+    assert rows and all(row.written_etag == f"kms-{row.etag}" for row in rows)
+
+
+def test_the_etag_a_copy_wrote_is_saved_as_it_ends_not_with_the_next_batch(pair):
+    # The Lambda reports the write within seconds; outcomes are saved every few seconds.
+    job = RestoreJob.objects.create(
+        pair=pair, at=timezone.now(), target_bucket=pair.source_bucket, into_source=True
+    )
+    row = RestoredObject.objects.create(
+        job=job, key="a.jpg", version_id="v1", size=3, etag="e" * 32, target_key="a.jpg"
+    )
+    progress = restores._Progress(job, on_progress=None)
+
+    row.outcome, row.written_etag = RestoredObject.Outcome.RESTORED, "k" * 32
+    progress.add(row)
+
+    saved = RestoredObject.objects.get(pk=row.pk)
+    assert (saved.written_etag, saved.outcome) == ("k" * 32, RestoredObject.Outcome.PENDING)
+
+
 def test_a_job_another_attempt_took_over_stops_without_finishing_it(s3, pair, history):
     s3.create_bucket(Bucket="restored")
     request = restores.make_request(pair, at=timezone.now(), to="restored")

@@ -129,6 +129,14 @@ class RestoredObject(models.Model):
     version_id = models.CharField(max_length=1024)
     size = models.BigIntegerField()
     etag = models.CharField(max_length=80)
+    # A target that encrypts with KMS gives the object it writes an ETag of its own, and the
+    # Lambda reports that one when it copies the write back: recorded as soon as the copy
+    # returns, so that the guard knows the write for the restore's (writes.py).
+    written_etag = models.CharField(
+        max_length=128,
+        blank=True,
+        help_text="The ETag the copy wrote, when it is not the version's (a KMS target).",
+    )
     target_key = models.TextField()
     outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.PENDING)
     verified_by = models.CharField(max_length=16, blank=True)  # etag, checksum, head

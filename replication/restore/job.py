@@ -486,6 +486,8 @@ def _restore_one(s3, row: RestoredObject, check_first: bool, request: Request) -
             row.target_key,
         )
         row.outcome = Outcome.RESTORED if result.ok else Outcome.FAILED
+        # Written even when unproven: the object is there, with the ETag S3 gave it.
+        row.written_etag = result.etag if result.etag and result.etag != row.etag else ""
         row.verified_by = result.verified_by
         row.error_code = result.error_code
         row.error = result.error
@@ -504,6 +506,10 @@ class _Progress:
         self.restored_any = False
 
     def add(self, row: RestoredObject) -> None:
+        if row.written_etag:
+            # Saved now, not with the next batch: the Lambda's report of the write comes
+            # within a second or two, and the guard must know its ETag by then.
+            update_rows(RestoredObject, [row], ["written_etag"])
         if row.outcome == Outcome.RESTORED:
             self.restored_any = True
         elif not self.restored_any and row.error_code in _REFUSED:
@@ -555,7 +561,7 @@ class _Progress:
             raise Superseded
 
 
-_OUTCOME_FIELDS = ("outcome", "verified_by", "error_code", "error", "finished_at")
+_OUTCOME_FIELDS = ("outcome", "written_etag", "verified_by", "error_code", "error", "finished_at")
 
 
 def save_outcomes(rows: list[RestoredObject]) -> None:

@@ -8,8 +8,10 @@ the damage. It is the recovery, not a destructive change: the guard neither coun
 
 Recognised: a key with the ETag an into-source restore of the pair set out to write it with
 (its outcome row pending or restored: a copy's outcome is saved a few seconds after the copy),
-seen from the job's creation until LATE_COPIES after its end. The same key with other
-content is not: that is a change like any other.
+or with the ETag its copy wrote when that is another (``written_etag``: a source that
+encrypts with KMS gives each object it stores an ETag of its own; saved as soon as the copy
+returns), seen from the job's creation until LATE_COPIES after its end. The same key with
+other content is not: that is a change like any other.
 """
 
 from collections.abc import Iterable
@@ -35,12 +37,21 @@ def unquoted(etag: str | None) -> str:
 def written(pair_id: int, keys: Iterable[str]) -> dict[tuple[str, str], list[Window]]:
     """{(key, ETag): the windows of the into-source restores of the pair that wrote it} for
     ``keys`` (one query)."""
-    rows = RestoredObject.objects.filter(
-        job__pair_id=pair_id, job__into_source=True, key__in=list(keys), outcome__in=_WRITTEN
-    ).values_list("key", "etag", "job__created_at", "job__finished_at")
+    keys = list(keys)
+    rows = (
+        RestoredObject.objects.filter(job__pair_id=pair_id, job__into_source=True, key__in=keys)
+        .filter(Q(outcome__in=_WRITTEN) | ~Q(written_etag=""))
+        .values_list(
+            "key", "etag", "written_etag", "outcome", "job__created_at", "job__finished_at"
+        )
+    )
     found: dict[tuple[str, str], list[Window]] = {}
-    for key, etag, created_at, finished_at in rows:
-        found.setdefault((key, unquoted(etag)), []).append((created_at, finished_at))
+    for key, etag, written_etag, outcome, created_at, finished_at in rows:
+        window = (created_at, finished_at)
+        if outcome in _WRITTEN:
+            found.setdefault((key, unquoted(etag)), []).append(window)
+        if written_etag:
+            found.setdefault((key, unquoted(written_etag)), []).append(window)
     return found
 
 
@@ -83,6 +94,6 @@ def written_sql(event: str) -> str:
         f"AND j.created_at <= {event}.finished_at "
         f"AND (j.finished_at IS NULL OR {event}.finished_at <= j.finished_at "
         f"+ interval '{late} seconds') "
-        f"AND r.key = {event}.key AND r.etag = btrim({event}.etag, '\"') "
-        f"AND r.outcome IN ({written}))"
+        f"AND r.key = {event}.key AND ((r.etag = btrim({event}.etag, '\"') "
+        f"AND r.outcome IN ({written})) OR r.written_etag = btrim({event}.etag, '\"')))"
     )
