@@ -13,6 +13,7 @@ gc.collect()
 gc.freeze()
 # A page or scrape about a thousand pairs makes a few hundred thousand short-lived objects;
 # at the default threshold (a young-generation pass every 700 allocations) the collector ran
-# some 300 times a request. Every 10,000: overview p95 140 -> 133 ms, scrape 195 -> 180 ms
-# (bench/bench_dashboard.py and bench_metrics.py at 1,000 pairs). Cycles are still collected.
+# 31 times an overview and 151 times a scrape. Every 10,000: 1 and 8 times; overview p95
+# 140 -> 133 ms, scrape 195 -> 180 ms (the 20M-event bench database, 1,000 pairs). Cycles
+# are still collected.
 gc.set_threshold(10_000, 10, 10)
