@@ -748,9 +748,16 @@ def _requests_counted(code: str) -> int:
     )
 
 
-@requires_postgresql("posts are grouped on PostgreSQL only; SQLite takes one writer at a time")
-@pytest.mark.postgres
-@pytest.mark.django_db(transaction=True)
+def _grouped(test):
+    """A group-commit test: real threads and connections, so real transactions, on
+    PostgreSQL."""
+    test = pytest.mark.django_db(transaction=True)(test)
+    test = pytest.mark.postgres(test)
+    why = "posts are grouped on PostgreSQL only; SQLite takes one writer at a time"
+    return requires_postgresql(why)(test)
+
+
+@_grouped
 def test_posts_made_while_a_statement_runs_are_stored_together_each_told_its_own_counts(
     pair, ingest_key, monkeypatch
 ):
@@ -778,9 +785,7 @@ def test_posts_made_while_a_statement_runs_are_stored_together_each_told_its_own
     assert _requests_counted("202") == 4
 
 
-@requires_postgresql("posts are grouped on PostgreSQL only; SQLite takes one writer at a time")
-@pytest.mark.postgres
-@pytest.mark.django_db(transaction=True)
+@_grouped
 def test_an_event_in_two_posts_of_one_statement_is_stored_once_and_new_for_the_first(
     pair, ingest_key, monkeypatch
 ):
@@ -806,9 +811,7 @@ def test_an_event_in_two_posts_of_one_statement_is_stored_once_and_new_for_the_f
     assert sum(CopyTally.objects.values_list("copies", flat=True)) == 3
 
 
-@requires_postgresql("posts are grouped on PostgreSQL only; SQLite takes one writer at a time")
-@pytest.mark.postgres
-@pytest.mark.django_db(transaction=True)
+@_grouped
 def test_a_post_that_fails_its_statement_fails_alone_and_the_rest_of_it_is_stored(
     pair, ingest_key, monkeypatch
 ):
@@ -837,9 +840,7 @@ def test_a_post_that_fails_its_statement_fails_alone_and_the_rest_of_it_is_store
     assert (_requests_counted("202"), _requests_counted("503")) == (4, 1)
 
 
-@requires_postgresql("posts are grouped on PostgreSQL only; SQLite takes one writer at a time")
-@pytest.mark.postgres
-@pytest.mark.django_db(transaction=True)
+@_grouped
 def test_a_post_of_many_events_is_stored_alone_without_waiting_for_a_statement(
     pair, ingest_key, monkeypatch
 ):
